@@ -1,0 +1,44 @@
+# tfkit: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test test-all lint format bench tensorboard clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tfkit train configs/digits_cnn.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --timeout=900
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m '' --timeout=3600
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tfkit tests benchmarks examples
+	$(VENV)/bin/ruff format --check tfkit tests benchmarks examples
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format tfkit tests benchmarks examples
+	$(VENV)/bin/ruff check --fix tfkit tests benchmarks examples
+
+BENCH_JSON ?= bench.json
+BENCH_FLAGS ?= --quick
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(BENCH_FLAGS) --json $(BENCH_JSON)
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir runs --host 127.0.0.1
+
+clean:
+	rm -rf runs bench.json .pytest_cache

@@ -1,0 +1,33 @@
+"""Shared test set-up: quiet TensorFlow, 2 logical CPU devices for strategy tests."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+
+def _split_cpu():
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    except RuntimeError:
+        pass  # already initialised by an earlier import; the tests that need 2 check
+
+
+@pytest.fixture(scope="session", autouse=True)
+def two_logical_cpus():
+    """Give the test session 2 logical CPU devices (must happen before TF initialises)."""
+    _split_cpu()
+    yield
+
+
+@pytest.fixture
+def run_root(tmp_path):
+    """A fresh root for run directories."""
+    return tmp_path / "runs"

@@ -1,0 +1,170 @@
+"""The `tfkit` command.
+
+Every subcommand is a function `(args) -> int` living next to the code it drives; this
+module only parses arguments and imports the handler when the command runs, so `tfkit
+--help` and `tfkit config ...` never import TensorFlow.
+
+Exit status: 0 success, 2 user error (one message on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from tfkit.errors import UserError
+
+# command path -> "module:function"; imported only when that command runs
+HANDLERS = {
+    "config show": "tfkit.cli:config_show",
+    "config validate": "tfkit.cli:config_validate",
+    "data convert": "tfkit.data.tools:convert_command",
+    "data inspect": "tfkit.data.tools:inspect_command",
+    "train": "tfkit.training.commands:train_command",
+    "evaluate": "tfkit.training.commands:evaluate_command",
+    "predict": "tfkit.training.commands:predict_command",
+    "launch": "tfkit.launch:launch_command",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    if config_required:
+        p.add_argument("config", help="experiment YAML file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=3 (repeatable)",
+    )
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", help="write the run here instead of runs/<name>/<NNNNN>")
+    p.add_argument("--runs-root", default="runs", help="parent of numbered run dirs (default: runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every tfkit command."""
+    parser = argparse.ArgumentParser(
+        prog="tfkit",
+        description="Keras-first TensorFlow toolkit: data, models, training, tuning, StyleGAN.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="show or validate an experiment config")
+    cfg_sub = cfg.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    p = cfg_sub.add_parser("show", help="print the resolved config (every default filled in)")
+    _add_config_args(p)
+    p = cfg_sub.add_parser("validate", help="check a config and report every problem")
+    _add_config_args(p)
+
+    data = sub.add_parser("data", help="convert data to TFRecords, inspect datasets")
+    data_sub = data.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    p = data_sub.add_parser("convert", help="write sharded TFRecords plus a schema file")
+    p.add_argument("--from", dest="source_format", required=True, choices=["npz", "csv", "parquet", "images"])
+    p.add_argument("src", help="source file or image directory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB")
+    p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"])
+    p.add_argument("--resolution", type=int, help="images: square size (power of two)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="images: resize to H W")
+    p.add_argument("--color-mode", default="rgb", choices=["rgb", "grayscale"])
+    p.add_argument("--fit", default="crop", choices=["crop", "pad"], help="images: make square by centre crop or pad")
+    p.add_argument("--labels", default="inferred", choices=["inferred", "none"])
+    p.add_argument("--label", help="csv/parquet: label column")
+    p.add_argument("--features", nargs="+", help="csv/parquet: feature columns (default: all but label)")
+    p.add_argument("--x", default="x", help="npz: feature array name")
+    p.add_argument("--y", default="y", help="npz: label array name")
+    p.add_argument("--overwrite", action="store_true")
+    p = data_sub.add_parser("inspect", help="read every record, print schema, count and examples")
+    p.add_argument("path", help="TFRecord directory, file or glob")
+    p.add_argument("--examples", type=int, default=3)
+    p.add_argument("--grid", metavar="OUT_PNG", help="write a PNG grid of image examples")
+    p.add_argument("--ignore-errors", action="store_true", help="skip corrupt records and count them")
+
+    p = sub.add_parser("train", help="train a model from a config")
+    _add_config_args(p)
+    _add_run_args(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+
+    p = sub.add_parser("predict", help="predict with a trained run")
+    p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")
+    p.add_argument("--input", required=True, help=".npy, .npz, .csv, .parquet or image directory")
+    p.add_argument("--output", required=True, help=".npy, .npz or .csv")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
+    p.add_argument("--timeout", type=float, default=0, help="stop all workers after this many seconds")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    return parser
+
+
+def _handler(name: str):
+    module, _, func = HANDLERS[name].partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def config_show(args: argparse.Namespace) -> int:
+    """Print the resolved config as YAML."""
+    from tfkit.config import dump_yaml, load_config
+
+    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def config_validate(args: argparse.Namespace) -> int:
+    """Validate a config; print OK or raise a UserError listing every problem."""
+    from tfkit.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    print(f"{args.config}: OK ({cfg.name}: data={cfg.data.source.kind}, model={cfg.model.name}, loop={cfg.train.loop})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tfkit` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    name = args.command
+    if getattr(args, "subcommand", None):
+        name = f"{name} {args.subcommand}"
+    if name not in HANDLERS:
+        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+        return 2
+    try:
+        return int(_handler(name)(args) or 0)
+    except UserError as err:
+        print(f"tfkit {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"tfkit {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        if os.environ.get("TFKIT_DEBUG") != "1":
+            import traceback
+
+            traceback.print_exc()
+            print(
+                f"tfkit {name}: internal error (a bug in tfkit; the traceback above helps us fix it)",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,711 @@
+"""Experiment configuration: YAML files parsed into strict pydantic models.
+
+One experiment file has the sections `name`, `data`, `model`, `train`, `runtime` (and, for
+the later capabilities, `tune` and `gan`). Every model forbids unknown keys, so a typo is
+an error that names the dotted key and lists the valid ones. `--set a.b=v` overrides are
+applied to the raw YAML tree before validation, so they are type-checked like the file.
+
+This module imports no TensorFlow: `tfkit config validate` stays instant.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tfkit.errors import UserError
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+
+
+class DigitsSource(Strict):
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes); no download."""
+
+    kind: Literal["digits"]
+    layout: Literal["image", "flat"] = "image"  # (8, 8, 1) images or 64 features
+
+
+class ShapesSource(Strict):
+    """Procedurally drawn RGB circles, squares and triangles with class labels."""
+
+    kind: Literal["shapes"]
+    count: int = Field(2000, ge=1)
+    resolution: int = Field(32, ge=4)
+    seed: int = 0
+
+    @field_validator("resolution")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two. Received: resolution={v}")
+        return v
+
+
+class TabularBinarySource(Strict):
+    """Synthetic binary classification table shaped like the seed's MLP (50 features)."""
+
+    kind: Literal["tabular_binary"]
+    count: int = Field(4000, ge=1)
+    features: int = Field(50, ge=1)
+    seed: int = 0
+
+
+class TwoInputSource(Strict):
+    """Synthetic two-input data for the seed's functional model (50 + 10 features, 5 classes)."""
+
+    kind: Literal["two_input"]
+    count: int = Field(4000, ge=1)
+    seed: int = 0
+
+
+class SequencesSource(Strict):
+    """Synthetic sequences for recurrent models: the class is decided by a temporal pattern."""
+
+    kind: Literal["sequences"]
+    count: int = Field(2000, ge=1)
+    length: int = Field(20, ge=2)
+    features: int = Field(4, ge=1)
+    classes: int = Field(3, ge=2)
+    seed: int = 0
+
+
+class RegressionSource(Strict):
+    """Synthetic linear regression with heavy-tailed outliers (where a Huber loss pays off)."""
+
+    kind: Literal["regression"]
+    count: int = Field(4000, ge=1)
+    features: int = Field(8, ge=1)
+    noise: float = Field(0.1, ge=0)
+    outlier_fraction: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+
+
+class NpzSource(Strict):
+    """Arrays in a `.npz` (or `.npy` for features only) file.
+
+    `x` names the feature array, or a list of arrays for a multi-input model; `y` the label
+    array (null for unlabelled data).
+    """
+
+    kind: Literal["npz"]
+    path: str
+    x: str | list[str] = "x"
+    y: str | None = "y"
+
+
+class TableSource(Strict):
+    """A CSV or Parquet file read with pyarrow.
+
+    `features` is a list of columns (one input) or a map of input name -> columns
+    (multi-input model); null means every column but the label.
+    """
+
+    kind: Literal["csv", "parquet"]
+    path: str
+    features: list[str] | dict[str, list[str]] | None = None
+    label: str | None = None
+    sample_weight: str | None = None
+
+
+class TFRecordFeature(Strict):
+    """One feature of a TFRecord written without a tfkit schema file."""
+
+    name: str
+    dtype: Literal["float32", "int64", "string", "uint8"]
+    shape: list[int] = Field(default_factory=list)
+    varlen: bool = False
+    encoded: Literal["raw", "png", "jpeg"] | None = None  # for string features holding images
+
+
+class TFRecordSource(Strict):
+    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, or a glob.
+
+    With a tfkit schema file (`schema.json` beside the shards) nothing else is needed;
+    otherwise declare `features` (see `tfkit data inspect`).
+    """
+
+    kind: Literal["tfrecord"]
+    path: str
+    compression: Literal["", "GZIP", "ZLIB", "auto"] = "auto"
+    features: list[TFRecordFeature] | None = None
+    inputs: list[str] | None = None  # feature names fed to the model (default: all but label)
+    label: str | None = "label"
+
+
+class ImagesSource(Strict):
+    """An image folder with one subfolder per class (or flat, unlabelled)."""
+
+    kind: Literal["images"]
+    path: str
+    image_size: tuple[int, int] = (64, 64)
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
+    labels: Literal["inferred", "none"] = "inferred"
+
+
+class TfdsSource(Strict):
+    """A tensorflow-datasets dataset read from `data_dir`; never downloads unless asked."""
+
+    kind: Literal["tfds"]
+    name: str
+    data_dir: str | None = None
+    split: str = "train"
+    download: bool = False
+    as_supervised: bool = True
+
+
+SourceConfig = Annotated[
+    Union[
+        DigitsSource,
+        ShapesSource,
+        TabularBinarySource,
+        TwoInputSource,
+        SequencesSource,
+        RegressionSource,
+        NpzSource,
+        TableSource,
+        TFRecordSource,
+        ImagesSource,
+        TfdsSource,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class SplitConfig(Strict):
+    """Fractions of the source for train/val/test, drawn with `seed`; must sum to 1."""
+
+    train: float = Field(0.8, ge=0, le=1)
+    val: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"split fractions must sum to 1. Received: train={self.train}, "
+                f"val={self.val}, test={self.test} (sum {total:g})"
+            )
+        if self.train <= 0:
+            raise ValueError(f"split.train must be > 0. Received: train={self.train}")
+        return self
+
+
+class AugmentConfig(Strict):
+    """Image augmentation as Keras preprocessing layers, applied to the train split only."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(0.0, ge=0, le=1)  # fraction of 2*pi
+    zoom: float = Field(0.0, ge=0, lt=1)
+    translation: float = Field(0.0, ge=0, lt=1)
+    contrast: float = Field(0.0, ge=0, lt=1)
+
+
+class DataConfig(Strict):
+    """The data section: where examples come from and how the pipeline serves them."""
+
+    source: SourceConfig = Field(default_factory=lambda: DigitsSource(kind="digits"))
+    val_source: SourceConfig | None = None  # separate validation data instead of a split
+    test_source: SourceConfig | None = None
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    batch_size: int = Field(32, ge=1)
+    drop_remainder: bool = False
+    shuffle_buffer: int = Field(10_000, ge=0)  # 0 disables shuffling
+    seed: int | None = None  # shuffling seed; default runtime.seed
+    repeat: bool = False
+    cache: str = "memory"  # "none", "memory" or a file path prefix
+    prefetch: bool = True
+    num_parallel_calls: Literal["autotune"] | int = "autotune"
+    deterministic: bool = True
+    normalize: Literal["none", "rescale", "standardize", "minus_one_one"] = "none"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    xflip: bool = False  # random x-flip at read time (GAN augmentation)
+    ignore_errors: bool = False  # skip corrupt records/images, report the count
+    one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must be 'none', 'memory' or a file path prefix. Received: ''")
+        return v
+
+
+# --------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------
+
+
+class LayerSpec(Strict):
+    """A dense layer: units, activation, and which implementation (Keras or tfkit's own)."""
+
+    units: int = Field(..., ge=1)
+    activation: str | None = "relu"
+    impl: Literal["keras", "custom"] = "keras"
+
+
+class MLPModel(Strict):
+    """`keras.Sequential` MLP (the seed's binary classifier: 128 -> 64 -> 1 sigmoid)."""
+
+    name: Literal["mlp"]
+    units: list[int] = Field(default_factory=lambda: [128, 64])
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batch_norm: bool = False
+    outputs: int | Literal["auto"] = "auto"
+    output_activation: str | Literal["auto"] = "auto"
+    dense_impl: Literal["keras", "custom"] = "keras"
+
+
+class TwoInputModel(Strict):
+    """Functional two-input model: two dense branches, concatenate, softmax head."""
+
+    name: Literal["two_input"]
+    branch_units: list[int] = Field(default_factory=lambda: [64, 32])
+    head_units: list[int] = Field(default_factory=lambda: [32])
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    outputs: int | Literal["auto"] = "auto"
+    output_activation: str | Literal["auto"] = "auto"
+    dense_impl: Literal["keras", "custom"] = "keras"
+
+
+class SimpleANNModel(Strict):
+    """Subclassed `keras.Model` with `build_graph(input_shape)` for a readable summary."""
+
+    name: Literal["simple_ann"]
+    units: list[int] = Field(default_factory=lambda: [64, 32])
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    outputs: int | Literal["auto"] = "auto"
+    output_activation: str | Literal["auto"] = "auto"
+    dense_impl: Literal["keras", "custom"] = "keras"
+
+
+class CNNModel(Strict):
+    """Convolutional network: `conv` blocks (conv x N, batch-norm, pool, dropout), then dense."""
+
+    name: Literal["cnn"]
+    dims: Literal[1, 2, 3] = 2
+    filters: list[int] = Field(default_factory=lambda: [32, 64])
+    convs_per_block: int = Field(1, ge=1)
+    kernel_size: int = Field(3, ge=1)
+    strides: int = Field(1, ge=1)
+    padding: Literal["same", "valid"] = "same"
+    activation: str = "relu"
+    batch_norm: bool = True
+    pool: Literal["max", "average", "none"] = "max"
+    pool_size: int = Field(2, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    spatial_dropout: float = Field(0.0, ge=0, lt=1)
+    global_pool: Literal["none", "max", "average"] = "none"
+    dense_units: list[int] = Field(default_factory=lambda: [128])
+    dense_dropout: float = Field(0.0, ge=0, lt=1)
+    transpose_filters: list[int] = Field(default_factory=list)  # Conv2DTranspose decoder
+    outputs: int | Literal["auto"] = "auto"
+    output_activation: str | Literal["auto"] = "auto"
+    dense_impl: Literal["keras", "custom"] = "keras"
+
+
+class RNNModel(Strict):
+    """Recurrent network: stacked SimpleRNN/LSTM/GRU (optionally bidirectional) layers."""
+
+    name: Literal["rnn"]
+    cell: Literal["simple_rnn", "lstm", "gru", "conv_lstm2d"] = "lstm"
+    units: list[int] = Field(default_factory=lambda: [64])
+    bidirectional: bool = False
+    merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat"
+    return_sequences: bool = False  # of the last layer: per-step outputs via TimeDistributed
+    dropout: float = Field(0.0, ge=0, lt=1)
+    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    dense_units: list[int] = Field(default_factory=list)
+    outputs: int | Literal["auto"] = "auto"
+    output_activation: str | Literal["auto"] = "auto"
+    dense_impl: Literal["keras", "custom"] = "keras"
+
+
+ModelConfig = Annotated[
+    Union[MLPModel, TwoInputModel, SimpleANNModel, CNNModel, RNNModel],
+    Field(discriminator="name"),
+]
+
+
+# --------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------
+
+
+class ScheduleConfig(Strict):
+    """Learning-rate schedule; `warmup_steps` adds a linear warm-up before any of them."""
+
+    name: Literal["constant", "cosine", "exponential", "piecewise"] = "constant"
+    decay_steps: int = Field(1000, ge=1)
+    decay_rate: float = Field(0.96, gt=0)  # exponential
+    alpha: float = Field(0.0, ge=0)  # cosine: final lr fraction
+    boundaries: list[int] = Field(default_factory=list)  # piecewise
+    values: list[float] = Field(default_factory=list)  # piecewise
+    warmup_steps: int = Field(0, ge=0)
+    staircase: bool = False
+
+
+class OptimizerConfig(Strict):
+    """Optimizer by name with its hyperparameters, schedule, clipping and weight EMA."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    momentum: float = Field(0.0, ge=0, lt=1)  # sgd, rmsprop
+    nesterov: bool = False
+    beta_1: float = Field(0.9, ge=0, lt=1)
+    beta_2: float = Field(0.999, ge=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+    weight_decay: float | None = Field(None, ge=0)  # adamw default 0.004
+    clipnorm: float | None = Field(None, gt=0)
+    clipvalue: float | None = Field(None, gt=0)
+    global_clipnorm: float | None = Field(None, gt=0)
+    use_ema: bool = False
+    ema_momentum: float = Field(0.99, gt=0, lt=1)
+
+
+class LossConfig(Strict):
+    """Loss by name with its arguments (those a name does not take are refused)."""
+
+    name: str = "sparse_categorical_crossentropy"
+    from_logits: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    gamma: float = Field(2.0, ge=0)  # focal
+    alpha: float = Field(0.25, ge=0, le=1)  # focal
+    apply_class_balancing: bool = False  # focal
+    delta: float = Field(1.0, gt=0)  # huber threshold
+    reduction: Literal["sum_over_batch_size", "sum", "mean", "none"] = "sum_over_batch_size"
+
+
+class CallbackConfig(Strict):
+    """A callback by name; `args` are passed to it (validated by the callback builder)."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Strict):
+    """The train section: loss, optimizer, metrics, callbacks and the loop that runs them."""
+
+    loop: Literal["fit", "custom"] = "fit"
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    validation_steps: int | None = Field(None, ge=1)
+    validation_freq: int = Field(1, ge=1)
+    loss: LossConfig | str = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    class_weight: dict[int, float] | Literal["balanced"] | None = None
+    callbacks: list[CallbackConfig] = Field(default_factory=list)
+    checkpoint: Literal["best", "last", "both", "none"] = "both"
+    monitor: str = "val_loss"
+    tensorboard: bool = True
+    histogram_freq: int = Field(0, ge=0)
+    profile_batch: int | list[int] = 0
+    update_freq: Literal["epoch", "batch"] | int = "epoch"
+    verbose: Literal[0, 1, 2, "auto"] = "auto"
+    # custom loop
+    steps_per_loop: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0)  # steps; 0 = at each epoch end
+    nan_policy: Literal["stop", "skip_step"] = "stop"
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+# --------------------------------------------------------------------------------------
+# runtime
+# --------------------------------------------------------------------------------------
+
+
+class RuntimeConfig(Strict):
+    """Where and how the run executes: distribution strategy, seed, precision, compilation."""
+
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = "auto"
+    devices: list[str] | None = None  # for one_device / mirrored
+    logical_cpus: int | None = Field(None, ge=1)  # split the CPU into N logical devices
+    seed: int = 0
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism
+    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    jit_compile: bool | Literal["auto"] = "auto"
+    steps_per_execution: int = Field(1, ge=1)
+    collective_timeout_s: float = Field(120.0, gt=0)
+
+
+# --------------------------------------------------------------------------------------
+# experiment
+# --------------------------------------------------------------------------------------
+
+
+class ExperimentConfig(Strict):
+    """A whole experiment: one YAML file."""
+
+    name: str = "experiment"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=lambda: CNNModel(name="cnn"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ ") or v.startswith("."):
+            raise ValueError(f"must be a non-empty name without slashes or spaces. Received: {v!r}")
+        return v
+
+
+# --------------------------------------------------------------------------------------
+# loading, overrides, errors
+# --------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as YAML (`3`, `1e-3`, `true`, `[1, 2]`, `{a: 1}`, `adam`)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(tree: dict, overrides: list[str] | None, source: str = "--set") -> dict:
+    """Return a copy of `tree` with `a.b.c=value` overrides applied (values parsed as YAML).
+
+    Raises:
+        UserError: an override without `=` or that walks through a non-mapping.
+    """
+    tree = copy.deepcopy(tree)
+    for item in overrides or []:
+        if "=" not in item:
+            raise UserError(f"{source} expects KEY=VALUE (e.g. train.epochs=3). Received: {item!r}")
+        key, _, text = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise UserError(f"{source} has an empty key. Received: {item!r}")
+        node = tree
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise UserError(
+                    f"{source} {key}: `{where}` is {child!r}, not a section, so it has no `{parts[i + 1]}`"
+                )
+            node = child
+        node[parts[-1]] = _parse_value(text)
+    return tree
+
+
+def _resolve_loc(raw: dict, loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+    """Turn a pydantic error location into the user's dotted path and the owning model.
+
+    Discriminated unions add the tag to the location (`model.cnn.filters`); the user wrote
+    `model.filters`, so tags are dropped and the tagged member class is tracked instead.
+    """
+    import typing
+
+    path: list[str] = []
+    model: Any = ExperimentConfig
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            path.append(f"[{part}]")
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            path.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
+            model = model.model_fields[part].annotation
+            continue
+        # a union tag or a member class name: find the member whose tag equals `part`
+        members = _union_members(model, typing)
+        chosen = next((m for m in members if part in _tags_of(m)), None)
+        if chosen is None:
+            chosen = next((m for m in members if m.__name__ == part), None)
+        if chosen is not None:
+            model = chosen
+            continue
+        path.append(part)  # an extra key: the leaf
+        model = None
+    owner = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    if owner is None and path:
+        # the owner of the leaf is the model that held the previous key
+        owner = _owner_of(loc, typing)
+    return path, owner
+
+
+def _union_members(annotation, typing) -> list[type[BaseModel]]:
+    out = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in typing.get_args(annotation):
+        out.extend(_union_members(arg, typing))
+    return out
+
+
+def _tags_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """The discriminator values (`kind` or `name` literals) a union member accepts."""
+    for key in ("kind", "name"):
+        field = model.model_fields.get(key)
+        if field is not None:
+            args = getattr(field.annotation, "__args__", None) or ()
+            if args and all(isinstance(a, str) for a in args):
+                return tuple(args)
+    return ()
+
+
+def _owner_of(loc: tuple, typing) -> type[BaseModel] | None:
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+            members = _union_members(model, typing)
+            if len(members) == 1:
+                model = members[0]
+            continue
+        members = _union_members(model, typing)
+        chosen = next((m for m in members if part in _tags_of(m) or m.__name__ == part), None)
+        if chosen is None:
+            return None
+        model = chosen
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model
+    members = _union_members(model, typing)
+    return members[0] if len(members) == 1 else None
+
+
+def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
+    """One readable message per problem: file, dotted key, expected and received."""
+    lines = []
+    for e in err.errors():
+        path, owner = _resolve_loc(raw, tuple(e["loc"]))
+        key = ".".join(path).replace(".[", "[") or "(top level)"
+        received = e.get("input")
+        if e["type"] == "extra_forbidden":
+            valid = sorted(owner.model_fields) if owner else []
+            leaf = path[-1] if path else ""
+            hint = ""
+            close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.6)
+            if close:
+                hint = f" Did you mean `{close[0]}`?"
+            lines.append(
+                f"{where}: unknown key `{key}`.{hint} Valid keys here: {', '.join(valid)}"
+            )
+        elif e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            lines.append(
+                f"{where}: `{key}` has an unknown {ctx.get('discriminator', 'tag')} "
+                f"{ctx.get('tag')!r}. Expected one of: {ctx.get('expected_tags')}"
+            )
+        elif e["type"] == "union_tag_not_found":
+            ctx = e.get("ctx", {})
+            lines.append(f"{where}: `{key}` needs a {ctx.get('discriminator', 'tag')} key")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: `{key}` is required but missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            tail = "" if "Received" in msg else f". Received: {received!r}"
+            lines.append(f"{where}: `{key}`: {msg}{tail}")
+    return "\n".join(lines)
+
+
+def validate(raw: Any, where: str = "config") -> ExperimentConfig:
+    """Validate a raw YAML tree into an `ExperimentConfig`, or raise a `UserError`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: the top level must be a mapping of sections. Received: {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, raw, where)) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML file into a dict, with errors that name the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"Config file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"Config path is a directory, expected a YAML file: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise UserError(f"{path}{at}: invalid YAML: {problem}") from None
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment from YAML (or defaults when `path` is None) with `--set` overrides.
+
+    Args:
+        path: the YAML file.
+        overrides: `a.b.c=value` strings, applied before validation.
+
+    Returns:
+        The validated `ExperimentConfig`.
+
+    Raises:
+        UserError: the file is missing or invalid, naming the file and dotted key.
+    """
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides)
+    where = str(path) if path is not None else "config"
+    if overrides:
+        where += " (with --set overrides)"
+    return validate(raw, where)
+
+
+def to_dict(config: BaseModel) -> dict:
+    """The config as plain data, every default filled in (what `config.yaml` holds)."""
+    return config.model_dump(mode="json")
+
+
+def dump_yaml(config: BaseModel) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+def save_config(config: BaseModel, path: str | Path) -> Path:
+    """Write the resolved config to `path` atomically (write a temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(dump_yaml(config))
+    tmp.replace(path)
+    return path
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
