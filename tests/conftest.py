@@ -20,11 +20,9 @@ def _split_cpu():
         pass  # already initialised by an earlier import; the tests that need 2 check
 
 
-@pytest.fixture(scope="session", autouse=True)
-def two_logical_cpus():
-    """Give the test session 2 logical CPU devices (must happen before TF initialises)."""
+def pytest_configure(config):
+    """Give the test session 2 logical CPU devices before any test runs a TF op."""
     _split_cpu()
-    yield
 
 
 @pytest.fixture
