@@ -44,7 +44,9 @@ def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="write the run here instead of runs/<name>/<NNNNN>")
-    p.add_argument("--runs-root", default="runs", help="parent of numbered run dirs (default: runs)")
+    p.add_argument(
+        "--runs-root", default="runs", help="parent of numbered run dirs (default: runs)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
@@ -67,18 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="convert data to TFRecords, inspect datasets")
     data_sub = data.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     p = data_sub.add_parser("convert", help="write sharded TFRecords plus a schema file")
-    p.add_argument("--from", dest="source_format", required=True, choices=["npz", "csv", "parquet", "images"])
+    p.add_argument(
+        "--from", dest="source_format", required=True, choices=["npz", "csv", "parquet", "images"]
+    )
     p.add_argument("src", help="source file or image directory")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB")
     p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"])
     p.add_argument("--resolution", type=int, help="images: square size (power of two)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="images: resize to H W")
+    p.add_argument(
+        "--image-size", type=int, nargs=2, metavar=("H", "W"), help="images: resize to H W"
+    )
     p.add_argument("--color-mode", default="rgb", choices=["rgb", "grayscale"])
-    p.add_argument("--fit", default="crop", choices=["crop", "pad"], help="images: make square by centre crop or pad")
+    p.add_argument(
+        "--fit",
+        default="crop",
+        choices=["crop", "pad"],
+        help="images: make square by centre crop or pad",
+    )
     p.add_argument("--labels", default="inferred", choices=["inferred", "none"])
     p.add_argument("--label", help="csv/parquet: label column")
-    p.add_argument("--features", nargs="+", help="csv/parquet: feature columns (default: all but label)")
+    p.add_argument(
+        "--features", nargs="+", help="csv/parquet: feature columns (default: all but label)"
+    )
     p.add_argument("--x", default="x", help="npz: feature array name")
     p.add_argument("--y", default="y", help="npz: label array name")
     p.add_argument("--overwrite", action="store_true")
@@ -86,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="TFRecord directory, file or glob")
     p.add_argument("--examples", type=int, default=3)
     p.add_argument("--grid", metavar="OUT_PNG", help="write a PNG grid of image examples")
-    p.add_argument("--ignore-errors", action="store_true", help="skip corrupt records and count them")
+    p.add_argument(
+        "--ignore-errors", action="store_true", help="skip corrupt records and count them"
+    )
 
     p = sub.add_parser("train", help="train a model from a config")
     _add_config_args(p)
@@ -105,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
-    p.add_argument("--timeout", type=float, default=0, help="stop all workers after this many seconds")
+    p.add_argument(
+        "--timeout", type=float, default=0, help="stop all workers after this many seconds"
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return parser
 
@@ -128,7 +145,9 @@ def config_validate(args: argparse.Namespace) -> int:
     from tfkit.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    print(f"{args.config}: OK ({cfg.name}: data={cfg.data.source.kind}, model={cfg.model.name}, loop={cfg.train.loop})")
+    print(
+        f"{args.config}: OK ({cfg.name}: data={cfg.data.source.kind}, model={cfg.model.name}, loop={cfg.train.loop})"
+    )
     return 0
 
 

@@ -610,14 +610,13 @@ def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
             close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.6)
             if close:
                 hint = f" Did you mean `{close[0]}`?"
-            lines.append(
-                f"{where}: unknown key `{key}`.{hint} Valid keys here: {', '.join(valid)}"
-            )
+            lines.append(f"{where}: unknown key `{key}`.{hint} Valid keys here: {', '.join(valid)}")
         elif e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})
+            tag_key = str(ctx.get("discriminator", "tag")).strip("'")
             lines.append(
-                f"{where}: `{key}` has an unknown {ctx.get('discriminator', 'tag')} "
-                f"{ctx.get('tag')!r}. Expected one of: {ctx.get('expected_tags')}"
+                f"{where}: unknown {key}.{tag_key} {ctx.get('tag')!r}. "
+                f"Expected one of: {ctx.get('expected_tags')}"
             )
         elif e["type"] == "union_tag_not_found":
             ctx = e.get("ctx", {})
@@ -636,7 +635,9 @@ def validate(raw: Any, where: str = "config") -> ExperimentConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: the top level must be a mapping of sections. Received: {type(raw).__name__}")
+        raise UserError(
+            f"{where}: the top level must be a mapping of sections. Received: {type(raw).__name__}"
+        )
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
@@ -660,7 +661,9 @@ def read_yaml(path: str | Path) -> dict:
     return raw if raw is not None else {}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Load an experiment from YAML (or defaults when `path` is None) with `--set` overrides.
 
     Args:

@@ -23,7 +23,9 @@ def next_run_dir(root: str | Path, name: str) -> Path:
     return parent / f"{(max(numbers) + 1 if numbers else 0):05d}"
 
 
-def create_run_dir(config: ExperimentConfig, run_dir: str | Path | None = None, root: str | Path = "runs") -> Path:
+def create_run_dir(
+    config: ExperimentConfig, run_dir: str | Path | None = None, root: str | Path = "runs"
+) -> Path:
     """Create a run directory holding `config.yaml` and return its path.
 
     Args:
@@ -74,7 +76,9 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return validate(read_yaml(path / CONFIG_FILE), str(path / CONFIG_FILE))
 
 
-def check_resume_compatible(run_dir: str | Path, config: ExperimentConfig, sections=("model",)) -> None:
+def check_resume_compatible(
+    run_dir: str | Path, config: ExperimentConfig, sections=("model",)
+) -> None:
     """Refuse to resume `run_dir` with a config whose `sections` changed, naming the keys."""
     saved = to_dict(load_run_config(run_dir))
     new = to_dict(config)

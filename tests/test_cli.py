@@ -1,0 +1,77 @@
+"""The `tfkit` command: instant help, exit codes, one-line user errors."""
+
+import subprocess
+import sys
+
+from tfkit.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tfkit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_help_and_config_commands_do_not_import_tensorflow(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\n")
+    code = (
+        "import sys\n"
+        "from tfkit.cli import main\n"
+        f"rc = main(['config', 'validate', {str(cfg)!r}])\n"
+        "assert rc == 0, rc\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "OK" in out.stdout
+
+
+def test_help_lists_commands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for command in ("config", "data", "train", "evaluate", "predict", "launch"):
+        assert command in out.stdout
+
+
+def test_config_show_prints_resolved_config_with_overrides(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\ntrain: {epochs: 2}\n")
+    assert main(["config", "show", str(cfg), "--set", "train.epochs=7"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 7" in out
+    assert "batch_size: 32" in out  # defaults filled in
+
+
+def test_user_error_exits_2_with_one_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train: {epocs: 3}\n")
+    out = run_cli("config", "validate", str(cfg))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert "unknown key `train.epocs`" in out.stderr
+    assert "Did you mean `epochs`?" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    out = run_cli("config", "validate", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 2
+    assert "Config file not found" in out.stderr
+
+
+def test_internal_error_exits_1(monkeypatch, capsys):
+    import tfkit.cli as cli
+
+    def boom(args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(cli, "config_show", boom)
+    monkeypatch.setitem(cli.HANDLERS, "config show", "tfkit.cli:config_show")
+    assert main(["config", "show", "x.yaml"]) == 1
+    assert "internal error" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Config loading: defaults, overrides, error messages that name file, key and values."""
+
+import pytest
+import yaml
+
+from tfkit.config import (
+    ExperimentConfig,
+    apply_overrides,
+    diff_keys,
+    dump_yaml,
+    load_config,
+    validate,
+)
+from tfkit.errors import UserError
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_resolve_and_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None)
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.data.source.kind == "digits"
+    again = load_config(write(tmp_path, dump_yaml(cfg)))
+    assert again == cfg
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+    for path in configs:
+        load_config(path)  # raises UserError on any problem
+
+
+def test_overrides_are_type_checked(tmp_path):
+    path = write(tmp_path, "name: a\ntrain: {epochs: 2}\n")
+    cfg = load_config(
+        path, ["train.epochs=5", "train.optimizer.learning_rate=3e-4", "data.source.kind=shapes"]
+    )
+    assert cfg.train.epochs == 5
+    assert cfg.train.optimizer.learning_rate == pytest.approx(3e-4)
+    assert cfg.data.source.kind == "shapes"
+    with pytest.raises(UserError, match=r"`train.epochs`.*integer.*Received: 'many'"):
+        load_config(path, ["train.epochs=many"])
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        load_config(path, ["train.epochs"])
+    with pytest.raises(UserError, match=r"--set overrides"):
+        load_config(path, ["train.epocs=3"])
+
+
+def test_override_through_a_scalar_is_refused():
+    with pytest.raises(UserError, match="`name` is 'x', not a section"):
+        apply_overrides({"name": "x"}, ["name.sub=1"])
+
+
+def test_unknown_key_names_file_key_and_valid_keys(tmp_path):
+    path = write(tmp_path, "model:\n  name: cnn\n  filtres: [8]\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "`model.filtres`" in msg
+    assert "Did you mean `filters`?" in msg
+    assert "kernel_size" in msg  # valid keys listed
+
+
+def test_unknown_top_level_section(tmp_path):
+    with pytest.raises(
+        UserError,
+        match=r"unknown key `trian`.*Did you mean `train`.*Valid keys here: data, model, name, runtime",
+    ):
+        load_config(write(tmp_path, "trian: {epochs: 3}\n"))
+
+
+def test_wrong_type_names_expected_and_received(tmp_path):
+    with pytest.raises(
+        UserError,
+        match=r"`data.batch_size`: Input should be greater than or equal to 1. Received: 0",
+    ):
+        load_config(write(tmp_path, "data: {batch_size: 0}\n"))
+
+
+def test_split_fractions_must_sum_to_one():
+    with pytest.raises(UserError, match=r"sum to 1.*sum 0.7"):
+        validate({"data": {"split": {"train": 0.5, "val": 0.1, "test": 0.1}}})
+
+
+def test_unknown_model_name_lists_valid_ones():
+    with pytest.raises(
+        UserError, match=r"unknown model.name 'cnnx'. Expected one of: 'mlp'.*'cnn'"
+    ):
+        validate({"model": {"name": "cnnx"}})
+
+
+def test_missing_required_field_in_tagged_union_drops_the_tag():
+    with pytest.raises(UserError, match=r"`data.source.path` is required but missing"):
+        validate({"data": {"source": {"kind": "csv"}}})
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    with pytest.raises(UserError, match=r"exp.yaml \(line \d+, column \d+\): invalid YAML"):
+        load_config(write(tmp_path, "name: a\ndata: [1, 2\n"))
+
+
+def test_missing_and_directory_config(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_top_level_must_be_mapping(tmp_path):
+    with pytest.raises(UserError, match="mapping of sections"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_diff_keys():
+    a = yaml.safe_load("model: {name: cnn, filters: [8, 16], dropout: 0.1}")
+    b = yaml.safe_load("model: {name: cnn, filters: [8, 32], dropout: 0.1}")
+    assert diff_keys(a, b) == ["model.filters"]
