@@ -47,7 +47,7 @@ def create_run_dir(
             )
     else:
         path = next_run_dir(root, config.name)
-    for attempt in range(100):  # another process may take the same number
+    for _attempt in range(100):  # another process may take the same number
         try:
             path.mkdir(parents=True, exist_ok=run_dir is not None)
             break
