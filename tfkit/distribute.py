@@ -1,0 +1,343 @@
+"""Distribution: the runtime set-up and the `tf.distribute.Strategy` a run trains under.
+
+`setup_runtime(cfg.runtime)` runs first (logical CPU devices, seed, determinism, mixed
+precision); `strategy(cfg.runtime)` then picks the strategy:
+
+- `auto`: MultiWorkerMirrored when TF_CONFIG names more than one worker, Mirrored when more
+  than one GPU is visible, else the default strategy.
+- `default`, `one_device`, `mirrored` (optionally over `runtime.devices`; with no GPU and
+  several logical CPUs it mirrors over the logical CPUs), `multi_worker`.
+
+Under MultiWorkerMirrored only the chief writes to the run directory (`worker_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfkit.config import RuntimeConfig
+from tfkit.errors import UserError
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+
+
+# --------------------------------------------------------------------------------------
+# runtime set-up
+# --------------------------------------------------------------------------------------
+
+
+def split_cpu(count: int) -> None:
+    """Split the first physical CPU into `count` logical devices (before TF initialises).
+
+    If TensorFlow is already initialised, this is a no-op: with a warning when the current
+    count already equals `count`, and a `UserError` when it differs (it cannot change).
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * count
+        )
+    except RuntimeError:
+        current = len(tf.config.get_logical_device_configuration(cpus[0]) or [None])
+        if current != count:
+            raise UserError(
+                f"`runtime.logical_cpus` ({count}) cannot be applied: TensorFlow is already "
+                f"initialised with {current} logical CPU device(s) in this process. "
+                f"Set it before any TensorFlow op runs, or use logical_cpus: {current}"
+            ) from None
+        warnings.warn(
+            f"runtime.logical_cpus={count}: TensorFlow was already initialised with "
+            f"{current} logical CPU devices; nothing to do",
+            stacklevel=2,
+        )
+
+
+def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
+    """Apply the runtime section: logical CPUs, seed, op determinism, mixed precision.
+
+    Call it before building datasets or models. The seed goes to
+    `keras.utils.set_random_seed` (Python, NumPy and TensorFlow).
+    """
+    if runtime_cfg.logical_cpus:
+        split_cpu(runtime_cfg.logical_cpus)
+    keras.utils.set_random_seed(runtime_cfg.seed)
+    if runtime_cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(runtime_cfg.mixed_precision)
+
+
+# --------------------------------------------------------------------------------------
+# TF_CONFIG
+# --------------------------------------------------------------------------------------
+
+
+def read_tf_config(text: str | None = None) -> dict[str, Any] | None:
+    """Parse and validate TF_CONFIG (from the environment when `text` is None).
+
+    Returns:
+        The parsed dict, or None when TF_CONFIG is unset or empty.
+
+    Raises:
+        UserError: malformed JSON or fields, naming the field.
+    """
+    if text is None:
+        text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        return None
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"TF_CONFIG is not valid JSON: {err.msg} at position {err.pos}") from None
+    if not isinstance(conf, dict):
+        raise UserError(f"TF_CONFIG must be a JSON object. Received: {type(conf).__name__}")
+    cluster = conf.get("cluster")
+    if not isinstance(cluster, dict) or not cluster:
+        raise UserError(
+            "TF_CONFIG field `cluster` must be a mapping of job name -> list of 'host:port'. "
+            f"Received: cluster={cluster!r}"
+        )
+    for job, addrs in cluster.items():
+        if job not in ("chief", "worker", "evaluator", "ps"):
+            raise UserError(
+                f"TF_CONFIG field `cluster.{job}`: unknown job name. "
+                "Valid jobs: chief, evaluator, ps, worker"
+            )
+        if not isinstance(addrs, list) or not addrs:
+            raise UserError(
+                f"TF_CONFIG field `cluster.{job}` must be a non-empty list of 'host:port'. "
+                f"Received: {addrs!r}"
+            )
+        for i, addr in enumerate(addrs):
+            host, sep, port = str(addr).rpartition(":")
+            if not isinstance(addr, str) or not sep or not host or not port.isdigit():
+                raise UserError(
+                    f"TF_CONFIG field `cluster.{job}[{i}]` must be 'host:port'. Received: {addr!r}"
+                )
+    if "chief" in cluster and len(cluster["chief"]) != 1:
+        raise UserError(
+            f"TF_CONFIG field `cluster.chief` must list exactly one address. "
+            f"Received: {cluster['chief']!r}"
+        )
+    task = conf.get("task")
+    if not isinstance(task, dict):
+        raise UserError(
+            "TF_CONFIG field `task` must be a mapping with `type` and `index`. "
+            f"Received: task={task!r}"
+        )
+    task_type, index = task.get("type"), task.get("index")
+    if task_type not in cluster:
+        raise UserError(
+            f"TF_CONFIG field `task.type` must be one of the cluster's jobs "
+            f"({', '.join(sorted(cluster))}). Received: {task_type!r}"
+        )
+    if (
+        not isinstance(index, int)
+        or isinstance(index, bool)
+        or not 0 <= index < len(cluster[task_type])
+    ):
+        raise UserError(
+            f"TF_CONFIG field `task.index` must be an integer in [0, {len(cluster[task_type])}) "
+            f"for job `{task_type}`. Received: {index!r}"
+        )
+    return conf
+
+
+def num_workers_in(conf: dict[str, Any] | None) -> int:
+    """Number of training workers (chief + workers) a parsed TF_CONFIG names."""
+    if not conf:
+        return 1
+    cluster = conf["cluster"]
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+
+
+def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
+    conf = read_tf_config()
+    if conf is None:
+        raise UserError(
+            "`runtime.strategy: multi_worker` needs the TF_CONFIG environment variable "
+            "(cluster addresses and this task); use `tfkit launch` to run local workers"
+        )
+    timeout_ms = int(runtime_cfg.collective_timeout_s * 1000)
+    context = _eager_context()
+    if context.coordination_service is None:
+        # The same coordination service the strategy would configure, but with a
+        # registration timeout: an unreachable peer fails instead of waiting forever.
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+
+        cluster = conf["cluster"]
+        jobs = [
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+            for job in ("chief", "worker")
+            if job in cluster
+        ]
+        leader = f"/job:{'chief' if 'chief' in cluster else 'worker'}/replica:0/task:0"
+        context.configure_coordination_service(
+            service_type="standalone",
+            service_leader=leader,
+            cluster_register_timeout_in_ms=timeout_ms,
+            heartbeat_timeout_in_ms=max(timeout_ms, 10_000),
+            shutdown_barrier_timeout_in_ms=timeout_ms,
+            coordinated_jobs=jobs,
+        )
+    options = tf.distribute.experimental.CommunicationOptions(
+        timeout_seconds=runtime_cfg.collective_timeout_s
+    )
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
+        raise UserError(
+            f"multi-worker: could not reach the other workers of TF_CONFIG "
+            f"{conf['cluster']} within runtime.collective_timeout_s="
+            f"{runtime_cfg.collective_timeout_s:g} s ({type(err).__name__}). "
+            "Check that every worker is started and its address reachable"
+        ) from None
+
+
+def _eager_context():
+    from tensorflow.python.eager import context
+
+    return context.context()
+
+
+# --------------------------------------------------------------------------------------
+# strategy
+# --------------------------------------------------------------------------------------
+
+
+def _mirrored(devices: list[str] | None) -> tf.distribute.Strategy:
+    if devices:
+        return tf.distribute.MirroredStrategy(devices=devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+    cpus = tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
+
+
+def strategy(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
+    """The `tf.distribute.Strategy` named by `runtime.strategy`.
+
+    Raises:
+        UserError: an unknown device, a malformed TF_CONFIG (naming the field), or workers
+            that cannot reach each other within `runtime.collective_timeout_s`.
+    """
+    name = runtime_cfg.strategy
+    if name not in STRATEGIES:
+        from tfkit.errors import unknown_name
+
+        raise unknown_name("strategy", name, STRATEGIES)
+    if name == "auto":
+        if num_workers_in(read_tf_config()) > 1:
+            return _multi_worker(runtime_cfg)
+        if len(tf.config.list_logical_devices("GPU")) > 1:
+            return _mirrored(None)
+        return tf.distribute.get_strategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        return _multi_worker(runtime_cfg)
+    devices = runtime_cfg.devices
+    if devices:
+        known = {d.name for d in tf.config.list_logical_devices()}
+        canon = {_canonical(d) for d in known}
+        for d in devices:
+            if _canonical(d) not in canon:
+                raise UserError(
+                    f"`runtime.devices` names an unknown device {d!r}. "
+                    f"Available: {', '.join(sorted(known))}"
+                )
+    if name == "one_device":
+        if devices:
+            device = devices[0]
+        else:
+            gpus = tf.config.list_logical_devices("GPU")
+            device = gpus[0].name if gpus else "/cpu:0"
+        return tf.distribute.OneDeviceStrategy(device)
+    return _mirrored(devices)
+
+
+def _canonical(device: str) -> str:
+    """'/cpu:0', '/device:CPU:0', '/job:localhost/replica:0/task:0/device:CPU:0' -> 'CPU:0'."""
+    tail = device.split("/")[-1]
+    tail = tail.removeprefix("device:")
+    kind, _, index = tail.partition(":")
+    return f"{kind.upper()}:{index or 0}"
+
+
+# --------------------------------------------------------------------------------------
+# batch arithmetic and chief-only writing
+# --------------------------------------------------------------------------------------
+
+
+def global_batch_check(global_batch: int, strategy: tf.distribute.Strategy) -> int:
+    """The per-replica batch for `global_batch` examples split over the strategy's replicas.
+
+    Raises:
+        UserError: `global_batch` is not divisible by the number of replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch % replicas:
+        raise UserError(
+            f"`data.batch_size` ({global_batch}) must be divisible by the number of replicas "
+            f"({replicas}); use e.g. data.batch_size={max(replicas, global_batch // replicas * replicas)}"
+        )
+    return global_batch // replicas
+
+
+def _task(strategy: tf.distribute.Strategy | None = None) -> tuple[str | None, int | None]:
+    resolver = getattr(strategy.extended, "_cluster_resolver", None) if strategy else None
+    if resolver is not None and getattr(resolver, "task_type", None) is not None:
+        return resolver.task_type, resolver.task_id
+    conf = read_tf_config()
+    if not conf:
+        return None, None
+    return conf["task"]["type"], conf["task"]["index"]
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process is the chief: single-process runs, `chief`, or `worker` 0
+    when the cluster has no chief."""
+    task_type, index = _task(strategy)
+    if task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    conf = read_tf_config()
+    has_chief = bool(conf and "chief" in conf["cluster"])
+    return task_type == "worker" and index == 0 and not has_chief
+
+
+@contextmanager
+def worker_dir(run_dir: str | Path, strategy: tf.distribute.Strategy | None = None):
+    """Context manager yielding where this worker writes: `run_dir` on the chief, a
+    temporary directory (removed at exit) on the other workers.
+
+    Example:
+        with worker_dir(run_dir, strategy) as out:
+            manager = tf.train.CheckpointManager(ckpt, out / "checkpoints", 3)
+    """
+    if is_chief(strategy):
+        yield Path(run_dir)
+        return
+    task_type, index = _task(strategy)
+    tmp = Path(tempfile.mkdtemp(prefix=f"tfkit-{task_type}{index}-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+    """One line naming the strategy and its replica count, e.g. 'MirroredStrategy (2 replicas)'."""
+    n = strategy.num_replicas_in_sync
+    return f"{type(strategy).__name__} ({n} replica{'s' if n != 1 else ''})"
