@@ -259,28 +259,42 @@ class LayerSpec(Strict):
     impl: Literal["keras", "custom"] = "keras"
 
 
+PosInt = Annotated[int, Field(ge=1)]
+Outputs = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+InputShape = Union[list[Annotated[int, Field(ge=1)] | None], Literal["auto"]]
+
+
 class MLPModel(Strict):
-    """`keras.Sequential` MLP (the seed's binary classifier: 128 -> 64 -> 1 sigmoid)."""
+    """`keras.Sequential` MLP (the seed's binary classifier: 128 -> 64 -> 1 sigmoid).
+
+    `input_shape` "auto" takes the shape from the data; a list states it, and the model
+    then refuses data of another shape. Inputs of rank > 1 are flattened.
+    """
 
     name: Literal["mlp"]
-    units: list[int] = Field(default_factory=lambda: [128, 64])
+    input_shape: InputShape = "auto"
+    units: list[PosInt] = Field(default_factory=lambda: [128, 64])
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
-    outputs: int | Literal["auto"] = "auto"
+    outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
 
 
 class TwoInputModel(Strict):
-    """Functional two-input model: two dense branches, concatenate, softmax head."""
+    """Functional two-input model: one dense branch per input, concatenate, softmax head.
+
+    `input_shapes` "auto" takes both inputs from the data; a map `{name: shape}` states them.
+    """
 
     name: Literal["two_input"]
-    branch_units: list[int] = Field(default_factory=lambda: [64, 32])
-    head_units: list[int] = Field(default_factory=lambda: [32])
+    input_shapes: Union[dict[str, list[PosInt | None]], Literal["auto"]] = "auto"
+    branch_units: list[PosInt] = Field(default_factory=lambda: [64, 32])
+    head_units: list[PosInt] = Field(default_factory=lambda: [32])
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
-    outputs: int | Literal["auto"] = "auto"
+    outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
 
@@ -289,22 +303,29 @@ class SimpleANNModel(Strict):
     """Subclassed `keras.Model` with `build_graph(input_shape)` for a readable summary."""
 
     name: Literal["simple_ann"]
-    units: list[int] = Field(default_factory=lambda: [64, 32])
+    input_shape: InputShape = "auto"
+    units: list[PosInt] = Field(default_factory=lambda: [64, 32])
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
-    outputs: int | Literal["auto"] = "auto"
+    outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
 
 
 class CNNModel(Strict):
-    """Convolutional network: `conv` blocks (conv x N, batch-norm, pool, dropout), then dense."""
+    """Convolutional network: `filters` blocks (conv x N, batch-norm, pool, dropout), then dense.
+
+    `kernel_size` is one size for every block or one per block. With `transpose_filters` the
+    encoder is followed by a ConvTranspose decoder (each layer upsamples by
+    `transpose_strides`) and a 1x1 conv head: one prediction per position.
+    """
 
     name: Literal["cnn"]
     dims: Literal[1, 2, 3] = 2
-    filters: list[int] = Field(default_factory=lambda: [32, 64])
+    input_shape: InputShape = "auto"
+    filters: list[PosInt] = Field(default_factory=lambda: [32, 64], min_length=1)
     convs_per_block: int = Field(1, ge=1)
-    kernel_size: int = Field(3, ge=1)
+    kernel_size: Union[PosInt, list[PosInt]] = 3
     strides: int = Field(1, ge=1)
     padding: Literal["same", "valid"] = "same"
     activation: str = "relu"
@@ -314,27 +335,45 @@ class CNNModel(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     spatial_dropout: float = Field(0.0, ge=0, lt=1)
     global_pool: Literal["none", "max", "average"] = "none"
-    dense_units: list[int] = Field(default_factory=lambda: [128])
+    dense_units: list[PosInt] = Field(default_factory=lambda: [128])
     dense_dropout: float = Field(0.0, ge=0, lt=1)
-    transpose_filters: list[int] = Field(default_factory=list)  # Conv2DTranspose decoder
-    outputs: int | Literal["auto"] = "auto"
+    transpose_filters: list[PosInt] = Field(default_factory=list)  # ConvTranspose decoder
+    transpose_strides: int = Field(2, ge=1)
+    outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
 
+    @model_validator(mode="after")
+    def _kernel_per_block(self) -> CNNModel:
+        if isinstance(self.kernel_size, list) and len(self.kernel_size) != len(self.filters):
+            raise ValueError(
+                f"`kernel_size` as a list needs one size per block of `filters` "
+                f"({len(self.filters)}). Received: kernel_size={self.kernel_size}, "
+                f"filters={self.filters}"
+            )
+        return self
+
 
 class RNNModel(Strict):
-    """Recurrent network: stacked SimpleRNN/LSTM/GRU (optionally bidirectional) layers."""
+    """Recurrent network: stacked SimpleRNN/LSTM/GRU/ConvLSTM2D layers, optionally bidirectional.
+
+    `return_sequences` applies to the last recurrent layer: the dense head then runs on every
+    step through `TimeDistributed`. `conv_lstm2d` takes (time, H, W, C) inputs and uses
+    `units` as filters and `kernel_size`.
+    """
 
     name: Literal["rnn"]
     cell: Literal["simple_rnn", "lstm", "gru", "conv_lstm2d"] = "lstm"
-    units: list[int] = Field(default_factory=lambda: [64])
+    input_shape: InputShape = "auto"
+    units: list[PosInt] = Field(default_factory=lambda: [64], min_length=1)
+    kernel_size: int = Field(3, ge=1)  # conv_lstm2d
     bidirectional: bool = False
     merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat"
     return_sequences: bool = False  # of the last layer: per-step outputs via TimeDistributed
     dropout: float = Field(0.0, ge=0, lt=1)
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
-    dense_units: list[int] = Field(default_factory=list)
-    outputs: int | Literal["auto"] = "auto"
+    dense_units: list[PosInt] = Field(default_factory=list)
+    outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
 
