@@ -1,0 +1,302 @@
+"""Functional-API builders: `two_input` (the seed's two-branch model), `cnn` and `rnn`."""
+
+from __future__ import annotations
+
+import keras
+
+from tfkit.config import CNNModel, RNNModel, TwoInputModel
+from tfkit.data.spec import DataSpec, InputSpec
+from tfkit.errors import UserError
+from tfkit.models import checks
+from tfkit.models.layers import dense
+
+# ----------------------------------------------------------------------------------------
+# two_input
+# ----------------------------------------------------------------------------------------
+
+
+def _two_inputs(cfg: TwoInputModel, spec: DataSpec) -> tuple[InputSpec, InputSpec]:
+    if len(spec.inputs) != 2:
+        raise UserError(
+            f"model `two_input` needs 2 named inputs; data has {len(spec.inputs)} input(s): "
+            f"{checks.describe_inputs(spec)}"
+        )
+    if cfg.input_shapes != "auto":
+        declared = {k: tuple(v) for k, v in cfg.input_shapes.items()}
+        got = {i.name: i.shape for i in spec.inputs}
+        if set(declared) != set(got) or not all(
+            checks.shapes_match(declared[k], got[k]) for k in declared
+        ):
+            stated = ", ".join(f"`{k}` {checks.fmt_shape(v)}" for k, v in declared.items())
+            raise UserError(
+                f"model `two_input` has input_shapes {stated}; data has inputs "
+                f"{checks.describe_inputs(spec)}"
+            )
+    for inp in spec.inputs:
+        checks.check_known("two_input", "(dense branches)", inp, range(len(inp.shape)))
+    return spec.inputs[0], spec.inputs[1]
+
+
+def build_two_input(cfg: TwoInputModel, spec: DataSpec) -> keras.Model:
+    """The seed's functional model: one dense branch per input, `concatenate`, dense head.
+
+    Inputs are a dict keyed by `InputSpec.name` (`a` (50,) and `b` (10,) for the seed's
+    data); with 5 classes the head is a 5-way softmax.
+
+    Raises:
+        UserError: the data does not have exactly two inputs, their shapes differ from
+            `input_shapes`, or `outputs` does not fit the labels.
+    """
+    pair = _two_inputs(cfg, spec)
+    units, activation = checks.resolve_head(cfg, spec)
+    checks.check_activation(cfg.name, "activation", cfg.activation)
+    checks.check_labels(cfg.name, (units,), spec, f"with outputs={units}")
+
+    inputs = {i.name: keras.Input(shape=i.shape, dtype=i.dtype, name=i.name) for i in pair}
+    branches = []
+    for inp in pair:
+        x = inputs[inp.name]
+        if len(inp.shape) > 1:
+            x = keras.layers.Flatten(name=f"{inp.name}_flatten")(x)
+        for j, width in enumerate(cfg.branch_units):
+            x = dense(width, cfg.activation, cfg.dense_impl, name=f"{inp.name}_dense_{j}")(x)
+        branches.append(x)
+    x = keras.layers.concatenate(branches, name="concatenate")
+    for j, width in enumerate(cfg.head_units):
+        x = dense(width, cfg.activation, cfg.dense_impl, name=f"head_dense_{j}")(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{j}")(x)
+    outputs = dense(units, activation, cfg.dense_impl, name="output", dtype="float32")(x)
+    return keras.Model(inputs=inputs, outputs=outputs, name="two_input")
+
+
+# ----------------------------------------------------------------------------------------
+# cnn
+# ----------------------------------------------------------------------------------------
+
+_LAYOUT = {1: "(steps, C)", 2: "(H, W, C)", 3: "(D, H, W, C)"}
+
+
+def _kernel_sizes(cfg: CNNModel) -> list[int]:
+    if isinstance(cfg.kernel_size, list):
+        return list(cfg.kernel_size)
+    return [cfg.kernel_size] * len(cfg.filters)
+
+
+def _check_cnn(cfg: CNNModel, spec: DataSpec, units: int) -> InputSpec:
+    """Rank, channel axis, and that every block leaves at least one position per axis."""
+    inp = checks.single_input(cfg, spec)
+    checks.check_rank("cnn", f"with dims={cfg.dims}", cfg.dims + 1, _LAYOUT[cfg.dims], inp)
+    checks.check_known("cnn", "(convolutions)", inp, [cfg.dims])
+    checks.check_activation(cfg.name, "activation", cfg.activation)
+    sizes = list(inp.shape[:-1])
+    for b, kernel in enumerate(_kernel_sizes(cfg)):
+        for c in range(cfg.convs_per_block):
+            strides = cfg.strides if c == 0 else 1
+            sizes = [checks.conv_output_size(s, kernel, strides, cfg.padding) for s in sizes]
+        if cfg.pool != "none":
+            sizes = [
+                checks.conv_output_size(s, cfg.pool_size, cfg.pool_size, "valid") for s in sizes
+            ]
+        if any(s is not None and s < 1 for s in sizes):
+            raise UserError(
+                f"model `cnn` with filters={cfg.filters}, kernel_size={cfg.kernel_size}, "
+                f"strides={cfg.strides}, padding={cfg.padding}, pool={cfg.pool} "
+                f"(pool_size={cfg.pool_size}) shrinks its input to nothing at block {b + 1}; "
+                f"data input `{inp.name}` has shape {checks.fmt_shape(inp.shape)}. Use fewer "
+                f"blocks, padding=same or a smaller pool_size"
+            )
+    if cfg.transpose_filters:
+        factor = cfg.transpose_strides ** len(cfg.transpose_filters)
+        out = tuple(None if s is None else s * factor for s in sizes) + (units,)
+        what = f"with transpose_filters={cfg.transpose_filters}"
+    else:
+        if cfg.global_pool == "none" and any(s is None for s in sizes):
+            raise UserError(
+                f"model `cnn` with global_pool=none flattens its features, which needs a fixed "
+                f"input size; data input `{inp.name}` has shape {checks.fmt_shape(inp.shape)}. "
+                f"Set global_pool to max or average"
+            )
+        out = (units,)
+        what = f"with outputs={units}"
+    checks.check_labels("cnn", out, spec, what)
+    return inp
+
+
+def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
+    """A convolutional network for 1-D, 2-D or 3-D inputs (channels last).
+
+    Each entry of `filters` is a block: `convs_per_block` x (Conv [-> BatchNorm] ->
+    activation), then pooling, then SpatialDropout and/or Dropout. A classifier then
+    flattens (or global-pools) into the dense head; with `transpose_filters` a ConvTranspose
+    decoder upsamples instead and a 1x1 conv predicts every position.
+
+    Raises:
+        UserError: the input rank does not match `dims`, the blocks shrink the input to
+            nothing, or `outputs` does not fit the labels.
+    """
+    units, activation = checks.resolve_head(cfg, spec)
+    inp = _check_cnn(cfg, spec, units)
+    n = cfg.dims
+    conv = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[n]
+    conv_t = {
+        1: keras.layers.Conv1DTranspose,
+        2: keras.layers.Conv2DTranspose,
+        3: keras.layers.Conv3DTranspose,
+    }[n]
+    pool = {
+        "max": {
+            1: keras.layers.MaxPooling1D,
+            2: keras.layers.MaxPooling2D,
+            3: keras.layers.MaxPooling3D,
+        },
+        "average": {
+            1: keras.layers.AveragePooling1D,
+            2: keras.layers.AveragePooling2D,
+            3: keras.layers.AveragePooling3D,
+        },
+    }
+    spatial_dropout = {
+        1: keras.layers.SpatialDropout1D,
+        2: keras.layers.SpatialDropout2D,
+        3: keras.layers.SpatialDropout3D,
+    }[n]
+
+    def conv_unit(x, layer, name):
+        x = layer(x)
+        if cfg.batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
+
+    inputs = keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)
+    x = inputs
+    for b, (width, kernel) in enumerate(zip(cfg.filters, _kernel_sizes(cfg), strict=True)):
+        for c in range(cfg.convs_per_block):
+            name = f"block{b + 1}_conv{c + 1}"
+            layer = conv(
+                width,
+                kernel,
+                strides=cfg.strides if c == 0 else 1,
+                padding=cfg.padding,
+                use_bias=not cfg.batch_norm,
+                name=name,
+            )
+            x = conv_unit(x, layer, name)
+        if cfg.pool != "none":
+            x = pool[cfg.pool][n](cfg.pool_size, name=f"block{b + 1}_pool")(x)
+        if cfg.spatial_dropout:
+            x = spatial_dropout(cfg.spatial_dropout, name=f"block{b + 1}_spatial_dropout")(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"block{b + 1}_dropout")(x)
+
+    if cfg.transpose_filters:
+        for t, width in enumerate(cfg.transpose_filters):
+            name = f"decoder{t + 1}"
+            layer = conv_t(
+                width,
+                _kernel_sizes(cfg)[-1],
+                strides=cfg.transpose_strides,
+                padding="same",
+                use_bias=not cfg.batch_norm,
+                name=name,
+            )
+            x = conv_unit(x, layer, name)
+        outputs = conv(units, 1, activation=activation, dtype="float32", name="output")(x)
+        return keras.Model(inputs, outputs, name="cnn")
+
+    if cfg.global_pool == "max":
+        x = {1: keras.layers.GlobalMaxPooling1D, 2: keras.layers.GlobalMaxPooling2D,
+             3: keras.layers.GlobalMaxPooling3D}[n](name="global_pool")(x)  # fmt: skip
+    elif cfg.global_pool == "average":
+        x = {1: keras.layers.GlobalAveragePooling1D, 2: keras.layers.GlobalAveragePooling2D,
+             3: keras.layers.GlobalAveragePooling3D}[n](name="global_pool")(x)  # fmt: skip
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for j, width in enumerate(cfg.dense_units):
+        x = dense(width, cfg.activation, cfg.dense_impl, name=f"dense_{j}")(x)
+        if cfg.dense_dropout:
+            x = keras.layers.Dropout(cfg.dense_dropout, name=f"dense_dropout_{j}")(x)
+    outputs = dense(units, activation, cfg.dense_impl, name="output", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+# ----------------------------------------------------------------------------------------
+# rnn
+# ----------------------------------------------------------------------------------------
+
+
+def _check_rnn(cfg: RNNModel, spec: DataSpec, units: int) -> InputSpec:
+    inp = checks.single_input(cfg, spec)
+    if cfg.cell == "conv_lstm2d":
+        checks.check_rank("rnn", "with cell=conv_lstm2d", 4, "(time, H, W, C)", inp)
+        checks.check_known("rnn", "(ConvLSTM2D)", inp, [3])
+    else:
+        checks.check_rank("rnn", f"with cell={cfg.cell}", 2, "(time, features)", inp)
+        checks.check_known("rnn", f"({cfg.cell})", inp, [1])
+    if cfg.return_sequences:
+        out = (inp.shape[0], units)
+        what = "with return_sequences=true"
+    else:
+        out = (units,)
+        what = "with return_sequences=false"
+    checks.check_labels("rnn", out, spec, what)
+    return inp
+
+
+def build_rnn(cfg: RNNModel, spec: DataSpec) -> keras.Model:
+    """Stacked recurrent layers (SimpleRNN, LSTM, GRU or ConvLSTM2D), then a dense head.
+
+    Every recurrent layer but the last returns sequences; the last does when
+    `return_sequences` is set, and the head then runs on every step through
+    `TimeDistributed`. `bidirectional` wraps each layer in `Bidirectional(merge_mode=...)`.
+
+    Raises:
+        UserError: the input rank does not fit the cell, or the labels do not fit one
+            prediction per sequence (or per step with `return_sequences`).
+    """
+    units, activation = checks.resolve_head(cfg, spec)
+    inp = _check_rnn(cfg, spec, units)
+    checks.check_activation(cfg.name, "activation", cfg.activation)
+    inputs = keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)
+    x = inputs
+    last = len(cfg.units) - 1
+    for i, width in enumerate(cfg.units):
+        sequences = i < last or cfg.return_sequences
+        common = dict(
+            return_sequences=sequences,
+            dropout=cfg.dropout,
+            recurrent_dropout=cfg.recurrent_dropout,
+        )
+        if cfg.cell == "conv_lstm2d":
+            layer = keras.layers.ConvLSTM2D(
+                width, cfg.kernel_size, padding="same", name=f"conv_lstm2d_{i}", **common
+            )
+        else:
+            cell = {
+                "simple_rnn": keras.layers.SimpleRNN,
+                "lstm": keras.layers.LSTM,
+                "gru": keras.layers.GRU,
+            }[cfg.cell]
+            layer = cell(width, name=f"{cfg.cell}_{i}", **common)
+        if cfg.bidirectional:
+            layer = keras.layers.Bidirectional(
+                layer, merge_mode=cfg.merge_mode, name=f"bidirectional_{i}"
+            )
+        x = layer(x)
+
+    def head(make, name):
+        """The layer `make(name)`, wrapped in TimeDistributed when predicting every step."""
+        if cfg.return_sequences:
+            return keras.layers.TimeDistributed(make(f"{name}_step"), name=name)
+        return make(name)
+
+    if cfg.cell == "conv_lstm2d":
+        x = head(lambda name: keras.layers.GlobalAveragePooling2D(name=name), "global_pool")(x)
+    for j, width in enumerate(cfg.dense_units):
+        x = head(
+            lambda name, w=width: dense(w, cfg.activation, cfg.dense_impl, name=name), f"dense_{j}"
+        )(x)
+    outputs = head(
+        lambda name: dense(units, activation, cfg.dense_impl, name=name, dtype="float32"), "output"
+    )(x)
+    return keras.Model(inputs, outputs, name="rnn")

@@ -1,0 +1,44 @@
+"""`mlp`: the seed's `keras.Sequential` classifier, sized from the config and the data."""
+
+from __future__ import annotations
+
+import keras
+
+from tfkit.config import MLPModel
+from tfkit.data.spec import DataSpec
+from tfkit.models import checks
+from tfkit.models.layers import dense
+
+
+def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
+    """A `keras.Sequential` MLP: Input -> [Flatten] -> (Dense [-> BatchNorm] [-> Dropout]) x N
+    -> Dense output.
+
+    With the defaults and the seed's binary data this is Input(50) -> Dense 128 relu ->
+    Dense 64 relu -> Dense 1 sigmoid.
+
+    Raises:
+        UserError: the data has several inputs, a stated `input_shape` differs from the
+            data's, or `outputs` does not fit the labels.
+    """
+    inp = checks.single_input(cfg, spec)
+    checks.check_known(cfg.name, "(dense layers)", inp, range(len(inp.shape)))
+    units, activation = checks.resolve_head(cfg, spec)
+    checks.check_activation(cfg.name, "activation", cfg.activation)
+    checks.check_labels(cfg.name, (units,), spec, f"with outputs={units}")
+
+    layers: list = [keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)]
+    if len(inp.shape) > 1:
+        layers.append(keras.layers.Flatten(name="flatten"))
+    for i, width in enumerate(cfg.units):
+        # Batch norm sits between the affine map and the activation, so the Dense is linear.
+        act = None if cfg.batch_norm else cfg.activation
+        layers.append(dense(width, act, cfg.dense_impl, name=f"dense_{i}"))
+        if cfg.batch_norm:
+            layers.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
+            layers.append(keras.layers.Activation(cfg.activation, name=f"activation_{i}"))
+        if cfg.dropout:
+            layers.append(keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}"))
+    # float32 output keeps the loss stable under a mixed-precision policy.
+    layers.append(dense(units, activation, cfg.dense_impl, name="output", dtype="float32"))
+    return keras.Sequential(layers, name="mlp")
