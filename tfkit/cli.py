@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("train", help="train a model from a config")
-    _add_config_args(p)
+    p.add_argument("config", nargs="?", help="experiment YAML file (optional with --resume)")
+    _add_config_args(p, config_required=False)
     _add_run_args(p)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on a split")

@@ -1,0 +1,263 @@
+"""The `tfkit train`, `tfkit evaluate` and `tfkit predict` commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfkit.config import (
+    ExperimentConfig,
+    apply_overrides,
+    dump_yaml,
+    load_config,
+    read_yaml,
+    save_config,
+    validate,
+)
+from tfkit.errors import UserError
+from tfkit.runs import CONFIG_FILE, check_resume_compatible, create_run_dir, is_run_dir
+
+# --------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------
+
+
+def _resume_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The config to resume with: the run's saved config (or CONFIG) plus --set overrides."""
+    run_dir = Path(args.resume)
+    if not run_dir.exists():
+        raise UserError(f"--resume {run_dir}: directory not found")
+    if not is_run_dir(run_dir):
+        raise UserError(
+            f"--resume {run_dir}: not a tfkit run directory (no {CONFIG_FILE} in it). "
+            "Pass the directory `tfkit train` printed, e.g. runs/<name>/00000"
+        )
+    if getattr(args, "config", None):
+        config = load_config(args.config, args.overrides)
+    else:
+        raw = apply_overrides(read_yaml(run_dir / CONFIG_FILE), args.overrides)
+        config = validate(raw, f"{run_dir / CONFIG_FILE} (with --set overrides)")
+    check_resume_compatible(run_dir, config, sections=("model",))
+    return config
+
+
+def run_training(
+    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
+) -> dict[str, Any]:
+    """Train `config` in `run_dir` with the loop it names (`fit` or `custom`)."""
+    if config.train.loop == "custom":
+        from tfkit.training.loop import run_loop
+
+        return run_loop(config, run_dir, resume=resume)
+    from tfkit.training.fit import fit
+
+    return fit(config, run_dir, resume=resume)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """`tfkit train CONFIG [--set k=v]... [--run-dir DIR] [--resume RUN_DIR] [--dry-run]`."""
+    if args.resume:
+        if getattr(args, "run_dir", None):
+            raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
+        config = _resume_config(args)
+        run_dir = Path(args.resume)
+        if args.dry_run:
+            print(dump_yaml(config), end="")
+            return 0
+        save_config(config, run_dir / CONFIG_FILE)
+        run_training(config, run_dir, resume=True)
+        return 0
+    if not getattr(args, "config", None):
+        raise UserError("tfkit train needs a CONFIG file (or --resume RUN_DIR)")
+    config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        print(dump_yaml(config), end="")
+        return 0
+    run_dir = create_run_dir(config, args.run_dir, root=args.runs_root)
+    run_training(config, run_dir, resume=False)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# evaluate / predict
+# --------------------------------------------------------------------------------------
+
+
+def load_run_model(run_dir: str | Path):
+    """The trained model of a run (`model.keras`, else `checkpoints/last.keras`), safe mode on."""
+    import keras
+
+    import tfkit.models  # noqa: F401 - registers tfkit's layers for loading
+    import tfkit.training.losses  # noqa: F401 - registers tfkit's losses
+    import tfkit.training.optimizers  # noqa: F401 - registers tfkit's schedules
+
+    run_dir = Path(run_dir)
+    for path in (run_dir / "model.keras", run_dir / "checkpoints" / "last.keras"):
+        if path.exists():
+            return keras.saving.load_model(path, safe_mode=True)
+    raise UserError(f"{run_dir} holds no trained model (no model.keras or checkpoints/last.keras)")
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """`tfkit evaluate RUN_DIR [--split test]`: evaluate the run's model on a split."""
+    import tfkit.data
+    from tfkit.runs import load_run_config
+    from tfkit.training.fit import format_table
+
+    config = load_run_config(args.run_dir)
+    model = load_run_model(args.run_dir)
+    splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
+    dataset = getattr(splits, args.split, None)
+    if dataset is None:
+        raise UserError(f"--split {args.split}: the run's data has no {args.split} split")
+    logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    print(format_table({args.split: {k: float(v) for k, v in logs.items()}}))
+    return 0
+
+
+def _model_inputs(model) -> list[tuple[str, tuple]]:
+    return [(t.name.split(":")[0], tuple(t.shape)) for t in model.inputs]
+
+
+def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarray:
+    from PIL import Image
+
+    files = sorted(
+        p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+    )
+    if not files:
+        raise UserError(f"--input {path}: no images (.png/.jpg/.jpeg/.bmp/.gif) in this directory")
+    if len(shape) != 4:
+        raise UserError(
+            f"--input {path} is an image directory, but the model expects inputs of shape {shape}"
+        )
+    height, width, channels = shape[1:]
+    mode = "L" if channels == 1 else "RGB"
+    images = [
+        np.asarray(Image.open(f).convert(mode).resize((width, height)), np.float32).reshape(
+            height, width, channels
+        )
+        for f in files
+    ]
+    x = np.stack(images)
+    normalize = config.data.normalize
+    if normalize == "rescale":
+        x = x / 255.0
+    elif normalize == "minus_one_one":
+        x = x / 127.5 - 1.0
+    return x
+
+
+def read_inputs(path: str | Path, model, config: ExperimentConfig) -> Any:
+    """Read `--input` (.npy, .npz, .csv, .parquet or an image directory) for `model`.
+
+    Raises:
+        UserError: unknown file type, or arrays whose per-example shape differs from the
+            model's input shape (naming both).
+    """
+    path = Path(path)
+    inputs = _model_inputs(model)
+    if not path.exists():
+        raise UserError(f"--input {path}: file not found")
+    if path.is_dir():
+        x: Any = _read_images(path, inputs[0][1], config)
+    elif path.suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.keys())
+            if len(inputs) > 1:
+                missing = [n for n, _ in inputs if n not in names]
+                if missing:
+                    raise UserError(
+                        f"--input {path} has arrays {names}, but the model needs inputs named "
+                        f"{[n for n, _ in inputs]}"
+                    )
+                x = {n: data[n] for n, _ in inputs}
+            else:
+                key = "x" if "x" in names else names[0]
+                x = data[key]
+    elif path.suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        source = config.data.source
+        label = getattr(source, "label", None)
+        features = getattr(source, "features", None)
+        if isinstance(features, dict):
+            x = {name: frame[cols].to_numpy(np.float32) for name, cols in features.items()}
+        else:
+            cols = features or [c for c in frame.columns if c != label]
+            x = frame[cols].to_numpy(np.float32)
+    else:
+        raise UserError(
+            f"--input {path}: unknown file type {path.suffix!r}. Expected .npy, .npz, .csv, "
+            ".parquet or an image directory"
+        )
+    arrays = x if isinstance(x, dict) else {inputs[0][0]: x}
+    if len(arrays) != len(inputs):
+        raise UserError(
+            f"--input {path} gives {len(arrays)} input array(s), but the model takes "
+            f"{len(inputs)}: {[f'{n} {s}' for n, s in inputs]}"
+        )
+    for (name, expected), array in zip(inputs, arrays.values(), strict=True):
+        want = expected[1:]
+        got = tuple(array.shape[1:])
+        fits = len(want) == len(got) and all(
+            w is None or w == g for w, g in zip(want, got, strict=True)
+        )
+        if not fits:
+            raise UserError(
+                f"--input {path}: input `{name}` has shape {tuple(array.shape)}, i.e. {got} per "
+                f"example, but the model expects {tuple(want)} per example (shape {expected})"
+            )
+    return x
+
+
+def write_predictions(path: str | Path, predictions: np.ndarray) -> Path:
+    """Write predictions to `.npy`, `.npz` (`predictions`, and `classes` when a
+    classifier) or `.csv` (one column per output, plus `class`)."""
+    path = Path(path)
+    predictions = np.asarray(predictions)
+    classes = None
+    if predictions.ndim == 2 and predictions.shape[1] > 1:
+        classes = predictions.argmax(-1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, predictions)
+    elif path.suffix == ".npz":
+        extra = {} if classes is None else {"classes": classes}
+        np.savez(path, predictions=predictions, **extra)
+    elif path.suffix == ".csv":
+        import pandas as pd
+
+        flat = predictions.reshape(len(predictions), -1)
+        frame = pd.DataFrame(flat, columns=[f"output_{i}" for i in range(flat.shape[1])])
+        if classes is not None:
+            frame["class"] = classes
+        frame.to_csv(path, index=False)
+    else:
+        raise UserError(
+            f"--output {path}: unknown file type {path.suffix!r}. Expected .npy, .npz or .csv"
+        )
+    return path
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N]`."""
+    from tfkit.runs import load_run_config
+
+    if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
+        raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
+    config = load_run_config(args.run_dir)
+    model = load_run_model(args.run_dir)
+    x = read_inputs(args.input, model, config)
+    predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
+    out = write_predictions(args.output, predictions)
+    print(
+        f"wrote {len(predictions)} predictions of shape {tuple(np.shape(predictions)[1:])} to {out}"
+    )
+    return 0

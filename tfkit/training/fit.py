@@ -1,0 +1,229 @@
+"""The compile/fit path: `tfkit train` when `train.loop: fit`.
+
+Read it top to bottom: `fit(config, run_dir)` sets up the runtime, picks the strategy,
+builds the data, builds and compiles the model inside the strategy scope, calls
+`model.fit` with tfkit's callbacks, evaluates on the test split, saves `model.keras` and
+writes `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfkit.config import ExperimentConfig, RuntimeConfig, TrainConfig
+from tfkit.data.spec import DataSpec
+from tfkit.errors import UserError
+from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, build_callbacks
+from tfkit.training.losses import build_loss, resolve_loss_name
+from tfkit.training.metrics import build_metrics, resolve_class_weight
+from tfkit.training.optimizers import build_optimizer
+
+MODEL_FILE = "model.keras"
+RESULT_FILE = "metrics.json"
+
+
+def _output_units(model: keras.Model) -> int | None:
+    try:
+        shape = model.outputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return None if not shape or shape[-1] is None else int(shape[-1])
+
+
+def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) -> None:
+    """Refuse a model whose output cannot match the labels, naming both sides.
+
+    Raises:
+        UserError: e.g. a 5-way softmax for 10 classes, or 10 outputs for binary labels.
+    """
+    units = _output_units(model)
+    if units is None:
+        return
+    if spec.task == "multiclass" and units != spec.num_classes:
+        raise UserError(
+            f"The model outputs {units} values per example, but the data has "
+            f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
+            f"Set model.outputs: {spec.num_classes} (or `auto`)"
+        )
+    if spec.task == "binary" and loss_name.startswith("binary") and units != 1:
+        raise UserError(
+            f"The model outputs {units} values per example, but `{loss_name}` on binary labels "
+            "needs 1. Set model.outputs: 1 (or `auto`)"
+        )
+
+
+def compile_model(
+    model: keras.Model,
+    train_cfg: TrainConfig,
+    spec: DataSpec,
+    runtime_cfg: RuntimeConfig | None = None,
+) -> keras.Model:
+    """Compile `model` with the loss, optimizer and metrics of `train_cfg`.
+
+    Call it inside `strategy.scope()` when training under a strategy.
+
+    Args:
+        model: any Keras model whose inputs and outputs fit `spec`.
+        train_cfg: the `train` section.
+        spec: the dataset spec (chooses `auto` losses, checks the output head).
+        runtime_cfg: the `runtime` section (`jit_compile`, `steps_per_execution`).
+
+    Returns:
+        The same model, compiled.
+
+    Raises:
+        UserError: unknown names, arguments that do not fit, or a head that does not
+            match the labels.
+    """
+    runtime_cfg = runtime_cfg or RuntimeConfig()
+    loss = build_loss(train_cfg.loss, spec)
+    check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+    model.compile(
+        optimizer=build_optimizer(train_cfg.optimizer),
+        loss=loss,
+        metrics=build_metrics(train_cfg.metrics, spec),
+        jit_compile=runtime_cfg.jit_compile,
+        steps_per_execution=runtime_cfg.steps_per_execution,
+    )
+    return model
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to `path` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save `model` as `.keras` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The final metrics as a small text table (one row per split)."""
+    rows = {
+        split: vals
+        for split, vals in result.items()
+        if isinstance(vals, dict) and split != "last_epoch"
+    }
+    names = sorted({k for vals in rows.values() for k in vals})
+    header = ["split", *names]
+    lines = [header] + [
+        [s, *(f"{v[n]:.4f}" if n in v else "-" for n in names)] for s, v in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def _floats(logs: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in logs.items()}
+
+
+def fit(
+    config: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False
+) -> dict[str, Any]:
+    """Train with `model.fit` as the config says and write the run's results.
+
+    Args:
+        config: the resolved experiment config (already saved in `run_dir`).
+        run_dir: the run directory (holds `config.yaml`).
+        resume: continue from `run_dir/backup` (BackupAndRestore) instead of starting.
+
+    Returns:
+        The result written to `metrics.json`: `{"test": {...}, "val": {...}, "epochs": N,
+        "train_seconds": s, "examples_per_sec": e, "strategy": ..., "replicas": n}`.
+    """
+    import tfkit.data
+    import tfkit.models
+    from tfkit import distribute
+
+    run_dir = Path(run_dir)
+    if resume and not (run_dir / BACKUP_DIR).exists() and (run_dir / RESULT_FILE).exists():
+        raise UserError(
+            f"--resume {run_dir}: this run already finished (see {run_dir / RESULT_FILE})"
+        )
+
+    distribute.setup_runtime(config.runtime)
+    strategy = distribute.strategy(config.runtime)
+    distribute.global_batch_check(config.data.batch_size, strategy)
+    splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
+    spec = splits.spec
+    with strategy.scope():
+        model = tfkit.models.build(config.model, spec)
+        compile_model(model, config.train, spec, config.runtime)
+    class_weight = resolve_class_weight(config.train.class_weight, spec, splits.train)
+    chief = distribute.is_chief(strategy)
+    callbacks = build_callbacks(
+        config.train, run_dir, batch_size=config.data.batch_size, is_chief=chief
+    )
+    last = run_dir / CHECKPOINT_DIR / "last.keras"
+    if chief and not last.exists():
+        save_model_atomic(model, last)  # a run dir always has a last checkpoint
+    print(f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)})", flush=True)
+
+    start = time.perf_counter()
+    try:
+        history = model.fit(
+            splits.train,
+            validation_data=splits.val,
+            epochs=config.train.epochs,
+            steps_per_epoch=config.train.steps_per_epoch,
+            validation_steps=config.train.validation_steps,
+            validation_freq=config.train.validation_freq,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=config.train.verbose,
+        )
+    except BaseException:
+        if chief:  # keep what was learned, then let the error through
+            try:
+                save_model_atomic(model, last)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        raise
+    train_seconds = time.perf_counter() - start
+
+    epochs = (
+        (history.epoch[-1] + 1) if history.epoch else int(getattr(model, "_initial_epoch", 0) or 0)
+    )
+    result: dict[str, Any] = {}
+    for split in ("test", "val"):
+        dataset = getattr(splits, split, None)
+        if dataset is not None:
+            result[split] = _floats(model.evaluate(dataset, verbose=0, return_dict=True))
+    if history.history:
+        result["last_epoch"] = {k: float(v[-1]) for k, v in history.history.items()}
+    throughput = [c for c in callbacks if type(c).__name__ == "Throughput"]
+    result.update(
+        {
+            "epochs": epochs,
+            "epochs_this_session": len(history.epoch),
+            "train_seconds": round(train_seconds, 3),
+            "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+        }
+    )
+    if throughput and throughput[0].history:
+        result["examples_per_sec"] = round(throughput[0].history[-1]["examples_per_sec"], 1)
+    if chief:
+        save_model_atomic(model, run_dir / MODEL_FILE)
+        write_json_atomic(run_dir / RESULT_FILE, result)
+    print(format_table(result), flush=True)
+    print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
+    return result
