@@ -1,0 +1,493 @@
+"""The custom `tf.GradientTape` training loop (Orbit-like): any model, any dataset function.
+
+`Loop.train_step(iterator, steps)` runs `steps` optimizer steps under `strategy.run` inside
+one `tf.function`; `Loop.run()` is the controller: epochs, validation, checkpoints,
+TensorBoard summaries, Keras callbacks and the progress bar.
+
+Exact resume: a `tf.train.CheckpointManager` saves the model, optimizer, step, epoch and a
+`tf.random.Generator`. The input stream is a deterministic function of the seed (seeded
+shuffles, repeated), so the iterator position is restored by replaying the stream to the
+saved step (`Dataset.skip`); distributed iterators cannot be written to checkpoints.
+
+`run_loop(config, run_dir, resume=...)` is the config-driven entry point used by
+`tfkit train` when `train.loop: custom` (or under a multi-worker strategy).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkit.errors import UserError
+
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
+class NonFiniteLossError(UserError):
+    """The training loss became NaN or Inf (with `train.nan_policy: stop`)."""
+
+
+def resolve_metric(metric: Any, loss: Any, output_units: int | None) -> keras.metrics.Metric:
+    """A metric object for `metric`; `"accuracy"` becomes the accuracy matching the loss."""
+    if not isinstance(metric, str):
+        return metric
+    key = metric.lower()
+    if key in ("accuracy", "acc"):
+        loss_name = getattr(loss, "name", "") or type(loss).__name__
+        loss_name = str(loss_name).lower()
+        if "binary" in loss_name or output_units == 1:
+            return keras.metrics.BinaryAccuracy(name="accuracy")
+        if "sparse" in loss_name:
+            return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+    return keras.metrics.get(metric)
+
+
+class Loop:
+    """A GradientTape trainer: `train_step` under `strategy.run`, `run()` as controller.
+
+    Args:
+        model: any Keras model (built, or buildable on the first batch), created inside
+            `strategy.scope()`.
+        loss: a `keras.losses.Loss` (its unreduced `call` gives per-example losses).
+        optimizer: a Keras optimizer; wrapped in `LossScaleOptimizer` under `mixed_float16`.
+        train_data: `fn(input_context) -> tf.data.Dataset` of per-replica batches
+            `(x, y)` or `(x, y, sample_weight)`; the loop repeats it.
+        global_batch_size: examples per step over all replicas.
+        steps_per_epoch: optimizer steps per epoch.
+        epochs: number of epochs.
+        strategy: the distribution strategy (default: the current one).
+        val_data: like `train_data` for validation (finite, not repeated), or None.
+        metrics: metric objects or names (`"accuracy"` matches the loss).
+        steps_per_loop: optimizer steps per `tf.function` call.
+        jit_compile: compile the replica step with XLA.
+        callbacks: Keras callbacks receiving the usual `on_*` hooks.
+        checkpoint_dir: where `tf.train.CheckpointManager` writes (None: no checkpoints).
+        checkpoint_every: save every N steps (0: at each epoch end only).
+        nan_policy: `stop` (raise `NonFiniteLossError` naming the step, leaving the last
+            good checkpoint) or `skip_step` (skip the update of that step).
+        summary_dir: TensorBoard directory (None: no summaries).
+        class_weight: `{class: weight}` multiplied into the per-example loss.
+        validation_freq: validate every N epochs.
+        validation_steps: batches per validation (None: the whole split).
+        seed: seed of the loop's `tf.random.Generator` (saved in checkpoints).
+        verbose: 1 shows a Keras progress bar, 2 one line per epoch, 0 nothing.
+
+    Example:
+        with strategy.scope():
+            model = keras.Sequential([...]); optimizer = keras.optimizers.Adam()
+        loop = Loop(model=model, loss=keras.losses.SparseCategoricalCrossentropy(),
+                    optimizer=optimizer, train_data=fn, global_batch_size=32,
+                    steps_per_epoch=50, epochs=3, strategy=strategy)
+        history = loop.run()
+    """
+
+    def __init__(
+        self,
+        *,
+        model: keras.Model,
+        loss: keras.losses.Loss,
+        optimizer: keras.optimizers.Optimizer,
+        train_data: DatasetFn,
+        global_batch_size: int,
+        steps_per_epoch: int,
+        epochs: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+        val_data: DatasetFn | None = None,
+        metrics: Sequence[Any] = (),
+        steps_per_loop: int = 1,
+        jit_compile: bool = False,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        max_to_keep: int = 3,
+        nan_policy: str = "stop",
+        summary_dir: str | Path | None = None,
+        class_weight: dict[int, float] | None = None,
+        validation_freq: int = 1,
+        validation_steps: int | None = None,
+        seed: int = 0,
+        verbose: int = 1,
+    ):
+        if nan_policy not in ("stop", "skip_step"):
+            raise UserError(
+                f"`train.nan_policy` must be one of stop, skip_step. Received: {nan_policy!r}"
+            )
+        if steps_per_epoch < 1:
+            raise UserError(f"`steps_per_epoch` must be >= 1. Received: {steps_per_epoch}")
+        self.strategy = strategy or tf.distribute.get_strategy()
+        from tfkit.distribute import global_batch_check
+
+        global_batch_check(global_batch_size, self.strategy)
+        self.model = model
+        self.loss = loss
+        self.global_batch_size = global_batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.train_data = train_data
+        self.val_data = val_data
+        self.steps_per_loop = steps_per_loop
+        self.jit_compile = jit_compile
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoint_every = checkpoint_every
+        self.nan_policy = nan_policy
+        self.summary_dir = Path(summary_dir) if summary_dir else None
+        self.validation_freq = validation_freq
+        self.validation_steps = validation_steps
+        self.verbose = verbose
+        self._stop_signal: int | None = None
+
+        with self.strategy.scope():
+            if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer
+            ):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            units = None
+            try:
+                units = int(model.outputs[0].shape[-1])
+            except (AttributeError, IndexError, TypeError, ValueError):
+                pass
+            self.metrics = [resolve_metric(m, loss, units) for m in metrics]
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.rng = tf.random.Generator.from_seed(seed)
+            self.class_weight = None
+            if class_weight:
+                size = max(int(k) for k in class_weight) + 1
+                table = np.ones(size, dtype="float32")
+                for k, v in class_weight.items():
+                    table[int(k)] = float(v)
+                self.class_weight = tf.constant(table)
+            # callbacks (ReduceLROnPlateau, TensorBoard) read model.optimizer
+            model.optimizer = self.optimizer
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=self.optimizer, step=self.step, epoch=self.epoch, rng=self.rng
+        )
+        self.manager = None
+        if self.checkpoint_dir is not None:
+            self.manager = tf.train.CheckpointManager(
+                self.checkpoint, str(self.checkpoint_dir), max_to_keep=max_to_keep
+            )
+        self._train_fn = None
+        self._eval_fn = None
+
+    # ----------------------------------------------------------------------------------
+    # one replica's work
+    # ----------------------------------------------------------------------------------
+
+    def _per_example_loss(self, y, y_pred, sample_weight):
+        y_pred = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), y_pred)
+        per_example = tf.cast(self.loss.call(y, y_pred), tf.float32)
+        rank = per_example.shape.rank
+        if rank and rank > 1:  # e.g. per-timestep losses: average over non-batch axes
+            per_example = tf.reduce_mean(per_example, axis=list(range(1, rank)))
+        weight = None
+        if self.class_weight is not None:
+            labels = y if y.shape.rank == 1 or y.shape[-1] == 1 else tf.argmax(y, axis=-1)
+            labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+            weight = tf.gather(self.class_weight, labels)
+        if sample_weight is not None:
+            sw = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+            weight = sw if weight is None else weight * sw
+        if weight is not None:
+            per_example = per_example * weight
+        return per_example, weight
+
+    def _update_metrics(self, y, y_pred, weight):
+        for metric in self.metrics:
+            metric.update_state(y, y_pred, sample_weight=weight)
+
+    def _replica_step(self, batch):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        ctx = tf.distribute.get_replica_context()
+        local_n = tf.shape(tf.nest.flatten(y)[0])[0]
+        global_n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_n)
+        with tf.GradientTape() as tape:
+            y_pred = self.model(x, training=True)
+            per_example, weight = self._per_example_loss(y, y_pred, sample_weight)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_n)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if self.nan_policy == "skip_step" and not isinstance(
+            self.optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            # the cond must run in cross-replica context (apply_gradients calls merge_call)
+            finite = tf.math.is_finite(ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss))
+
+            def _apply(strategy, grads):
+                def apply_fn():
+                    strategy.extended.call_for_each_replica(
+                        lambda g: self.optimizer.apply_gradients(zip(g, variables, strict=True)),
+                        args=(grads,),
+                    )
+                    return tf.constant(True)
+
+                first = strategy.experimental_local_results(finite)[0]
+                tf.cond(first, apply_fn, lambda: tf.constant(False))
+
+            ctx.merge_call(_apply, args=(grads,))
+        else:
+            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        self._update_metrics(y, y_pred, weight)
+        return loss, tf.cast(local_n, tf.float32)
+
+    def _replica_eval(self, batch):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        y_pred = self.model(x, training=False)
+        per_example, weight = self._per_example_loss(y, y_pred, sample_weight)
+        self._update_metrics(y, y_pred, weight)
+        return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32)
+
+    # ----------------------------------------------------------------------------------
+    # tf.functions
+    # ----------------------------------------------------------------------------------
+
+    def train_step(self, iterator, steps: int | tf.Tensor = 1):
+        """Run up to `steps` optimizer steps from `iterator` (a distributed iterator).
+
+        Returns:
+            `(losses, counts, done)`: the global loss and example count of each step run,
+            and the number of steps run (fewer than `steps` when a loss was not finite under
+            `nan_policy: stop`; that step's update is already applied).
+        """
+        if self._train_fn is None:
+            replica_step = self._replica_step
+            if self.jit_compile:
+                replica_step = tf.function(replica_step, jit_compile=True)
+            strategy = self.strategy
+            stop_on_nan = self.nan_policy == "stop"
+
+            @tf.function
+            def train_fn(iterator, steps):
+                losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+                counts = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+                done = tf.constant(0)
+                for i in tf.range(steps):
+                    loss, n = strategy.run(replica_step, args=(next(iterator),))
+                    loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+                    n = strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None)
+                    losses = losses.write(i, loss)
+                    counts = counts.write(i, n)
+                    self.step.assign_add(1)
+                    done = i + 1
+                    if stop_on_nan and not tf.math.is_finite(loss):
+                        break
+                return losses.stack(), counts.stack(), done
+
+            self._train_fn = train_fn
+        return self._train_fn(iterator, tf.constant(steps, dtype=tf.int32))
+
+    def evaluate(self, data: DatasetFn, steps: int | None = None) -> dict[str, float]:
+        """Loss and metrics over a finite dataset function (all of it, or `steps` batches)."""
+        self._ensure_built()
+        for metric in self.metrics:
+            metric.reset_state()
+        if self._eval_fn is None:
+            strategy = self.strategy
+
+            @tf.function
+            def eval_fn(batch):
+                total, n = strategy.run(self._replica_eval, args=(batch,))
+                return (
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None),
+                )
+
+            self._eval_fn = eval_fn
+        dist = self.strategy.distribute_datasets_from_function(data)
+        total = count = 0.0
+        for i, batch in enumerate(dist):
+            if steps is not None and i >= steps:
+                break
+            t, n = self._eval_fn(batch)
+            total += float(t)
+            count += float(n)
+        logs = {"loss": total / max(count, 1.0)}
+        logs.update({m.name: float(m.result()) for m in self.metrics})
+        if self.model.losses:
+            logs["loss"] += float(tf.add_n(self.model.losses))
+        return logs
+
+    # ----------------------------------------------------------------------------------
+    # the controller
+    # ----------------------------------------------------------------------------------
+
+    def _ensure_built(self) -> None:
+        """Create model and optimizer variables eagerly (never inside the step's while loop)."""
+        with self.strategy.scope():
+            if not self.model.built:
+                batch = next(iter(self.train_data(tf.distribute.InputContext()).take(1)))
+                x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+                self.model(x, training=False)
+            if not self.optimizer.built:
+                self.optimizer.build(self.model.trainable_variables)
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint (if any); returns the restored step."""
+        if self.manager is not None and self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint)
+        return int(self.step.numpy())
+
+    def save(self) -> str | None:
+        """Save a checkpoint at the current step (no-op without `checkpoint_dir`)."""
+        if self.manager is None:
+            return None
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def _input_iterator(self, start_step: int):
+        strategy = self.strategy
+        fn = self.train_data
+
+        def repeated(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            ds = fn(ctx).repeat()
+            if start_step:
+                # each global step draws one batch per replica of this input pipeline
+                per_pipeline = ctx.num_replicas_in_sync // max(ctx.num_input_pipelines, 1)
+                ds = ds.skip(start_step * per_pipeline)
+            return ds
+
+        return iter(strategy.distribute_datasets_from_function(repeated))
+
+    def _on_sigterm(self, signum, frame):
+        self._stop_signal = signum
+
+    def run(self, resume: bool = True) -> dict[str, list[float]]:
+        """Train for `epochs` epochs (continuing from the latest checkpoint when `resume`).
+
+        Returns:
+            The history: each logged key -> one value per epoch trained in this call.
+
+        Raises:
+            NonFiniteLossError: a non-finite loss under `nan_policy: stop`.
+        """
+        self._ensure_built()
+        if resume:
+            self.restore()
+        start_step = int(self.step.numpy())
+        start_epoch = start_step // self.steps_per_epoch
+        iterator = self._input_iterator(start_step)
+        history = keras.callbacks.History()
+        callbacks = keras.callbacks.CallbackList(
+            [*self.callbacks, history],
+            model=self.model,
+            epochs=self.epochs,
+            steps=self.steps_per_epoch,
+            verbose=0,
+        )
+        writer = tf.summary.create_file_writer(str(self.summary_dir)) if self.summary_dir else None
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread
+            pass
+        self.model.stop_training = False
+        callbacks.on_train_begin()
+        logs: dict[str, float] = {}
+        try:
+            for epoch in range(start_epoch, self.epochs):
+                logs = self._run_epoch(epoch, iterator, callbacks, writer)
+                if self._stop_signal is not None:
+                    self.save()
+                    print(
+                        f"Stopped by signal {self._stop_signal} at step {int(self.step)}; "
+                        "checkpoint saved",
+                        file=sys.stderr,
+                    )
+                    break
+                if self.model.stop_training:
+                    break
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        callbacks.on_train_end(logs)
+        if writer is not None:
+            writer.flush()
+        return dict(history.history)
+
+    def _run_epoch(self, epoch, iterator, callbacks, writer) -> dict[str, float]:
+        for metric in self.metrics:
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        progbar = (
+            keras.utils.Progbar(self.steps_per_epoch, verbose=1) if self.verbose == 1 else None
+        )
+        start = time.perf_counter()
+        done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
+        loss_sum = count_sum = 0.0
+        logs: dict[str, float] = {}
+        while done_in_epoch < self.steps_per_epoch:
+            n = min(self.steps_per_loop, self.steps_per_epoch - done_in_epoch)
+            if self.checkpoint_every:
+                to_save = self.checkpoint_every - int(self.step.numpy()) % self.checkpoint_every
+                n = min(n, to_save)
+            callbacks.on_train_batch_begin(done_in_epoch)
+            losses, counts, done = self.train_step(iterator, n)
+            losses, counts, done = losses.numpy(), counts.numpy(), int(done)
+            if self.nan_policy == "stop" and not np.isfinite(losses[done - 1]):
+                bad_step = int(self.step.numpy())
+                raise NonFiniteLossError(
+                    f"The training loss became {losses[done - 1]} at step {bad_step} "
+                    f"(epoch {epoch + 1}); stopped. The last good checkpoint is "
+                    f"{self.manager.latest_checkpoint if self.manager else None}. Lower "
+                    "`train.optimizer.learning_rate`, add clipping, or set "
+                    "`train.nan_policy: skip_step`"
+                )
+            finite = np.isfinite(losses)
+            loss_sum += float(np.sum(losses[finite] * counts[finite]))
+            count_sum += float(np.sum(counts[finite]))
+            done_in_epoch += done
+            logs = {"loss": loss_sum / max(count_sum, 1.0)}
+            logs.update({m.name: float(m.result()) for m in self.metrics})
+            callbacks.on_train_batch_end(done_in_epoch - 1, logs)
+            if progbar is not None:
+                progbar.update(done_in_epoch, list(logs.items()))
+            if writer is not None:
+                with writer.as_default(step=int(self.step.numpy())):
+                    tf.summary.scalar("train/step_loss", float(losses[done - 1]))
+            if self.checkpoint_every and int(self.step.numpy()) % self.checkpoint_every == 0:
+                self.save()
+            if self._stop_signal is not None or self.model.stop_training:
+                break
+        seconds = time.perf_counter() - start
+        if self.val_data is not None and (epoch + 1) % self.validation_freq == 0:
+            val = self.evaluate(self.val_data, self.validation_steps)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        finished = done_in_epoch >= self.steps_per_epoch
+        if finished:
+            self.epoch.assign(epoch + 1)
+            if not self.checkpoint_every:
+                self.save()
+        if self.verbose == 2 or (progbar is not None and "val_loss" in logs):
+            text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {text}")
+        if writer is not None:
+            with writer.as_default(step=epoch + 1):
+                for key, value in logs.items():
+                    tf.summary.scalar(f"epoch/{key}", value)
+                tf.summary.scalar("epoch/examples_per_second", count_sum / max(seconds, 1e-9))
+        callbacks.on_epoch_end(epoch, logs)
+        return logs
+
+
+def steps_in(dataset: tf.data.Dataset) -> int | None:
+    """Number of batches of a finite dataset (None when unknown or infinite)."""
+    n = int(dataset.cardinality())
+    return n if n >= 0 else None
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))
