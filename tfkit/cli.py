@@ -26,6 +26,7 @@ HANDLERS = {
     "evaluate": "tfkit.training.commands:evaluate_command",
     "predict": "tfkit.training.commands:predict_command",
     "launch": "tfkit.launch:launch_command",
+    "tune": "tfkit.tuning.commands:tune_command",
 }
 
 
@@ -117,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help=".npy, .npz, .csv, .parquet or image directory")
     p.add_argument("--output", required=True, help=".npy, .npz or .csv")
     p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("tune", help="Keras Tuner search over the config's `tune:` space")
+    _add_config_args(p)
+    p.add_argument(
+        "--run-dir", help="tune run directory (default: runs/<name>/tune); re-run to continue"
+    )
+    p.add_argument("--runs-root", default="runs", help="parent of run dirs (default: runs)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="discard a search made for another space/objective"
+    )
+    p.add_argument(
+        "--role", choices=["chief", "worker"], help="distributed search: this process's role"
+    )
+    p.add_argument(
+        "--oracle", metavar="HOST:PORT", help="distributed search: the chief's oracle address"
+    )
+    p.add_argument("--tuner-id", help="distributed search: this worker's id (default worker<pid>)")
+    p.add_argument(
+        "--oracle-timeout", type=float, default=60.0, help="seconds a worker waits for the oracle"
+    )
 
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
     p.add_argument("--workers", type=int, default=2)

@@ -1,0 +1,407 @@
+"""`run_search`: a Keras Tuner search from a config's `tune:` section.
+
+Layout of a tune run directory (default `runs/<name>/tune`, the same on every re-run so a
+re-run continues the search):
+
+```
+config.yaml          the resolved experiment (with its tune section)
+search/              Keras Tuner's project (tune.directory), plus tfkit_search.json: the
+                     fingerprint of space, objective and experiment it was made for
+search/tb/<trial>/   one TensorBoard HParams session per trial
+search/workers/      <tuner id>.json: the trials each distributed worker ran
+trials.csv           one row per trial: id, status, objective, values
+best.yaml            the full config of the best trial (`tfkit train best.yaml`)
+best_model.keras     the best trial's model at its best epoch
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from tfkit.config import ExperimentConfig, save_config, validate
+from tfkit.errors import UserError
+from tfkit.tuning import space as space_lib
+from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
+
+PROJECT = "project"
+TRIALS_FILE = "trials.csv"
+BEST_CONFIG = "best.yaml"
+BEST_MODEL = "best_model.keras"
+WORKERS_DIR = "workers"
+
+
+class _TfkitTuner:
+    """Mixed into each Keras Tuner class: a progress line per trial, static space discovery."""
+
+    def _activate_all_conditions(self) -> None:
+        # tfkit's space is declared in full (conditions included) by `declare`, so the
+        # model need not be built once per conditional branch to discover it
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def on_trial_begin(self, trial) -> None:
+        self._tfkit_start = time.perf_counter()
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial) -> None:
+        super().on_trial_end(trial)
+        seconds = time.perf_counter() - getattr(self, "_tfkit_start", time.perf_counter())
+        done = self.oracle.get_trial(trial.trial_id)
+        self._tfkit_ran.append(
+            {"trial_id": done.trial_id, "score": done.score, "status": done.status}
+        )
+        values = space_lib.values_from_hp(done.hyperparameters, self.hypermodel.space)
+        shown = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+        score = f"{done.score:.4f}" if done.score is not None else "-"
+        total = getattr(self.oracle, "max_trials", None)
+        print(
+            f"trial {done.trial_id} [{len(self._tfkit_ran)}{'/' + str(total) if total else ''}] "
+            f"{done.status.lower()} {self.oracle.objective.name}={score} ({seconds:.1f}s) {shown}",
+            flush=True,
+        )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _tuner_class(name: str) -> type:
+    base = {
+        "random": keras_tuner.RandomSearch,
+        "hyperband": keras_tuner.Hyperband,
+        "bayesian": keras_tuner.BayesianOptimization,
+        "grid": keras_tuner.GridSearch,
+    }[name]
+    return type(f"Tfkit{base.__name__}", (_TfkitTuner, base), {})
+
+
+class _HyperModel(TfkitHyperModel):
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        space_lib.declare(hp, self.space)
+
+
+# --------------------------------------------------------------------------------------
+# distributed set-up
+# --------------------------------------------------------------------------------------
+
+
+def parse_oracle(address: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (`--oracle`), or raise a `UserError` naming the flag."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--oracle expects HOST:PORT (e.g. 127.0.0.1:8000). Received: {address!r}")
+    return host, int(port)
+
+
+def set_distributed_env(role: str, oracle: str, tuner_id: str | None = None) -> str:
+    """Set Keras Tuner's KERASTUNER_* variables for a chief or worker; return the tuner id."""
+    if role not in ("chief", "worker"):
+        raise UserError(f"--role must be chief or worker. Received: {role!r}")
+    host, port = parse_oracle(oracle)
+    if role == "chief":
+        tuner_id = "chief"
+    else:
+        tuner_id = tuner_id or f"worker{os.getpid()}"
+        if "chief" in tuner_id:
+            raise UserError(
+                f"--tuner-id of a worker must not contain 'chief'. Received: {tuner_id!r}"
+            )
+    os.environ["KERASTUNER_TUNER_ID"] = tuner_id
+    os.environ["KERASTUNER_ORACLE_IP"] = host
+    os.environ["KERASTUNER_ORACLE_PORT"] = str(port)
+    return tuner_id
+
+
+def wait_for_oracle(oracle: str, timeout: float) -> None:
+    """Wait until the chief's oracle answers at `oracle`, or raise a clear `UserError`."""
+    import grpc
+
+    channel = grpc.insecure_channel(oracle)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise UserError(
+            f"Could not reach the tuning oracle at {oracle} within {timeout:g}s. Start the "
+            f"chief first (`tfkit tune CONFIG --role chief --oracle {oracle}`), check the "
+            "host and port, or raise --oracle-timeout"
+        ) from None
+    finally:
+        channel.close()
+
+
+# --------------------------------------------------------------------------------------
+# checks before a search
+# --------------------------------------------------------------------------------------
+
+
+def _check_fingerprint(
+    config: ExperimentConfig, search_dir: Path, overwrite: bool, write: bool
+) -> bool:
+    """Refuse a search dir made for another space/objective/experiment; return True to resume."""
+    path = search_dir / space_lib.FINGERPRINT_FILE
+    new = space_lib.fingerprint(config)
+    project = search_dir / PROJECT
+    if project.exists() and not overwrite:
+        if not path.exists():
+            raise UserError(
+                f"{search_dir} holds a Keras Tuner project that tfkit did not make (no "
+                f"{space_lib.FINGERPRINT_FILE}); pass --overwrite to start over or choose another --run-dir"
+            )
+        old = json.loads(path.read_text())
+        changes = space_lib.fingerprint_changes(old, new)
+        if changes:
+            raise UserError(
+                f"The search in {search_dir} was made for another config; changed: "
+                f"{'; '.join(changes)}. Keras Tuner would silently reuse the old trials. Pass "
+                "--overwrite to start a new search there, or use another --run-dir"
+            )
+        return True
+    if write:
+        if overwrite and search_dir.exists():
+            shutil.rmtree(search_dir)
+        search_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new, indent=1, sort_keys=True))
+    return False
+
+
+def available_metrics(hypermodel: TfkitHyperModel, hp: keras_tuner.HyperParameters) -> list[str]:
+    """The metric names a trial's `fit` logs (`loss`, `accuracy`, `val_loss`, ...)."""
+    config = hypermodel.trial_config(hp)
+    splits = hypermodel.splits(config)
+    model = hypermodel.build(hp)
+    logs = model.evaluate(splits.train.take(1), verbose=0, return_dict=True)
+    names = list(logs)
+    if splits.val is not None:
+        names += [f"val_{n}" for n in logs]
+    keras.backend.clear_session()
+    return names
+
+
+def check_objective(hypermodel: TfkitHyperModel, space: dict, objective: str) -> None:
+    """Refuse an objective the model does not log, naming the metrics it does."""
+    hp = keras_tuner.HyperParameters()
+    space_lib.declare(hp, space)
+    names = available_metrics(hypermodel, hp)
+    if objective not in names:
+        raise UserError(
+            f"tune.objective.name: the model does not produce `{objective}`. "
+            f"Available metrics: {', '.join(names)} (set train.metrics to add more)"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the search
+# --------------------------------------------------------------------------------------
+
+
+def run_search(
+    config: ExperimentConfig,
+    raw: dict,
+    run_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    role: str | None = None,
+    oracle: str | None = None,
+    tuner_id: str | None = None,
+    oracle_timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Run (or continue) the search of `config.tune` and write its results into `run_dir`.
+
+    Args:
+        config: the validated experiment; it must have a `tune` section.
+        raw: its raw tree (file plus `--set` overrides): trials apply values to it.
+        run_dir: the tune run directory; re-running with the same one continues the search.
+        overwrite: discard a search made for another space/objective/experiment.
+        role: None (local search), `chief` (serves the oracle) or `worker` (runs trials).
+        oracle: `HOST:PORT` of the chief's oracle (with `role`).
+        tuner_id: a worker's id (default `worker<pid>`).
+        oracle_timeout: seconds a worker waits for the oracle before giving up.
+
+    Returns:
+        `{"trials": [...], "best": {...} | None, "seconds": s, "search_dir": path}`; a
+        worker returns the trials it ran.
+
+    Raises:
+        UserError: no tune section, a bad space key or value, an objective the model does
+            not produce, a changed search without `overwrite`, an unreachable oracle.
+    """
+    from tfkit import distribute
+
+    tune = config.tune
+    if tune is None:
+        raise UserError("The config has no `tune:` section; add one (see configs/tune_digits.yaml)")
+    if (role is None) != (oracle is None):
+        raise UserError(
+            "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
+        )
+    run_dir = Path(run_dir)
+    search_dir = Path(tune.directory) if tune.directory else run_dir / "search"
+    space_lib.check_space(raw, tune)
+
+    is_worker = role == "worker"
+    if role is not None:
+        tuner_id = set_distributed_env(role, oracle, tuner_id)
+    if is_worker:
+        wait_for_oracle(oracle, oracle_timeout)
+        if not (search_dir / space_lib.FINGERPRINT_FILE).exists():
+            raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    resuming = _check_fingerprint(config, search_dir, overwrite, write=not is_worker)
+
+    distribute.setup_runtime(config.runtime)
+    strategy = distribute.strategy(config.runtime)
+    hypermodel = _HyperModel(raw, tune.space, search_dir / TRIALS_TB_DIR)
+    if not resuming and not is_worker:
+        check_objective(hypermodel, tune.space, tune.objective.name)
+
+    objective = keras_tuner.Objective(tune.objective.name, direction=tune.objective.direction)
+    kwargs: dict[str, Any] = {
+        "objective": objective,
+        "executions_per_trial": tune.executions_per_trial,
+        "seed": tune.seed if tune.seed is not None else config.runtime.seed,
+        "directory": str(search_dir),
+        "project_name": PROJECT,
+        "overwrite": False,
+    }
+    if strategy.num_replicas_in_sync > 1:
+        kwargs["distribution_strategy"] = strategy
+    if tune.tuner == "hyperband":
+        kwargs.update(
+            max_epochs=tune.max_epochs,
+            factor=tune.factor,
+            hyperband_iterations=tune.hyperband_iterations,
+        )
+    else:
+        kwargs["max_trials"] = tune.max_trials
+    tuner = _tuner_class(tune.tuner)(hypermodel, **kwargs)
+    tuner._tfkit_ran = []
+
+    where = f" as {role} {tuner_id}" if role else ""
+    print(
+        f"tfkit tune: {config.name} -> {run_dir} ({tune.tuner}, objective "
+        f"{tune.objective.name}/{tune.objective.direction}{where}"
+        f"{', continuing' if resuming else ''})",
+        flush=True,
+    )
+    start = time.perf_counter()
+    tuner.search(verbose=0)
+    seconds = time.perf_counter() - start
+
+    if is_worker:
+        workers = search_dir / WORKERS_DIR
+        workers.mkdir(parents=True, exist_ok=True)
+        (workers / f"{tuner_id}.json").write_text(json.dumps(tuner._tfkit_ran, indent=1))
+        print(
+            f"worker {tuner_id}: ran {len(tuner._tfkit_ran)} trials in {seconds:.1f}s", flush=True
+        )
+        return {
+            "trials": tuner._tfkit_ran,
+            "best": None,
+            "seconds": seconds,
+            "search_dir": str(search_dir),
+        }
+
+    return write_results(tuner, config, raw, run_dir, search_dir, seconds)
+
+
+def _trial_rows(tuner, space: dict) -> list[dict[str, Any]]:
+    rows = []
+    for trial_id in sorted(tuner.oracle.trials):
+        trial = tuner.oracle.trials[trial_id]
+        values = space_lib.values_from_hp(trial.hyperparameters, space)
+        if "tuner/epochs" in trial.hyperparameters.values:
+            values["train.epochs"] = trial.hyperparameters.values["tuner/epochs"]
+        rows.append(
+            {"trial": trial_id, "status": trial.status, "objective": trial.score, "values": values}
+        )
+    return rows
+
+
+def format_results(rows: list[dict[str, Any]], objective: str) -> str:
+    """The results table: trial, status, objective and each value."""
+    keys = []
+    for row in rows:
+        keys += [k for k in row["values"] if k not in keys]
+    header = ["trial", "status", objective, *keys]
+    lines = [header]
+    for row in rows:
+        score = f"{row['objective']:.4f}" if row["objective"] is not None else "-"
+        lines.append(
+            [row["trial"], row["status"].lower(), score]
+            + [_short(row["values"][k]) if k in row["values"] else "-" for k in keys]
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def write_results(
+    tuner, config: ExperimentConfig, raw: dict, run_dir: Path, search_dir: Path, seconds: float
+) -> dict[str, Any]:
+    """Print the results table; write trials.csv, best.yaml and the best model."""
+    from tfkit.training.fit import save_model_atomic
+
+    tune = config.tune
+    rows = _trial_rows(tuner, tune.space)
+    print(format_results(rows, tune.objective.name), flush=True)
+    with open(run_dir / TRIALS_FILE, "w", newline="") as f:
+        keys = []
+        for row in rows:
+            keys += [k for k in row["values"] if k not in keys]
+        writer = csv.writer(f)
+        writer.writerow(["trial", "status", tune.objective.name, *keys])
+        for row in rows:
+            writer.writerow(
+                [row["trial"], row["status"], "" if row["objective"] is None else row["objective"]]
+                + [json.dumps(row["values"][k]) if k in row["values"] else "" for k in keys]
+            )
+    best = None
+    best_trials = tuner.oracle.get_best_trials(1)
+    if best_trials and best_trials[0].score is not None:
+        trial = best_trials[0]
+        values = space_lib.values_from_hp(trial.hyperparameters, tune.space)
+        if "tuner/epochs" in trial.hyperparameters.values:
+            values["train.epochs"] = trial.hyperparameters.values["tuner/epochs"]
+        best_config = space_lib.trial_config(raw, values, where=f"best trial {trial.trial_id}")
+        save_config(best_config, run_dir / BEST_CONFIG)
+        best = {"trial": trial.trial_id, "objective": trial.score, "values": values}
+        if tune.save_best_model:
+            model = tuner.load_model(trial)
+            save_model_atomic(model, run_dir / BEST_MODEL)
+        print(
+            f"best: trial {trial.trial_id} {tune.objective.name}={trial.score:.4f} -> "
+            f"{run_dir / BEST_CONFIG} (search time {seconds:.1f}s)",
+            flush=True,
+        )
+    else:
+        print(f"no trial completed (search time {seconds:.1f}s)", flush=True)
+    return {"trials": rows, "best": best, "seconds": seconds, "search_dir": str(search_dir)}
+
+
+def tune_run_dir(config: ExperimentConfig, run_dir: str | None, runs_root: str = "runs") -> Path:
+    """The tune run directory: `--run-dir`, else `<runs_root>/<name>/tune` (stable across re-runs)."""
+    return Path(run_dir) if run_dir else Path(runs_root) / config.name / "tune"
+
+
+def load_best(run_dir: str | Path) -> ExperimentConfig:
+    """The best trial's config saved by a search."""
+    from tfkit.config import read_yaml
+
+    path = Path(run_dir) / BEST_CONFIG
+    return validate(read_yaml(path), str(path))
