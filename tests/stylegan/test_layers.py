@@ -1,0 +1,146 @@
+"""StyleGAN layers: shapes, values, equalized-LR scaling, config round trips."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkit.stylegan import layers as L
+
+
+def _roundtrip(layer, inputs):
+    """Rebuild `layer` from its config, copy the weights, expect the same output."""
+    out = layer(inputs)
+    clone = type(layer).from_config(layer.get_config())
+    clone(inputs)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(inputs), out, atol=1e-6)
+    return out
+
+
+def test_fir_resampling_shapes_and_dc_gain():
+    x = tf.ones([2, 8, 8, 3])
+    up = L.FirUpsample2D()(x)
+    down = L.FirDownsample2D()(x)
+    assert up.shape == (2, 16, 16, 3) and down.shape == (2, 4, 4, 3)
+    # a constant image stays constant away from the borders (the filter has unit DC gain)
+    np.testing.assert_allclose(up[:, 2:-2, 2:-2], 1.0, atol=1e-6)
+    np.testing.assert_allclose(down[:, 1:-1, 1:-1], 1.0, atol=1e-6)
+
+
+def test_bias_act_gain_and_clamp():
+    layer = L.BiasAct("lrelu", clamp=1.0)
+    x = tf.constant([[-1.0, 0.5, 3.0]])
+    out = _roundtrip(layer, x)
+    np.testing.assert_allclose(out, [[-0.2 * math.sqrt(2), 0.5 * math.sqrt(2), 1.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        L.BiasAct("relu6")
+
+
+def test_equalized_dense_runtime_scaling():
+    layer = L.EqualizedDense(5, lr_multiplier=0.01, bias_init=0.5)
+    x = tf.random.normal([3, 16], seed=1)
+    out = _roundtrip(layer, x)
+    # stored kernel ~ N(0, 1/lr^2); effective = kernel * lr / sqrt(fan_in)
+    expected = x @ (layer.kernel * 0.01 / 4.0) + 0.5
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert 50 < np.std(layer.kernel.numpy()) < 200
+
+
+def test_equalized_conv_shapes_and_scaling():
+    x = tf.random.normal([2, 8, 8, 4], seed=2)
+    for kwargs, size in [({}, 8), ({"up": True}, 16), ({"down": True}, 4)]:
+        layer = L.EqualizedConv2D(6, 3, **kwargs)
+        assert _roundtrip(layer, x).shape == (2, size, size, 6)
+    layer = L.EqualizedConv2D(6, 3, activation="lrelu")
+    out = layer(x)
+    expected = tf.nn.leaky_relu(
+        tf.nn.conv2d(x, layer.kernel / math.sqrt(36), 1, "SAME"), 0.2
+    ) * math.sqrt(2)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert L.EqualizedConv2D(6, 1, down=True)(x).shape == (2, 4, 4, 6)
+
+
+def test_pixel_norm_unit_second_moment():
+    out = _roundtrip(L.PixelNorm(), tf.random.normal([4, 32], stddev=5.0, seed=3))
+    np.testing.assert_allclose(np.mean(np.square(out), axis=-1), 1.0, rtol=1e-4)
+
+
+def test_add_noise_modes():
+    x = tf.zeros([2, 4, 4, 3])
+    layer = L.AddNoise()
+    np.testing.assert_array_equal(layer(x), 0.0)  # strength starts at 0
+    layer.strength.assign(2.0)
+    seed = tf.constant([1, 2])
+    a, b = layer(x, seed=seed), layer(x, seed=seed)
+    np.testing.assert_array_equal(a, b)  # stateless with a seed
+    assert a.shape == (2, 4, 4, 3) and np.std(a.numpy()) > 1.0
+    np.testing.assert_array_equal(a[..., 0], a[..., 1])  # one noise image for all channels
+    c = layer(x, noise_mode="const")
+    np.testing.assert_allclose(c[0], c[1])
+    np.testing.assert_array_equal(layer(x, noise_mode="none"), 0.0)
+    with pytest.raises(ValueError, match="noise_mode"):
+        L.AddNoise("sometimes")
+    _roundtrip(L.AddNoise("const"), x)
+
+
+def test_adain_normalizes_then_styles():
+    x = tf.random.normal([2, 8, 8, 4], mean=3.0, stddev=2.0, seed=4)
+    w = tf.random.normal([2, 7], seed=5)
+    layer = L.AdaIN()
+    out = _roundtrip(layer, [x, w])
+    style = layer.style(w).numpy()
+    scale, bias = 1 + style[:, :4], style[:, 4:]
+    normed = (out.numpy() - bias[:, None, None]) / scale[:, None, None]
+    np.testing.assert_allclose(normed.mean(axis=(1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(normed.std(axis=(1, 2)), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_modulated_conv_unit_styles_without_demod_is_plain_conv(fused):
+    x = tf.random.normal([2, 8, 8, 4], seed=6)
+    layer = L.ModulatedConv2D(5, 3, demodulate=False, fused=fused)
+    out = _roundtrip(layer, [x, tf.ones([2, 4])])
+    np.testing.assert_allclose(out, tf.nn.conv2d(x, layer.kernel, 1, "SAME"), rtol=1e-4, atol=1e-4)
+
+
+def test_modulated_conv_fused_equals_unfused_and_demodulates():
+    x = tf.random.normal([3, 8, 8, 4], seed=7)
+    s = tf.random.normal([3, 4], seed=8)
+    a = L.ModulatedConv2D(5, 3, fused=False)
+    b = L.ModulatedConv2D(5, 3, fused=True)
+    a([x, s]), b([x, s])
+    b.set_weights(a.get_weights())
+    np.testing.assert_allclose(a([x, s]), b([x, s]), rtol=1e-4, atol=1e-4)
+    # demodulation: unit-variance inputs give roughly unit-variance outputs, any style scale
+    big = a([tf.random.normal([3, 32, 32, 4], seed=9), s * 100.0])
+    assert 0.5 < np.std(big.numpy()) < 2.0
+    assert L.ModulatedConv2D(5, 3, up=True)([x, s]).shape == (3, 16, 16, 5)
+
+
+def test_synthesis_layer_and_torgb_shapes():
+    x = tf.random.normal([2, 8, 8, 4], seed=10)
+    w = tf.random.normal([2, 6], seed=11)
+    assert _roundtrip(L.SynthesisLayer(5, up=True, noise_mode="const"), [x, w]).shape == (
+        2,
+        16,
+        16,
+        5,
+    )
+    assert _roundtrip(L.ToRGB(3, clamp=256.0), [x, w]).shape == (2, 8, 8, 3)
+
+
+def test_minibatch_stddev_values():
+    x = tf.random.normal([4, 4, 4, 6], seed=12)
+    layer = L.MinibatchStdDev(group_size=2, num_channels=2)
+    out = _roundtrip(layer, x).numpy()
+    assert out.shape == (4, 4, 4, 8)
+    xn = x.numpy()
+    # example i is grouped with example i + 2 (reshape [G, N/G, ...])
+    for i in range(2):
+        pair = xn[[i, i + 2]]
+        std = np.sqrt(pair.var(axis=0) + 1e-8)  # [H, W, C]
+        expected = [std[..., :3].mean(), std[..., 3:].mean()]
+        np.testing.assert_allclose(out[i, 0, 0, 6:], expected, rtol=1e-5)
+        np.testing.assert_allclose(out[i + 2, 1, 3, 6:], expected, rtol=1e-5)

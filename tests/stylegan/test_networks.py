@@ -1,0 +1,92 @@
+"""Mapping, synthesis, generator and discriminator: shapes, truncation, style mixing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkit.stylegan.discriminator import Discriminator
+from tfkit.stylegan.mapping import MappingNetwork
+from tfkit.stylegan.synthesis import Generator, SynthesisNetwork, num_ws_for
+
+SMALL = dict(channel_base=128, channel_max=16)
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan"])
+@pytest.mark.parametrize("resolution", [8, 16, 64])
+def test_generator_and_discriminator_shapes(arch, resolution):
+    G = Generator(resolution, z_dim=16, w_dim=16, mapping_layers=2, arch=arch, **SMALL)
+    D = Discriminator(resolution, arch=arch, mbstd_group=2, **SMALL)
+    assert G.num_ws == num_ws_for(resolution) == 2 * int(np.log2(resolution)) - 2
+    img = G(tf.random.normal([4, 16]))
+    assert img.shape == (4, resolution, resolution, 3)
+    logits = D(img)
+    assert logits.shape == (4, 1) and np.all(np.isfinite(logits))
+    # config round trip
+    G2 = Generator.from_config(G.get_config())
+    G2.set_weights(G.get_weights())
+    z = tf.random.normal([2, 16])
+    np.testing.assert_allclose(G2(z, noise_mode="const"), G(z, noise_mode="const"), atol=1e-5)
+    D2 = Discriminator.from_config(D.get_config())
+    assert D2.count_params() == D.count_params()
+
+
+def test_bad_resolution_and_arch():
+    with pytest.raises(ValueError, match="power of two.*resolution=48"):
+        SynthesisNetwork(48)
+    with pytest.raises(ValueError, match="arch"):
+        Discriminator(32, arch="biggan")
+
+
+def test_mapping_truncation_and_w_avg():
+    m = MappingNetwork(8, 8, num_ws=6, num_layers=2)
+    m.build()
+    z = tf.random.normal([5, 8])
+    ws = m(z)
+    assert ws.shape == (5, 6, 8)
+    np.testing.assert_allclose(ws[:, 0], ws[:, 5])  # broadcast
+    m.update_w_avg(tf.reduce_mean(ws[:, 0], 0))
+    np.testing.assert_allclose(m.w_avg, 0.005 * tf.reduce_mean(ws[:, 0], 0), rtol=1e-5)
+    m.w_avg.assign(tf.range(8, dtype=tf.float32))
+    t = m(z, psi=0.0)
+    np.testing.assert_allclose(t, np.broadcast_to(np.arange(8.0), (5, 6, 8)), atol=1e-6)
+    half = m(z, psi=0.0, cutoff=2)
+    np.testing.assert_allclose(half[:, :2], t[:, :2])
+    np.testing.assert_allclose(half[:, 2:], ws[:, 2:])
+
+
+def test_conditional_mapping_and_projection_discriminator():
+    G = Generator(8, z_dim=8, w_dim=8, num_classes=3, mapping_layers=1, **SMALL)
+    D = Discriminator(8, num_classes=3, mbstd_group=2, **SMALL)
+    z = tf.random.normal([2, 8])
+    a, b = (
+        G(z, tf.constant([0, 0]), noise_mode="const"),
+        G(z, tf.constant([1, 2]), noise_mode="const"),
+    )
+    assert not np.allclose(a, b)  # the label changes the image
+    assert D(a, tf.constant([0, 1])).shape == (2, 1)
+    with pytest.raises(ValueError, match="conditional"):
+        D(a)
+
+
+def test_style_mixing_switches_at_crossover():
+    G = Generator(16, z_dim=8, w_dim=8, mapping_layers=2, **SMALL)
+    z1, z2 = tf.random.normal([3, 8], seed=1), tf.random.normal([3, 8], seed=2)
+    ws1, ws2 = G.mapping(z1), G.mapping(z2)
+    mixed = G.mix(ws1, ws2, tf.constant([0, 2, G.num_ws]))
+    np.testing.assert_allclose(mixed[0], ws2[0])  # all from z2
+    np.testing.assert_allclose(mixed[1, :2], ws1[1, :2])
+    np.testing.assert_allclose(mixed[1, 2:], ws2[1, 2:])
+    np.testing.assert_allclose(mixed[2], ws1[2])  # no mixing
+    img = G(z1, mix_z=z2, mix_cutoff=tf.constant([G.num_ws] * 3), noise_mode="const")
+    np.testing.assert_allclose(img, G(z1, noise_mode="const"), atol=1e-6)
+
+
+def test_noise_seed_reproducible():
+    G = Generator(8, z_dim=8, w_dim=8, mapping_layers=1, **SMALL)
+    for v in G.weights:
+        if "strength" in v.path:
+            v.assign(1.0)
+    z = tf.random.normal([2, 8])
+    seed = tf.constant([3, 4])
+    np.testing.assert_array_equal(G(z, seed=seed), G(z, seed=seed))
+    assert not np.allclose(G(z, seed=seed), G(z, seed=tf.constant([5, 6])))
