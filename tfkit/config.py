@@ -105,6 +105,7 @@ class NpzSource(Strict):
     path: str
     x: str | list[str] = "x"
     y: str | None = "y"
+    sample_weight: str | None = None
 
 
 class TableSource(Strict):
@@ -237,6 +238,8 @@ class DataConfig(Strict):
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
+    num_classes: int | None = Field(None, ge=2)  # default: from the labels or the schema
 
     @field_validator("cache")
     @classmethod
@@ -618,6 +621,65 @@ class TuneConfig(Strict):
 
 
 # --------------------------------------------------------------------------------------
+# gan
+# --------------------------------------------------------------------------------------
+
+
+class GanConfig(Strict):
+    """The gan section: StyleGAN training (`tfkit gan train`).
+
+    `preset` supplies every hyperparameter (see `tfkit.stylegan.presets`); a key set here
+    overrides the preset's value. Images come from `data` (use `normalize: minus_one_one`).
+    """
+
+    preset: str = "shapes32"
+    arch: Literal["stylegan2", "stylegan"] = "stylegan2"
+    resolution: int | None = None  # default: the data's image size
+    conditional: bool = False  # class-conditional G and projection D (needs labels)
+    kimg: float | None = Field(None, gt=0)  # training length in thousands of real images
+    tick_kimg: float | None = Field(None, gt=0)  # progress line every tick
+    snapshot_ticks: int | None = Field(None, ge=1)  # image grid + checkpoint every N ticks
+    batch: int | None = Field(None, ge=1)  # global batch
+    z_dim: int | None = Field(None, ge=1)
+    w_dim: int | None = Field(None, ge=1)
+    map_layers: int | None = Field(None, ge=1)  # mapping network depth
+    channel_base: int | None = Field(None, ge=1)
+    channel_max: int | None = Field(None, ge=1)
+    mbstd_group: int | None = Field(None, ge=1)
+    d_residual: bool | None = None  # residual discriminator (stylegan2 arch only)
+    lr: float | None = Field(None, gt=0)  # G and D learning rate before lazy-reg scaling
+    gamma: float | None = Field(None, ge=0)  # R1 weight
+    ema_kimg: float | None = Field(None, ge=0)  # G_ema half-life
+    ema_rampup: float | None = Field(None, ge=0)  # 0: no ramp-up
+    pl_weight: float | None = Field(None, ge=0)  # path-length regularization weight
+    pl_batch_shrink: int = Field(2, ge=1)
+    pl_decay: float = Field(0.01, gt=0, le=1)
+    style_mixing: float | None = Field(None, ge=0, le=1)  # style-mixing probability
+    g_reg_interval: int = Field(4, ge=1)
+    d_reg_interval: int = Field(16, ge=1)
+    noise_mode: Literal["random", "const", "none"] = "random"
+    clamp: float | None = Field(None, gt=0)  # conv output clamp (reference: 256)
+    grid: tuple[int, int] = (8, 4)  # snapshot grid columns, rows
+    grid_seed: int = 0
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        from tfkit.stylegan.presets import PRESET_NAMES
+
+        if v not in PRESET_NAMES:
+            raise ValueError(f"unknown preset {v!r}. Valid presets: {', '.join(PRESET_NAMES)}")
+        return v
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, v: int | None) -> int | None:
+        if v is not None and (v < 8 or v > 1024 or v & (v - 1)):
+            raise ValueError(f"must be a power of two from 8 to 1024. Received: resolution={v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------
 # experiment
 # --------------------------------------------------------------------------------------
 
@@ -631,6 +693,7 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     tune: TuneConfig | None = None
+    gan: GanConfig | None = None
 
     @field_validator("name")
     @classmethod

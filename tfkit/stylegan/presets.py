@@ -1,0 +1,272 @@
+"""Named StyleGAN training presets and the resolution of a `gan` config into options.
+
+The published presets follow stylegan2-ada-pytorch's `train.py` table (`--cfg`): batch,
+mapping depth, feature maps (channel_base = fmaps * 32768, channel_max 512), minibatch-stddev
+group, learning rate, R1 gamma, EMA half-life in kimg and its ramp-up, path-length weight and
+style-mixing probability (`cifar` turns the last two off and uses a plain discriminator).
+`auto` derives them from the resolution and the replica count as the reference does. Any
+`gan.*` key that is set overrides the preset's value. `shapes16`/`shapes32` are small CPU
+presets for the embedded `shapes` data.
+
+No TensorFlow here: config validation imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tfkit.errors import UserError, unknown_name
+
+_REF = dict(
+    z_dim=512,
+    w_dim=512,
+    channel_max=512,
+    pl_weight=2.0,
+    style_mixing=0.9,
+    d_residual=True,
+    ema_rampup=0.0,
+)
+
+PRESETS: dict[str, dict] = {
+    "auto": dict(_REF, kimg=25000, map_layers=2, ema_rampup=0.05),
+    "stylegan2": dict(
+        _REF,
+        kimg=25000,
+        batch=32,
+        mbstd_group=4,
+        channel_base=32768,
+        lr=0.002,
+        gamma=10.0,
+        ema_kimg=10.0,
+        map_layers=8,
+    ),
+    "paper256": dict(
+        _REF,
+        kimg=25000,
+        batch=64,
+        mbstd_group=8,
+        channel_base=16384,
+        lr=0.0025,
+        gamma=1.0,
+        ema_kimg=20.0,
+        map_layers=8,
+    ),
+    "paper512": dict(
+        _REF,
+        kimg=25000,
+        batch=64,
+        mbstd_group=8,
+        channel_base=32768,
+        lr=0.0025,
+        gamma=0.5,
+        ema_kimg=20.0,
+        map_layers=8,
+    ),
+    "paper1024": dict(
+        _REF,
+        kimg=25000,
+        batch=32,
+        mbstd_group=4,
+        channel_base=65536,
+        lr=0.002,
+        gamma=2.0,
+        ema_kimg=10.0,
+        map_layers=8,
+    ),
+    "cifar": dict(
+        _REF,
+        kimg=100000,
+        batch=64,
+        mbstd_group=32,
+        channel_base=32768,
+        lr=0.0025,
+        gamma=0.01,
+        ema_kimg=500.0,
+        ema_rampup=0.05,
+        map_layers=2,
+        pl_weight=0.0,
+        style_mixing=0.0,
+        d_residual=False,
+    ),
+    # CPU presets for the embedded shapes data: small nets that learn visibly in minutes
+    "shapes16": dict(
+        _REF,
+        kimg=20,
+        batch=16,
+        mbstd_group=4,
+        z_dim=64,
+        w_dim=64,
+        channel_base=1024,
+        channel_max=64,
+        lr=0.0025,
+        gamma=0.05,
+        ema_kimg=1.0,
+        ema_rampup=0.05,
+        map_layers=2,
+        tick_kimg=1.0,
+        snapshot_ticks=5,
+    ),
+    "shapes32": dict(
+        _REF,
+        kimg=50,
+        batch=32,
+        mbstd_group=4,
+        z_dim=64,
+        w_dim=64,
+        channel_base=2048,
+        channel_max=64,
+        lr=0.0025,
+        gamma=0.1,
+        ema_kimg=2.0,
+        ema_rampup=0.05,
+        map_layers=2,
+        tick_kimg=2.0,
+        snapshot_ticks=5,
+    ),
+}
+PRESET_NAMES = tuple(PRESETS)
+
+
+@dataclass(frozen=True)
+class GanOptions:
+    """Every hyperparameter of a GAN run, resolved from the preset and `gan.*` overrides."""
+
+    preset: str
+    arch: str
+    resolution: int
+    num_classes: int
+    kimg: float
+    tick_kimg: float
+    snapshot_ticks: int
+    batch: int
+    z_dim: int
+    w_dim: int
+    map_layers: int
+    channel_base: int
+    channel_max: int
+    mbstd_group: int
+    d_residual: bool
+    lr: float
+    betas: tuple[float, float]
+    gamma: float
+    ema_kimg: float
+    ema_rampup: float  # 0: none
+    pl_weight: float
+    pl_batch_shrink: int
+    pl_decay: float
+    style_mixing: float
+    g_reg_interval: int
+    d_reg_interval: int
+    noise_mode: str
+    clamp: float | None
+    grid: tuple[int, int]
+
+    def as_dict(self) -> dict:
+        """The options as a plain dict (for logs)."""
+        return asdict(self)
+
+
+def auto_preset(resolution: int, replicas: int) -> dict:
+    """The reference's `auto` heuristics for a resolution and a number of replicas."""
+    batch = max(min(replicas * min(4096 // resolution, 32), 64), replicas)
+    return dict(
+        PRESETS["auto"],
+        batch=batch,
+        mbstd_group=min(batch // replicas, 4),
+        channel_base=32768 if resolution >= 512 else 16384,
+        lr=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution**2 / batch,
+        ema_kimg=batch * 10 / 32,
+    )
+
+
+def check_power_of_two(resolution: int, where: str) -> None:
+    """Raise UserError unless `resolution` is a power of two from 8 to 1024."""
+    if resolution < 8 or resolution > 1024 or resolution & (resolution - 1):
+        raise UserError(
+            f"`{where}` must be a power of two from 8 to 1024. Received: {where.rsplit('.', 1)[-1]}={resolution}"
+        )
+
+
+def resolve_options(gan, resolution: int, replicas: int = 1, num_classes: int = 0) -> GanOptions:
+    """Resolve a `GanConfig` into `GanOptions` for data of `resolution` on `replicas` replicas.
+
+    Args:
+        gan: the `gan` config section.
+        resolution: the image size of the training data.
+        replicas: replicas in sync (the global batch is split across them).
+        num_classes: classes of the data (used when `gan.conditional`).
+
+    Raises:
+        UserError: unknown preset, resolution not a power of two or not matching the data,
+            batch not divisible by the replicas or the per-replica batch by the
+            minibatch-stddev group, conditional model without labels.
+    """
+    if gan.preset not in PRESETS:
+        raise unknown_name("gan.preset", gan.preset, PRESET_NAMES)
+    check_power_of_two(
+        resolution, "data resolution" if gan.resolution is None else "gan.resolution"
+    )
+    if gan.resolution is not None and gan.resolution != resolution:
+        raise UserError(
+            f"`gan.resolution` ({gan.resolution}) does not match the data's image size ({resolution})."
+        )
+    p = auto_preset(resolution, replicas) if gan.preset == "auto" else dict(PRESETS[gan.preset])
+    fields = (
+        "kimg",
+        "tick_kimg",
+        "snapshot_ticks",
+        "batch",
+        "z_dim",
+        "w_dim",
+        "map_layers",
+        "channel_base",
+        "channel_max",
+        "mbstd_group",
+        "d_residual",
+        "lr",
+        "gamma",
+        "ema_kimg",
+        "ema_rampup",
+        "pl_weight",
+        "style_mixing",
+    )
+    v = {k: getattr(gan, k) if getattr(gan, k) is not None else p.get(k) for k in fields}
+    v["tick_kimg"] = v["tick_kimg"] or 4.0
+    v["snapshot_ticks"] = v["snapshot_ticks"] or 50
+    if v["batch"] % replicas:
+        raise UserError(
+            f"`gan.batch` ({v['batch']}) must be divisible by the number of replicas ({replicas}). "
+            f"Use e.g. --set gan.batch={max(replicas, v['batch'] // replicas * replicas)}"
+        )
+    per_replica = v["batch"] // replicas
+    group = min(v["mbstd_group"], per_replica)
+    if per_replica % group:
+        raise UserError(
+            f"The per-replica batch ({per_replica} = gan.batch {v['batch']} / {replicas} replicas) must be divisible by "
+            f"`gan.mbstd_group` ({v['mbstd_group']})."
+        )
+    shrunk = max(per_replica // gan.pl_batch_shrink, 1)
+    if v["pl_weight"] and shrunk % min(group, shrunk):
+        raise UserError(
+            f"The path-length batch ({shrunk}) must be divisible by `gan.mbstd_group` ({group})."
+        )
+    if gan.conditional and not num_classes:
+        raise UserError(
+            "`gan.conditional` is true but the data has no class labels (set gan.conditional=false)."
+        )
+    return GanOptions(
+        preset=gan.preset,
+        arch=gan.arch,
+        resolution=resolution,
+        num_classes=num_classes if gan.conditional else 0,
+        betas=(0.0, 0.99),
+        pl_batch_shrink=gan.pl_batch_shrink,
+        pl_decay=gan.pl_decay,
+        g_reg_interval=gan.g_reg_interval,
+        d_reg_interval=gan.d_reg_interval,
+        noise_mode=gan.noise_mode,
+        clamp=gan.clamp,
+        grid=tuple(gan.grid),
+        **v,
+    )
