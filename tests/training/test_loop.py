@@ -1,0 +1,293 @@
+"""The custom GradientTape loop: learning, 2 replicas == 1 replica, exact resume after
+SIGKILL, NaN handling, callbacks, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+from tfkit.errors import UserError
+from tfkit.training.loop import Loop, NonFiniteLossError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def digits_arrays():
+    d = load_digits()
+    return (d.data / 16).astype("float32"), d.target.astype("int32")
+
+
+def dataset_fn(x, y, global_batch, shuffle=True, seed=1):
+    """A dataset function batching per replica (what `tfkit.data.build` does)."""
+
+    def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed)
+        return ds.batch(ctx.get_per_replica_batch_size(global_batch))
+
+    return fn
+
+
+def mlp(dropout=0.0):
+    layers = [keras.Input((64,)), keras.layers.Dense(32, activation="relu")]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    return keras.Sequential([*layers, keras.layers.Dense(10, activation="softmax")])
+
+
+def make_loop(strategy=None, *, lr=1e-2, steps=20, epochs=2, batch=32, dropout=0.0, **kw):
+    strategy = strategy or tf.distribute.get_strategy()
+    x, y = digits_arrays()
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = mlp(dropout)
+        optimizer = keras.optimizers.Adam(lr)
+    return Loop(
+        model=model,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=optimizer,
+        strategy=strategy,
+        train_data=dataset_fn(x[:1500], y[:1500], batch),
+        val_data=dataset_fn(x[1500:], y[1500:], batch, shuffle=False),
+        global_batch_size=batch,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        metrics=["accuracy"],
+        verbose=0,
+        **kw,
+    )
+
+
+def max_diff(a: keras.Model, b: keras.Model) -> float:
+    return max(
+        float(np.abs(u - v).max()) for u, v in zip(a.get_weights(), b.get_weights(), strict=True)
+    )
+
+
+def mirrored_2cpu():
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+
+
+def test_loop_learns_and_reports_keras_logs():
+    loop = make_loop(epochs=3)
+    history = loop.run()
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history["loss"][-1] < history["loss"][0] * 0.5
+    assert history["val_accuracy"][-1] > 0.75
+    assert int(loop.step.numpy()) == 60 and int(loop.epoch.numpy()) == 3
+
+
+def test_two_replicas_equal_one_replica_loop():
+    one = make_loop(steps=15, epochs=2)
+    one.run()
+    two = make_loop(mirrored_2cpu(), steps=15, epochs=2)
+    two.run()
+    assert two.strategy.num_replicas_in_sync == 2
+    assert max_diff(one.model, two.model) <= 1e-5
+
+
+def test_two_replicas_equal_one_replica_fit():
+    x, y = digits_arrays()
+    x, y = x[:480], y[:480]  # 15 batches of 32
+
+    def train(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = mlp()
+            model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        return model
+
+    assert max_diff(train(tf.distribute.get_strategy()), train(mirrored_2cpu())) <= 1e-5
+
+
+def test_steps_per_loop_does_not_change_training():
+    a = make_loop(steps=12, epochs=1)
+    a.run()
+    b = make_loop(steps=12, epochs=1, steps_per_loop=5)
+    b.run()
+    assert max_diff(a.model, b.model) == 0.0
+
+
+def test_callbacks_receive_hooks_and_early_stopping_stops():
+    calls = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            calls.append("train_begin")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            calls.append(f"epoch_begin{epoch}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append("batch")
+            assert "loss" in logs
+
+        def on_epoch_end(self, epoch, logs=None):
+            calls.append(f"epoch_end{epoch}")
+            assert {"loss", "accuracy", "val_loss"} <= set(logs)
+
+        def on_train_end(self, logs=None):
+            calls.append("train_end")
+
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=100.0)
+    loop = make_loop(steps=5, epochs=10, callbacks=[Recorder(), stop])
+    history = loop.run()
+    assert len(history["loss"]) == 2  # stopped after patience ran out
+    assert calls[:2] == ["train_begin", "epoch_begin0"] and calls[-1] == "train_end"
+    assert calls.count("batch") == 10
+
+
+def nan_loop(policy, ckpt=None):
+    x, y = digits_arrays()
+    x = x[:320].copy()
+    x[160:192] = np.nan  # batch 6 of the unshuffled stream gives a NaN loss
+    keras.utils.set_random_seed(0)
+    return Loop(
+        model=mlp(),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=keras.optimizers.SGD(0.1),
+        train_data=dataset_fn(x, y[:320], 32, shuffle=False),
+        global_batch_size=32,
+        steps_per_epoch=10,
+        epochs=1,
+        nan_policy=policy,
+        checkpoint_dir=ckpt,
+        checkpoint_every=2,
+        verbose=0,
+    )
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    loop = nan_loop("stop", tmp_path / "ckpt")
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 6 \(epoch 1\)") as info:
+        loop.run()
+    assert "ckpt-4" in str(info.value)
+    assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-4"
+    fresh = nan_loop("stop", tmp_path / "ckpt")
+    assert fresh.restore() == 4
+    assert all(np.isfinite(w).all() for w in fresh.model.get_weights())
+
+
+def test_nan_policy_skip_step_skips_the_update():
+    loop = nan_loop("skip_step")
+    history = loop.run()
+    assert all(np.isfinite(w).all() for w in loop.model.get_weights())
+    assert np.isfinite(history["loss"][0])
+    assert int(loop.step.numpy()) == 10
+
+
+def test_global_batch_not_divisible_by_replicas():
+    with pytest.raises(
+        UserError,
+        match=r"`data.batch_size` \(31\) must be divisible by the number of replicas \(2\)",
+    ):
+        make_loop(mirrored_2cpu(), batch=31)
+
+
+def test_bad_nan_policy():
+    with pytest.raises(UserError, match="nan_policy.*Received: 'ignore'"):
+        make_loop(nan_policy="ignore")
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.path.insert(0, {tests!r})
+    import keras, numpy as np
+    from test_loop import make_loop
+    ckpt, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    class Killer(keras.callbacks.Callback):
+        def __init__(self, loop):
+            super().__init__()
+            self.loop = loop
+        def on_train_batch_end(self, batch, logs=None):
+            if kill_at and int(self.loop.step.numpy()) >= kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    loop = make_loop(steps=12, epochs=3, dropout=0.3, checkpoint_dir=ckpt, checkpoint_every=4,
+                     steps_per_loop=2)
+    loop.callbacks.append(Killer(loop))
+    loop.run(resume=True)
+    np.savez(out, *loop.model.get_weights())
+    """
+)
+
+
+def test_exact_resume_after_crash_in_process(tmp_path):
+    """A run that dies mid-epoch and resumes from its checkpoint ends with the same weights."""
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(crashing.step.numpy()) >= 18:
+                raise KeyboardInterrupt
+
+    crashing = make_loop(
+        steps=12,
+        epochs=3,
+        dropout=0.3,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=4,
+        steps_per_loop=2,
+    )
+    crashing.callbacks.append(Crash())
+    with pytest.raises(KeyboardInterrupt):
+        crashing.run()
+    resumed = make_loop(
+        steps=12,
+        epochs=3,
+        dropout=0.3,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=4,
+        steps_per_loop=2,
+    )
+    assert resumed.restore() == 16
+    resumed.run()
+    straight = make_loop(steps=12, epochs=3, dropout=0.3, steps_per_loop=2)
+    straight.run()
+    assert max_diff(resumed.model, straight.model) <= 1e-6
+
+
+@pytest.mark.slow
+def test_exact_resume_after_sigkill(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=os.path.join(ROOT, "tests", "training")))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+
+    def child(ckpt, out, kill_at):
+        return subprocess.run(
+            [sys.executable, str(script), str(tmp_path / ckpt), str(tmp_path / out), str(kill_at)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    killed = child("ckpt", "never.npz", 18)  # dies at step 18; last checkpoint at 16
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "never.npz").exists()
+    resumed = child("ckpt", "resumed.npz", 0)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    loop = make_loop(steps=12, epochs=3, dropout=0.3, steps_per_loop=2)  # uninterrupted
+    loop.run()
+    with np.load(tmp_path / "resumed.npz") as saved:
+        weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    for u, v in zip(loop.model.get_weights(), weights, strict=True):
+        np.testing.assert_allclose(u, v, atol=1e-6, rtol=0)
