@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ class _TfkitTuner:
         shown = " ".join(f"{k}={_short(v)}" for k, v in values.items())
         score = f"{done.score:.4f}" if done.score is not None else "-"
         total = getattr(self.oracle, "max_trials", None)
+        count = self._tfkit_previous + len(self._tfkit_ran)
         print(
-            f"trial {done.trial_id} [{len(self._tfkit_ran)}{'/' + str(total) if total else ''}] "
+            f"trial {done.trial_id} [{count}{'/' + str(total) if total else ''}] "
             f"{done.status.lower()} {self.oracle.objective.name}={score} ({seconds:.1f}s) {shown}",
             flush=True,
         )
@@ -290,6 +292,7 @@ def run_search(
         kwargs["max_trials"] = tune.max_trials
     tuner = _tuner_class(tune.tuner)(hypermodel, **kwargs)
     tuner._tfkit_ran = []
+    tuner._tfkit_previous = 0 if is_worker else len(tuner.oracle.trials)
 
     where = f" as {role} {tuner_id}" if role else ""
     print(
@@ -382,7 +385,9 @@ def write_results(
         save_config(best_config, run_dir / BEST_CONFIG)
         best = {"trial": trial.trial_id, "objective": trial.score, "values": values}
         if tune.save_best_model:
-            model = tuner.load_model(trial)
+            with warnings.catch_warnings():  # the checkpoint holds no optimizer slots
+                warnings.simplefilter("ignore", UserWarning)
+                model = tuner.load_model(trial)
             save_model_atomic(model, run_dir / BEST_MODEL)
         print(
             f"best: trial {trial.trial_id} {tune.objective.name}={trial.score:.4f} -> "

@@ -285,20 +285,27 @@ def check_space(raw: dict, tune: TuneConfig, where: str = "tune.space") -> None:
 
 
 def fingerprint(config: ExperimentConfig) -> dict[str, Any]:
-    """What a search directory depends on: the space, the objective, the tuner settings and the
-    rest of the experiment (a stored project is only valid for the same of each)."""
+    """What a search directory depends on: the space, the objective, the tuner settings (but
+    `max_trials`: raising it continues a search) and the rest of the experiment."""
     tune = to_dict(config.tune) if config.tune is not None else {}
     rest = to_dict(config)
     rest.pop("tune", None)
     rest.pop("name", None)
-    settings = {k: v for k, v in tune.items() if k not in ("space", "objective", "directory")}
-    return {
+    # more trials continue a search; where it lives and whether the model is saved do not
+    # change what its trials mean
+    settings = {
+        k: v
+        for k, v in tune.items()
+        if k not in ("space", "objective", "directory", "max_trials", "save_best_model")
+    }
+    out = {
         "space": tune.get("space", {}),
         "objective": tune.get("objective", {}),
         "tuner": settings,
         "experiment": rest,
-        "hash": hashlib.sha256(json.dumps([tune, rest], sort_keys=True).encode()).hexdigest(),
     }
+    out["hash"] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+    return out
 
 
 def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

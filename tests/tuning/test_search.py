@@ -1,0 +1,213 @@
+"""`run_search` end to end on a small tabular MLP: results, resume, HParams, bad input."""
+
+import csv
+import json
+import os
+import socket
+from pathlib import Path
+
+import keras
+import pytest
+import yaml
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tfkit.config import load_config, read_yaml, validate
+from tfkit.errors import UserError
+from tfkit.tuning import search as search_lib
+from tfkit.tuning import space as space_lib
+
+RAW = {
+    "name": "tiny_tune",
+    "data": {
+        "source": {"kind": "tabular_binary", "count": 600, "features": 10, "seed": 0},
+        "batch_size": 64,
+        "normalize": "standardize",
+    },
+    "model": {"name": "mlp", "units": [16]},
+    "train": {
+        "epochs": 2,
+        "loss": "binary_crossentropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "metrics": ["accuracy"],
+        "checkpoint": "none",
+    },
+    "runtime": {"seed": 0},
+    "tune": {
+        "tuner": "random",
+        "objective": {"name": "val_accuracy", "direction": "max"},
+        "max_trials": 2,
+        "space": {
+            "model.units": {"choice": [[8], [32, 16]]},
+            "train.optimizer.learning_rate": {"float": [1.0e-3, 3.0e-2], "sampling": "log"},
+            "train.optimizer.name": {"choice": ["adam", "sgd"]},
+            "train.optimizer.momentum": {
+                "float": [0.0, 0.9],
+                "when": {"train.optimizer.name": "sgd"},
+            },
+        },
+    },
+}
+
+KT_ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _restore_keras_tuner_env():
+    saved = {k: os.environ.get(k) for k in KT_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def with_tune(raw, **tune):
+    raw = json.loads(json.dumps(raw))
+    raw["tune"].update(tune)
+    return raw
+
+
+def search(raw, run_dir, **kwargs):
+    return search_lib.run_search(validate(raw), raw, run_dir, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tune") / "run"
+    result = search(RAW, run_dir)
+    return run_dir, result
+
+
+def test_search_writes_table_csv_best_config_and_model(searched):
+    run_dir, result = searched
+    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
+    assert [r["trial"] for r in rows] == [t["trial"] for t in result["trials"]]
+    assert len(rows) == 2 and all(r["status"] == "COMPLETED" for r in rows)
+    scores = [float(r["val_accuracy"]) for r in rows]
+    best = result["best"]
+    assert best["objective"] == pytest.approx(max(scores))
+    # best.yaml is the full config of the best trial, without the tune section
+    best_config = load_config(run_dir / "best.yaml")
+    assert best_config.tune is None
+    for key, value in best["values"].items():
+        assert space_lib._get(best_config.model_dump(mode="json"), key) == pytest.approx(value)
+    # the saved best model reproduces the objective on the validation split
+    import tfkit.data
+
+    splits = tfkit.data.build(best_config.data, seed=best_config.runtime.seed)
+    model = keras.saving.load_model(run_dir / "best_model.keras", safe_mode=True)
+    logs = model.evaluate(splits.val, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(best["objective"], abs=1e-4)
+    assert best["objective"] > 0.6  # it learned
+
+
+def test_every_trial_is_a_tensorboard_hparams_session(searched):
+    run_dir, result = searched
+    tb = run_dir / "search" / "tb"
+    for trial in result["trials"]:
+        session = tb / trial["trial"]
+        acc = event_accumulator.EventAccumulator(str(session))
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(
+            content["_hparams_/session_start_info"]
+        ).session_start_info
+        hparams = {
+            k: json.loads(json.dumps(v.number_value or v.string_value or v.bool_value))
+            for k, v in start.hparams.items()
+        }
+        assert start.group_name == trial["trial"]
+        assert set(hparams) == set(trial["values"])
+        for key, value in trial["values"].items():
+            expected = value if isinstance(value, (int, float, str)) else json.dumps(value)
+            assert hparams[key] == pytest.approx(expected)
+        assert "_hparams_/session_end_info" in content
+        # the metrics the dashboard shows: per-epoch validation accuracy of the trial
+        val = event_accumulator.EventAccumulator(
+            str(session / "validation"), size_guidance={"tensors": 0}
+        )
+        val.Reload()
+        assert "epoch_accuracy" in val.Tags()["tensors"]
+        assert len(val.Tensors("epoch_accuracy")) == 2  # train.epochs
+
+
+def test_rerun_continues_and_changed_space_is_refused(searched, capsys, tmp_path):
+    run_dir, first = searched
+    # the same search again: nothing to do, no trial re-run
+    again = search(RAW, run_dir)
+    assert [t["trial"] for t in again["trials"]] == [t["trial"] for t in first["trials"]]
+    capsys.readouterr()
+    # more trials: only the new one runs
+    more = search(with_tune(RAW, max_trials=3), run_dir)
+    out = capsys.readouterr().out
+    assert len(more["trials"]) == 3
+    assert out.count("completed val_accuracy=") == 1
+    assert "[3/3]" in out
+    assert [t["objective"] for t in more["trials"][:2]] == [t["objective"] for t in first["trials"]]
+    # a changed space or objective is refused, naming the change
+    changed = with_tune(RAW, max_trials=3)
+    changed["tune"]["space"]["model.units"] = {"choice": [[8], [64]]}
+    changed["tune"]["objective"] = {"name": "val_loss", "direction": "min"}
+    with pytest.raises(UserError) as err:
+        search(changed, run_dir)
+    text = str(err.value)
+    assert "tune.space.model.units (choice: [[8], [32, 16]] -> [[8], [64]])" in text
+    assert "tune.objective.name ('val_accuracy' -> 'val_loss')" in text
+    assert "--overwrite" in text
+
+
+def test_overwrite_starts_a_new_search(tmp_path):
+    raw = with_tune(RAW, max_trials=1)
+    search(raw, tmp_path / "run")
+    changed = with_tune(raw, objective={"name": "val_loss", "direction": "min"})
+    result = search(changed, tmp_path / "run", overwrite=True)
+    assert len(result["trials"]) == 1
+    assert (
+        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["tune"]["objective"]["name"]
+        == "val_loss"
+    )
+
+
+def test_objective_the_model_does_not_produce_names_the_available_ones(tmp_path):
+    raw = with_tune(RAW, objective={"name": "val_auc", "direction": "max"})
+    with pytest.raises(UserError) as err:
+        search(raw, tmp_path / "run")
+    assert "does not produce `val_auc`" in str(err.value)
+    assert "val_accuracy" in str(err.value) and "val_loss" in str(err.value)
+
+
+def test_worker_that_cannot_reach_the_oracle_times_out_clearly(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        UserError, match=rf"Could not reach the tuning oracle at 127.0.0.1:{port} within 1s"
+    ):
+        search(RAW, tmp_path / "run", role="worker", oracle=f"127.0.0.1:{port}", oracle_timeout=1)
+    with pytest.raises(UserError, match="--oracle expects HOST:PORT"):
+        search(RAW, tmp_path / "run", role="worker", oracle="localhost")
+
+
+def test_config_without_tune_section_is_refused(tmp_path):
+    raw = dict(RAW)
+    raw.pop("tune")
+    with pytest.raises(UserError, match="no `tune:` section"):
+        search_lib.run_search(validate(raw), raw, tmp_path)
+
+
+def test_hyperband_config_runs_with_conditional_momentum(tmp_path):
+    path = Path("configs/tune_binary_mlp_hyperband.yaml")
+    raw = read_yaml(path)
+    raw["data"]["source"]["count"] = 600
+    raw["tune"]["max_epochs"] = 3
+    result = search(raw, tmp_path / "run")
+    assert len(result["trials"]) >= 3
+    for trial in result["trials"]:
+        assert trial["status"] == "COMPLETED"
+        sgd = trial["values"]["train.optimizer.name"] == "sgd"
+        assert ("train.optimizer.momentum" in trial["values"]) == sgd
+        assert trial["values"]["train.epochs"] in (1, 3)
+    best = load_config(tmp_path / "run" / "best.yaml")
+    assert best.train.epochs == result["best"]["values"]["train.epochs"]
