@@ -465,14 +465,21 @@ def resolve_images(cfg, where: str, ignore_errors: bool) -> Source:
 
 
 def resolve_tfrecord(
-    cfg, where: str, ignore_errors: bool, task: str = "auto", num_classes: int | None = None
+    cfg,
+    where: str,
+    ignore_errors: bool,
+    task: str = "auto",
+    num_classes: int | None = None,
+    verify: bool = True,
 ) -> Source:
     """A `Source` over TFRecord shards, checked before any training starts.
 
     The first record of every file is checked against the features (a missing feature or
-    a wrong dtype names the feature and the file); uncompressed files are walked record
-    header by header, so a truncated file is named at once. With `ignore_errors` every
-    file is read once to count the readable records, and the bad ones are reported.
+    a wrong dtype names the feature and the file). With `verify` every file is read once,
+    so a truncated or corrupt file fails here, named, before training starts; without it
+    uncompressed files are only walked record header by header (catching truncation).
+    With `ignore_errors` every file is read once to count the readable records, and the
+    bad ones are reported in `Source.skipped`.
     """
     files, schema = tfr.resolve_files(cfg.path, f"{where}.path")
     if cfg.features is not None:
@@ -514,9 +521,13 @@ def resolve_tfrecord(
             if expected is not None and n < expected:
                 skipped[f] = expected - n
             elif compression == "":
-                total, _ = tfr.scan_structure(f)
-                if total > n:
-                    skipped[f] = total - n
+                total, problem = tfr.scan_structure(f)
+                if total + bool(problem) > n:
+                    skipped[f] = total + bool(problem) - n
+        elif verify or (expected is None and compression != ""):
+            n = tfr.count_records(f, compression)  # reads all: a bad record fails here, named
+            if expected is not None and n != expected:
+                raise UserError(f"{f}: {n} records read, {tfr.SCHEMA_FILE} lists {expected}")
         elif compression == "":
             n, problem = tfr.scan_structure(f)
             if problem:
@@ -524,10 +535,8 @@ def resolve_tfrecord(
                     f"{f}: corrupt or truncated TFRecord file ({problem}); set "
                     "data.ignore_errors: true to skip bad records"
                 )
-        elif expected is not None:
-            n = expected
         else:
-            n = tfr.count_records(f, compression)
+            n = expected
         counts.append(n)
     if skipped:
         import logging
@@ -730,7 +739,7 @@ def resolve(source, data_cfg, where: str = "data.source") -> Source:
         )
         return from_arrays(arrays, where, task, k)
     if kind == "tfrecord":
-        return resolve_tfrecord(source, where, ignore, task, k)
+        return resolve_tfrecord(source, where, ignore, task, k, data_cfg.verify)
     if kind == "images":
         src = resolve_images(source, where, ignore)
         return src
