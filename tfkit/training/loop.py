@@ -374,6 +374,17 @@ class Loop:
 
         return iter(strategy.distribute_datasets_from_function(repeated))
 
+    def _set_monitor_modes(self) -> None:
+        """Tell `mode: auto` monitor callbacks (ModelCheckpoint, EarlyStopping, ...) whether
+        their metric goes up or down; Keras looks only at compiled metrics for that."""
+        directions = {m.name: getattr(m, "_direction", None) for m in self.metrics}
+        for callback in self.callbacks:
+            if getattr(callback, "mode", None) != "auto" or not hasattr(callback, "monitor"):
+                continue
+            name = str(callback.monitor).removeprefix("val_")
+            if directions.get(name) in ("up", "down"):
+                callback.mode = "max" if directions[name] == "up" else "min"
+
     def _on_sigterm(self, signum, frame):
         self._stop_signal = signum
 
@@ -392,6 +403,7 @@ class Loop:
         start_step = int(self.step.numpy())
         start_epoch = start_step // self.steps_per_epoch
         iterator = self._input_iterator(start_step)
+        self._set_monitor_modes()
         history = keras.callbacks.History()
         callbacks = keras.callbacks.CallbackList(
             [*self.callbacks, history],
