@@ -1,0 +1,172 @@
+"""Reusable test helpers in the keras-hub manner: one call checks one property.
+
+- `run_layer_test`: a layer builds, has the expected output shape and weights, survives a
+  `get_config`/`from_config` round trip, and trains (gradients reach its weights).
+- `run_serialization_test`: a model (or a layer, wrapped in a model) saved to `.keras` and
+  loaded with `safe_mode=True` gives the same outputs.
+- `run_model_test`: a model predicts the right shape on arrays and on a `tf.data` dataset,
+  and one `fit` step gives a finite loss.
+- `capture_summary`: the text `model.summary()` prints.
+
+Import them as `from helpers import ...` (tests/ is on `sys.path` through conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _structure_shape(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _structure_shape(v) for k, v in x.items()}
+    return tuple(np.shape(x))
+
+
+def _first_dim(x: Any) -> int:
+    if isinstance(x, Mapping):
+        return int(np.shape(next(iter(x.values())))[0])
+    return int(np.shape(x)[0])
+
+
+def _assert_close(actual: Any, expected: Any, atol: float, what: str) -> None:
+    if isinstance(expected, Mapping):
+        assert set(actual) == set(expected), what
+        for k in expected:
+            _assert_close(actual[k], expected[k], atol, f"{what}[{k!r}]")
+        return
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(actual),
+        keras.ops.convert_to_numpy(expected),
+        atol=atol,
+        rtol=atol,
+        err_msg=what,
+    )
+
+
+def capture_summary(model: keras.Model, **kwargs: Any) -> str:
+    """The text `model.summary(**kwargs)` prints."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), **kwargs)
+    return "\n".join(lines)
+
+
+def run_layer_test(
+    layer_cls: type[keras.layers.Layer],
+    init_kwargs: dict,
+    input_data: Any,
+    expected_output_shape: tuple | None = None,
+    expected_num_trainable_weights: int | None = None,
+    expected_num_non_trainable_weights: int | None = None,
+    run_training_check: bool = True,
+) -> Any:
+    """Check a layer class end to end on `input_data`; return its output.
+
+    Checks: the output shape; the weight counts; `from_config(get_config())` builds an equal
+    config and, with the same weights, the same output; with `run_training_check`, the
+    gradient of the output's mean square reaches every trainable weight.
+    """
+    layer = layer_cls(**init_kwargs)
+    output = layer(input_data)
+    if expected_output_shape is not None:
+        assert tuple(output.shape) == tuple(expected_output_shape), (
+            f"{layer_cls.__name__} output shape {tuple(output.shape)}, "
+            f"expected {tuple(expected_output_shape)}"
+        )
+    if expected_num_trainable_weights is not None:
+        assert len(layer.trainable_weights) == expected_num_trainable_weights
+    if expected_num_non_trainable_weights is not None:
+        assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights
+
+    config = layer.get_config()
+    for key in init_kwargs:
+        assert key in config, f"{layer_cls.__name__}.get_config() lacks `{key}`"
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    clone(input_data)
+    clone.set_weights(layer.get_weights())
+    _assert_close(clone(input_data), output, 1e-6, f"{layer_cls.__name__} from_config output")
+
+    if run_training_check and layer.trainable_weights:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(tf.cast(layer(input_data), tf.float32)))
+        grads = tape.gradient(loss, layer.trainable_weights)
+        for weight, grad in zip(layer.trainable_weights, grads, strict=True):
+            assert grad is not None, f"no gradient reaches `{weight.path}`"
+            assert np.all(np.isfinite(keras.ops.convert_to_numpy(grad)))
+    return output
+
+
+def run_serialization_test(
+    obj: keras.Model | keras.layers.Layer,
+    input_data: Any,
+    directory: str | os.PathLike | None = None,
+    atol: float = 1e-6,
+) -> keras.Model:
+    """Save `obj` to `.keras`, load it with `safe_mode=True`, and compare outputs.
+
+    A bare layer is wrapped in a functional model over `input_data`'s shape first. Returns
+    the loaded model.
+    """
+    model = obj
+    if not isinstance(obj, keras.Model):
+        if isinstance(input_data, Mapping):
+            raise TypeError("wrap multi-input layers in a model before calling this helper")
+        inputs = keras.Input(shape=np.shape(input_data)[1:])
+        model = keras.Model(inputs, obj(inputs))
+    expected = model(input_data, training=False)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model), f"loaded {type(loaded)}, saved {type(model)}"
+    _assert_close(loaded(input_data, training=False), expected, atol, ".keras round trip output")
+    return loaded
+
+
+def run_model_test(
+    model: keras.Model,
+    x: Any,
+    y: Any,
+    loss: Any,
+    expected_output_shape: tuple | None = None,
+    batch_size: int = 8,
+    optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
+    jit_compile: bool | str = False,
+) -> float:
+    """Predict on arrays and on a `tf.data` dataset, then fit one step; return that loss.
+
+    `x` is an array or a dict of arrays keyed by input name. Checks: both predictions have
+    `expected_output_shape` (batch axis included; default: batch rows by the model's output
+    shape) and agree; the fit loss is finite. Compiles the model with `loss` (and, by
+    default, without XLA: compiling is slower than the step on CPU).
+    """
+    n = _first_dim(x)
+    from_arrays = model.predict(x, batch_size=batch_size, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    from_dataset = model.predict(dataset, verbose=0)
+    if expected_output_shape is None:
+        try:
+            per_example = tuple(model.output_shape[1:])
+        except (AttributeError, ValueError):  # subclassed models have no symbolic output
+            per_example = tuple(model.compute_output_shape(_structure_shape(x))[1:])
+        expected_output_shape = (n, *per_example)
+    assert tuple(from_arrays.shape) == tuple(expected_output_shape), (
+        f"predict shape {tuple(from_arrays.shape)}, expected {tuple(expected_output_shape)}"
+    )
+    np.testing.assert_allclose(from_dataset, from_arrays, atol=1e-5, rtol=1e-5)
+
+    model.compile(
+        optimizer=optimizer() if optimizer else "adam", loss=loss, jit_compile=jit_compile
+    )
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).take(1)
+    history = model.fit(train, epochs=1, verbose=0)
+    value = float(history.history["loss"][-1])
+    assert np.isfinite(value), f"fit loss is {value}"
+    return value
