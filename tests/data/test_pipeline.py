@@ -1,0 +1,222 @@
+"""The pipeline: splits, determinism, sharding, batching options, normalization, Python API."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfkit.config import DataConfig, validate
+from tfkit.data import (
+    build,
+    from_dataframe,
+    from_generator,
+    from_numpy,
+    pipeline,
+    split_table,
+)
+from tfkit.errors import UserError
+
+
+def _ids(ds):
+    """Example ids (feature 0) of every element of a dataset, in order."""
+    out = []
+    for x, *_ in ds:
+        out.extend(x.numpy()[:, 0].astype(int).tolist())
+    return out
+
+
+@pytest.fixture
+def npz_cfg(tmp_path, id_arrays):
+    x, y = id_arrays
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    return lambda **kw: DataConfig.model_validate(
+        {"source": {"kind": "npz", "path": str(tmp_path / "a.npz")}, "batch_size": 8, **kw}
+    )
+
+
+def test_split_table_exact_disjoint_complete():
+    table = split_table(1000, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=3)
+    assert np.bincount(table).tolist() == [700, 200, 100]
+    assert np.array_equal(table, split_table(1000, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=3))
+    assert not np.array_equal(
+        table, split_table(1000, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=4)
+    )
+
+
+@pytest.mark.parametrize("source", ["npz", "tfrecord"])
+def test_splits_disjoint_and_complete(source, npz_cfg, id_records):
+    cfg = npz_cfg(split={"train": 0.6, "val": 0.25, "test": 0.15, "seed": 5})
+    if source == "tfrecord":
+        cfg = DataConfig.model_validate(
+            {**cfg.model_dump(), "source": {"kind": "tfrecord", "path": str(id_records)}}
+        )
+    splits = build(cfg)
+    parts = {s: _ids(getattr(splits, s)) for s in ("train", "val", "test")}
+    assert {s: len(v) for s, v in parts.items()} == {"train": 60, "val": 25, "test": 15}
+    assert splits.spec.counts == {"train": 60, "val": 25, "test": 15}
+    union = set(parts["train"]) | set(parts["val"]) | set(parts["test"])
+    assert union == set(range(100)) and sum(map(len, parts.values())) == 100
+    assert splits.spec.task == "multiclass" and splits.spec.num_classes == 3
+
+
+def test_separate_val_source_renormalizes_the_rest(npz_cfg, tmp_path):
+    x = np.stack([np.arange(1000, 1010), np.zeros(10)], 1).astype(np.float32)
+    np.savez(tmp_path / "val.npz", x=x, y=np.arange(10) % 3)
+    cfg = npz_cfg(val_source={"kind": "npz", "path": str(tmp_path / "val.npz")})
+    splits = build(cfg)
+    assert splits.spec.counts == {"train": 89, "val": 10, "test": 11}  # 0.8/0.9 and 0.1/0.9
+    assert sorted(_ids(splits.val)) == list(range(1000, 1010))
+
+
+def test_shuffle_deterministic_under_seed(npz_cfg):
+    def epochs(seed):
+        ds = build(npz_cfg(seed=seed)).train
+        return [_ids(ds), _ids(ds)]
+
+    a, b = epochs(7), epochs(7)
+    assert a == b
+    assert a[0] != a[1]  # reshuffled each epoch
+    assert sorted(a[0]) == sorted(a[1])
+    assert epochs(8)[0] != a[0]
+
+
+@pytest.mark.parametrize("source", ["npz", "tfrecord", "tfrecord_one_file"])
+def test_input_context_shards_disjoint(source, npz_cfg, id_records):
+    cfg = npz_cfg(split={"train": 1.0, "val": 0.0, "test": 0.0})
+    if source != "npz":
+        path = (
+            str(id_records)
+            if source == "tfrecord"
+            else str(id_records / "data-00000-of-00004.tfrecord")
+        )
+        cfg = DataConfig.model_validate(
+            {**cfg.model_dump(), "source": {"kind": "tfrecord", "path": path, "label": "label"}}
+        )
+    shards = []
+    for i in range(2):
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2
+        )
+        ds = build(cfg, input_context=ctx).train
+        assert ds.element_spec[0].shape[0] in (4, None)  # per-replica batch 8 / 2
+        assert max(b[0].shape[0] for b in ds) == 4
+        shards.append(_ids(ds))
+    assert not set(shards[0]) & set(shards[1])
+    expected = 100 if source != "tfrecord_one_file" else 25
+    assert len(shards[0]) + len(shards[1]) == expected
+
+
+def test_distribute_datasets_from_function_on_two_replicas(npz_cfg):
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices")
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    cfg = npz_cfg(split={"train": 1.0, "val": 0.0, "test": 0.0}, drop_remainder=True)
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: build(cfg, input_context=ctx).train
+    )
+    x, y = next(iter(dist))
+    per_replica = strategy.experimental_local_results(x)
+    assert len(per_replica) == 2 and all(t.shape[0] == 4 for t in per_replica)
+
+
+def test_bad_batch_and_split_config_named():
+    with pytest.raises(UserError, match=r"data\.batch_size.*greater than or equal to 1"):
+        validate({"data": {"batch_size": 0}})
+    with pytest.raises(UserError, match=r"data\.split.*must sum to 1.*sum 1\.1"):
+        validate({"data": {"split": {"train": 0.8, "val": 0.2, "test": 0.1}}})
+    ctx = tf.distribute.InputContext(
+        num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=3
+    )
+    with pytest.raises(
+        UserError, match=r"batch_size` \(32\) must be divisible by the number of replicas \(3\)"
+    ):
+        build(DataConfig(), input_context=ctx)
+    with pytest.raises(UserError, match="batch_size` must be >= 1. Received: batch_size=0"):
+        from tfkit.data.sources import from_tfrecords
+
+        from_tfrecords("/nonexistent", batch_size=0)
+
+
+def test_batch_options_repeat_drop_remainder_cache(npz_cfg, tmp_path):
+    cfg = npz_cfg(drop_remainder=True, repeat=True, cache=str(tmp_path / "cache" / "c"))
+    splits = build(cfg)
+    assert splits.train.element_spec[0].shape[0] == 8
+    batches = list(splits.train.take(25))  # 80 train examples: repeats past one epoch
+    assert len(batches) == 25
+    assert splits.val.cardinality() >= 0  # val never repeats
+    cfg = npz_cfg(shuffle_buffer=0, split={"train": 1.0, "val": 0.0, "test": 0.0})
+    assert _ids(build(cfg).train) == list(range(100))  # no shuffle: source order
+
+
+def test_normalize_and_one_hot(npz_cfg):
+    s = build(
+        npz_cfg(normalize="standardize", one_hot=True, split={"train": 1.0, "val": 0, "test": 0})
+    )
+    x = np.concatenate([b[0].numpy() for b in s.train])
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(0), 1, atol=1e-3)
+    y = next(iter(s.train))[1]
+    assert y.shape[1:] == (3,) and s.spec.one_hot and s.spec.label_shape == (3,)
+    for mode, lo, hi in (("rescale", 0, 1), ("minus_one_one", -1, 1)):
+        s = build(npz_cfg(normalize=mode, split={"train": 1.0, "val": 0, "test": 0}))
+        x = np.concatenate([b[0].numpy() for b in s.train])
+        assert x.min() == pytest.approx(lo, abs=1e-5) and x.max() == pytest.approx(hi, abs=1e-5)
+    with pytest.raises(UserError, match="one_hot: true` needs a multiclass task"):
+        build(
+            DataConfig.model_validate(
+                {"source": {"kind": "tabular_binary", "count": 50}, "one_hot": True}
+            )
+        )
+
+
+def test_augmentation_changes_train_images_only():
+    cfg = DataConfig.model_validate(
+        {
+            "source": {"kind": "shapes", "count": 64, "resolution": 8},
+            "augment": {"flip": "horizontal", "rotation": 0.2, "contrast": 0.3},
+            "xflip": True, "shuffle_buffer": 0, "batch_size": 64,
+            "split": {"train": 0.5, "val": 0.5, "test": 0.0},
+        }
+    )  # fmt: skip
+    raw = build(cfg.model_copy(update={"augment": type(cfg.augment)(), "xflip": False}))
+    aug = build(cfg)
+    a, r = next(iter(aug.train))[0].numpy(), next(iter(raw.train))[0].numpy()
+    assert a.shape == r.shape and not np.allclose(a, r)
+    np.testing.assert_allclose(next(iter(aug.val))[0], next(iter(raw.val))[0])
+
+
+def test_python_api_numpy_dataframe_generator():
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    y = np.arange(30) % 2
+    ds = pipeline(from_numpy(x, y), {"batch_size": 7, "shuffle_buffer": 0}, training=True)
+    bx, by = next(iter(ds))
+    np.testing.assert_allclose(bx, x[:7])
+    assert by.numpy().tolist() == y[:7].tolist()
+
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "t": y, "w": np.ones(30)})
+    elems = list(
+        from_dataframe(
+            df, features={"left": ["a", "b"], "right": ["c"]}, label="t", sample_weight="w"
+        )
+    )
+    xe, ye, we = elems[0]
+    assert xe["left"].shape == (2,) and xe["right"].shape == (1,) and float(we) == 1.0
+    with pytest.raises(
+        UserError, match=r"`label`: column `nope` is not in DataFrame. Columns found: a, b, c, t, w"
+    ):
+        from_dataframe(df, label="nope")
+
+    def gen():
+        for i in range(10):
+            yield np.full(3, i, np.float32), i % 2
+
+    sig = (tf.TensorSpec([3], tf.float32), tf.TensorSpec([], tf.int64))
+    batches = list(
+        pipeline(
+            from_generator(gen, sig), DataConfig(batch_size=4, shuffle_buffer=0), training=False
+        )
+    )
+    assert [b[0].shape[0] for b in batches] == [4, 4, 2]
+    with pytest.raises(UserError, match="same number of examples"):
+        from_numpy(x, y[:5])
