@@ -1,0 +1,69 @@
+"""The custom loop and `fit` agree on the same config (digits MLP and the two-input model),
+and `run_loop` writes what the fit path writes; resuming with a changed model is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tfkit.config import load_config
+from tfkit.errors import UserError
+from tfkit.runs import check_resume_compatible, create_run_dir
+from tfkit.training.fit import fit
+from tfkit.training.loop import run_loop
+
+DIGITS = [
+    "name=digits_mlp",
+    "data.source={kind: digits, layout: flat}",
+    "data.split={train: 0.7, val: 0.1, test: 0.2, seed: 0}",
+    "data.batch_size=32",
+    "model={name: mlp, units: [64]}",
+    "train.epochs=6",
+    "train.optimizer={name: adam, learning_rate: 0.003}",
+    "train.verbose=0",
+    "train.tensorboard=false",
+]
+TWO_INPUT = [
+    "name=two_input",
+    "data.source={kind: two_input, count: 1500, seed: 0}",
+    "data.batch_size=50",
+    "model={name: two_input, branch_units: [32, 16], head_units: [16]}",
+    "train.epochs=6",
+    "train.optimizer={name: adam, learning_rate: 0.003}",
+    "train.verbose=0",
+    "train.tensorboard=false",
+]
+
+
+def both(overrides, root):
+    config = load_config(None, overrides)
+    fit_result = fit(config, create_run_dir(config, root / "fit"))
+    custom = load_config(None, [*overrides, "train.loop=custom"])
+    run_dir = create_run_dir(custom, root / "loop")
+    loop_result = run_loop(custom, run_dir, resume=False)
+    return fit_result, loop_result, run_dir
+
+
+@pytest.mark.parametrize(
+    "overrides,min_acc", [(DIGITS, 0.9), (TWO_INPUT, 0.6)], ids=["digits", "two_input"]
+)
+def test_loop_matches_fit(overrides, min_acc, tmp_path):
+    fit_result, loop_result, run_dir = both(overrides, tmp_path)
+    f, c = fit_result["test"], loop_result["test"]
+    assert c["accuracy"] >= min_acc
+    assert abs(f["accuracy"] - c["accuracy"]) <= 0.03, (f, c)
+    assert abs(f["loss"] - c["loss"]) <= 0.15 * f["loss"] + 0.02, (f, c)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["loop"] == "custom" and saved["epochs"] == 6
+    assert saved["test"]["accuracy"] == pytest.approx(c["accuracy"])
+    assert (run_dir / "model.keras").exists()
+    assert list((run_dir / "checkpoints" / "loop").glob("ckpt-*.index"))
+
+
+def test_resume_with_changed_model_is_refused(tmp_path):
+    config = load_config(None, [*DIGITS, "train.loop=custom", "train.epochs=1"])
+    run_dir = create_run_dir(config, tmp_path)
+    changed = load_config(None, [*DIGITS, "train.loop=custom", "model.units=[32]"])
+    with pytest.raises(UserError, match=r"changed at model\.units"):
+        check_resume_compatible(run_dir, changed)
