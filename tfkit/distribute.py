@@ -341,3 +341,44 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     """One line naming the strategy and its replica count, e.g. 'MirroredStrategy (2 replicas)'."""
     n = strategy.num_replicas_in_sync
     return f"{type(strategy).__name__} ({n} replica{'s' if n != 1 else ''})"
+
+
+def wants_multi_worker(runtime_cfg: RuntimeConfig) -> bool:
+    """Whether `runtime` selects MultiWorkerMirroredStrategy (explicitly, or `auto` with a
+    TF_CONFIG naming more than one worker)."""
+    if runtime_cfg.strategy == "multi_worker":
+        return True
+    return runtime_cfg.strategy == "auto" and num_workers_in(read_tf_config()) > 1
+
+
+def worker_run_dir(
+    config: Any, run_dir: str | Path | None, root: str | Path = "runs", wait_s: float | None = None
+) -> Path:
+    """The run directory of this process: the chief creates it (as `create_run_dir`); other
+    workers of a multi-worker run wait for the chief's `config.yaml` in `--run-dir`.
+
+    Raises:
+        UserError: a non-chief worker without `--run-dir` (workers cannot agree on a
+            numbered directory), or the chief did not create it within the wait.
+    """
+    import time
+
+    from tfkit.runs import CONFIG_FILE, create_run_dir
+
+    if not wants_multi_worker(config.runtime) or is_chief():
+        return create_run_dir(config, run_dir, root=root)
+    if run_dir is None:
+        raise UserError(
+            "multi-worker training needs --run-dir on every worker (the same path, on storage "
+            "the chief writes); `tfkit launch` adds it for local workers"
+        )
+    path = Path(run_dir)
+    deadline = time.monotonic() + (wait_s or config.runtime.collective_timeout_s)
+    while not (path / CONFIG_FILE).exists():
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"--run-dir {path}: the chief did not create the run (no {CONFIG_FILE}) within "
+                f"{wait_s or config.runtime.collective_timeout_s:g} s"
+            )
+        time.sleep(0.2)
+    return path

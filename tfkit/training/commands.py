@@ -18,7 +18,7 @@ from tfkit.config import (
     validate,
 )
 from tfkit.errors import UserError
-from tfkit.runs import CONFIG_FILE, check_resume_compatible, create_run_dir, is_run_dir
+from tfkit.runs import CONFIG_FILE, check_resume_compatible, is_run_dir
 
 # --------------------------------------------------------------------------------------
 # train
@@ -48,8 +48,18 @@ def run_training(
     config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
 ) -> dict[str, Any]:
     """Train `config` in `run_dir` with the loop it names (`fit` or `custom`)."""
-    if config.train.loop == "custom":
+    from tfkit.distribute import wants_multi_worker
+
+    multi_worker = wants_multi_worker(config.runtime)
+    if config.train.loop == "custom" or multi_worker:
         from tfkit.training.loop import run_loop
+
+        if config.train.loop != "custom":
+            print(
+                "tfkit train: multi-worker strategy: using the custom training loop "
+                "(Keras fit does not support MultiWorkerMirroredStrategy)",
+                flush=True,
+            )
 
         return run_loop(config, run_dir, resume=resume)
     from tfkit.training.fit import fit
@@ -76,7 +86,9 @@ def train_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
-    run_dir = create_run_dir(config, args.run_dir, root=args.runs_root)
+    from tfkit.distribute import worker_run_dir  # the chief creates it on multi-worker runs
+
+    run_dir = worker_run_dir(config, args.run_dir, root=args.runs_root)
     run_training(config, run_dir, resume=False)
     return 0
 
