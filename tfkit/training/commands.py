@@ -130,7 +130,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_inputs(model) -> list[tuple[str, tuple]]:
+def _model_inputs(model, run_dir: str | Path | None = None) -> list[tuple[str, tuple]]:
+    """(name, shape with batch axis) of each model input: from the run's `spec.json`
+    (written by `fit`; subclassed models have no symbolic inputs), else `model.inputs`."""
+    import json
+
+    spec_file = Path(run_dir) / "spec.json" if run_dir is not None else None
+    if spec_file is not None and spec_file.exists():
+        spec = json.loads(spec_file.read_text())
+        return [(i["name"], (None, *i["shape"])) for i in spec["inputs"]]
     return [(t.name.split(":")[0], tuple(t.shape)) for t in model.inputs]
 
 
@@ -163,7 +171,9 @@ def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarr
     return x
 
 
-def read_inputs(path: str | Path, model, config: ExperimentConfig) -> Any:
+def read_inputs(
+    path: str | Path, model, config: ExperimentConfig, run_dir: str | Path | None = None
+) -> Any:
     """Read `--input` (.npy, .npz, .csv, .parquet or an image directory) for `model`.
 
     Raises:
@@ -171,7 +181,7 @@ def read_inputs(path: str | Path, model, config: ExperimentConfig) -> Any:
             model's input shape (naming both).
     """
     path = Path(path)
-    inputs = _model_inputs(model)
+    inputs = _model_inputs(model, run_dir)
     if not path.exists():
         raise UserError(f"--input {path}: file not found")
     if path.is_dir():
@@ -266,7 +276,7 @@ def predict_command(args: argparse.Namespace) -> int:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     config = load_run_config(args.run_dir)
     model = load_run_model(args.run_dir)
-    x = read_inputs(args.input, model, config)
+    x = read_inputs(args.input, model, config, args.run_dir)
     predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
     out = write_predictions(args.output, predictions)
     print(

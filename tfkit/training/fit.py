@@ -26,6 +26,18 @@ from tfkit.training.optimizers import build_optimizer
 
 MODEL_FILE = "model.keras"
 RESULT_FILE = "metrics.json"
+SPEC_FILE = "spec.json"
+
+
+def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
+    """The data spec as JSON data (what `tfkit predict` checks its input against)."""
+    import dataclasses
+
+    out = dataclasses.asdict(spec)
+    out["inputs"] = [
+        {"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in spec.inputs
+    ]
+    return out
 
 
 def _output_units(model: keras.Model) -> int | None:
@@ -222,6 +234,7 @@ def fit(
     if throughput and throughput[0].history:
         result["examples_per_sec"] = round(throughput[0].history[-1]["examples_per_sec"], 1)
     if chief:
+        write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
         save_model_atomic(model, run_dir / MODEL_FILE)
         write_json_atomic(run_dir / RESULT_FILE, result)
     print(format_table(result), flush=True)

@@ -1,0 +1,176 @@
+"""The compile/fit path end to end: every config trains, results are written, bad input fails."""
+
+import argparse
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkit.config import TrainConfig, load_config
+from tfkit.data.spec import DataSpec, InputSpec
+from tfkit.errors import UserError
+from tfkit.runs import create_run_dir
+from tfkit.training.commands import evaluate_command, predict_command, train_command
+from tfkit.training.fit import compile_model, fit
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+# small settings per config: two short epochs each
+SMALL = {
+    "digits_cnn": ["model.filters=[8,16]", "model.dense_units=[32]"],
+    "binary_mlp": ["data.source.count=800"],
+    "two_input": ["data.source.count=800"],
+    "simple_ann": [],
+    "sequence_bilstm": ["data.source.count=400", "model.units=[8]"],
+    "huber_regression": ["data.source.count=800"],
+}
+
+
+def _losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_config_trains_and_writes_run(name, run_root):
+    overrides = ["train.epochs=2", "train.tensorboard=false", *SMALL[name]]
+    config = load_config(CONFIGS / f"{name}.yaml", overrides)
+    run_dir = create_run_dir(config, root=run_root)
+    result = fit(config, run_dir)
+    losses = _losses(run_dir)
+    assert len(losses) == result["epochs"] == 2 or name == "binary_mlp"
+    assert losses[-1] < losses[0], losses
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test"]["loss"] == pytest.approx(result["test"]["loss"])
+    assert np.isfinite(saved["test"]["loss"])
+    for path in ["config.yaml", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras"]:
+        assert (run_dir / path).exists(), path
+    assert not (run_dir / "backup").exists()
+
+
+def test_evaluate_and_predict_commands(run_root, tmp_path, capsys):
+    config = load_config(CONFIGS / "simple_ann.yaml", ["train.epochs=3", "train.tensorboard=false"])
+    run_dir = create_run_dir(config, root=run_root)
+    result = fit(config, run_dir)
+    assert result["test"]["accuracy"] > 0.8
+    assert evaluate_command(argparse.Namespace(run_dir=str(run_dir), split="test")) == 0
+    assert f"{result['test']['accuracy']:.4f}" in capsys.readouterr().out
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "x.npy", (digits.data[:50] / 16.0).astype("float32"))
+    args = argparse.Namespace(
+        run_dir=str(run_dir),
+        input=str(tmp_path / "x.npy"),
+        output=str(tmp_path / "p.csv"),
+        batch_size=16,
+    )
+    assert predict_command(args) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert table.shape == (50, 11)
+    assert (table["class"].to_numpy() == digits.target[:50]).mean() > 0.8
+
+    np.save(tmp_path / "bad.npy", np.zeros((4, 8, 8), "float32"))
+    args.input = str(tmp_path / "bad.npy")
+    with pytest.raises(UserError, match=r"shape \(4, 8, 8\).*expects \(64,\) per example"):
+        predict_command(args)
+
+
+def _train_args(**kw):
+    base = dict(
+        config=None, overrides=[], run_dir=None, runs_root="runs", resume=None, dry_run=False
+    )
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_train_command_dry_run_and_resume_errors(tmp_path, capsys):
+    root = tmp_path / "runs"
+    args = _train_args(
+        config=str(CONFIGS / "digits_cnn.yaml"),
+        overrides=["train.epochs=3"],
+        runs_root=str(root),
+        dry_run=True,
+    )
+    assert train_command(args) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 3" in out and "name: digits_cnn" in out
+    assert not root.exists()
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(UserError, match=r"--resume .*plain: not a tfkit run directory"):
+        train_command(_train_args(resume=str(tmp_path / "plain")))
+    config = load_config(CONFIGS / "digits_cnn.yaml")
+    run_dir = create_run_dir(config, root=root)
+    with pytest.raises(UserError, match=r"config changed at model.filters"):
+        train_command(_train_args(resume=str(run_dir), overrides=["model.filters=[4]"]))
+
+
+def test_model_that_does_not_fit_data_fails_before_training(run_root):
+    config = load_config(CONFIGS / "digits_cnn.yaml", ["model.outputs=5"])
+    with pytest.raises(UserError, match=r"5.*10 classes|10 classes.*5"):
+        fit(config, create_run_dir(config, root=run_root))
+    spec = DataSpec(inputs=(InputSpec("x", (4,)),), task="multiclass", num_classes=10)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax")])
+    with pytest.raises(UserError, match=r"model outputs 5 values.*data has 10 classes"):
+        compile_model(model, TrainConfig(), spec)
+
+
+def test_sample_weights_from_data_weigh_the_loss():
+    """Examples with weight 0 teach nothing: training on them leaves the weights as they were."""
+    spec = DataSpec(
+        inputs=(InputSpec("x", (4,)),), task="binary", num_classes=2, has_sample_weight=True
+    )
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    compile_model(model, TrainConfig(loss="binary_crossentropy"), spec)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    zero = tf.data.Dataset.from_tensor_slices((x, y, np.zeros(64, "float32"))).batch(16)
+    model.fit(zero, epochs=2, verbose=0)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    ones = tf.data.Dataset.from_tensor_slices((x, y, np.ones(64, "float32"))).batch(16)
+    model.fit(ones, epochs=1, verbose=0)
+    assert not np.allclose(before[0], model.get_weights()[0])
+
+
+def test_class_weight_balanced_trains(run_root):
+    config = load_config(
+        CONFIGS / "binary_mlp.yaml",
+        [
+            "data.source.count=400",
+            "train.epochs=2",
+            "train.class_weight=balanced",
+            "train.tensorboard=false",
+        ],
+    )
+    result = fit(config, create_run_dir(config, root=run_root))
+    assert result["epochs"] >= 1 and np.isfinite(result["test"]["loss"])
+
+
+def test_mirrored_two_devices_matches_one_device(run_root):
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
+    accuracy = {}
+    for strategy in ("default", "mirrored"):
+        config = load_config(
+            CONFIGS / "simple_ann.yaml",
+            [
+                f"runtime.strategy={strategy}",
+                "train.epochs=6",
+                "train.tensorboard=false",
+                "train.checkpoint=none",
+            ],
+        )
+        config.name = f"ann_{strategy}"
+        result = fit(config, create_run_dir(config, root=run_root))
+        accuracy[strategy] = result["test"]["accuracy"]
+        assert result["replicas"] == (2 if strategy == "mirrored" else 1)
+    assert accuracy["mirrored"] > 0.9
+    assert abs(accuracy["mirrored"] - accuracy["default"]) <= 0.03, accuracy
