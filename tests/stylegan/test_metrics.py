@@ -326,3 +326,27 @@ def test_evaluate_generator_ranks_a_good_generator_above_a_bad_one(tmp_path):
     assert bad_scores["kid"] > 20 * abs(good_scores["kid"])
     with pytest.raises(UserError, match="Unknown metric `is`"):
         evaluate_generator(good, real, net, ("fid", "is"), **kwargs)
+
+
+@pytest.mark.slow
+def test_shapes_classifier_config_gives_a_frechet_classifier_distance(tmp_path):
+    """configs/shapes_classifier.yaml trains (~45 s) into a feature network that separates
+    real shapes from degraded ones."""
+    import json
+    from pathlib import Path
+
+    from tfkit.cli import main
+    from tfkit.data.datasets import shapes
+
+    config = Path(__file__).parents[2] / "configs" / "shapes_classifier.yaml"
+    run_dir = tmp_path / "clf"
+    assert main(["train", str(config), "--run-dir", str(run_dir), "--set", "train.verbose=0"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] >= 0.97
+    net = feature_network(f"classifier:{run_dir}")
+    real = shapes(1000, 32, seed=0).x * 2 - 1
+    other = shapes(1000, 32, seed=1).x * 2 - 1
+    blurred = (real + np.roll(real, 1, 1) + np.roll(real, 1, 2) + np.roll(real, (1, 1), (1, 2))) / 4
+    f_real, f_other, f_blur = (compute_features(x, net, 100) for x in (real, other, blurred))
+    assert f_real.shape == (1000, 128)
+    same, degraded = fid_from_features(f_real, f_other), fid_from_features(f_real, f_blur)
+    assert degraded > 20 * same

@@ -150,7 +150,8 @@ def find_inception_weights(weights: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise UserError(
                 f"--inception-weights: no such file. Received: {weights}. Expected the Keras "
-                f"InceptionV3 no-top weights `{INCEPTION_WEIGHTS_FILE}` (from {INCEPTION_WEIGHTS_URL})"
+                f"InceptionV3 no-top weights `{INCEPTION_WEIGHTS_FILE}` "
+                f"(from {INCEPTION_WEIGHTS_URL})"
             )
         return path
     candidates = inception_weights_candidates()
@@ -205,14 +206,16 @@ def inception_v3(weights: str | os.PathLike | None = None) -> FeatureNetwork:
 # --------------------------------------------------------------------------------------
 
 
-def _range_from_minus_one_one(normalize: str, source_kind: str) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Map [-1, 1] to what a classifier trained with `data.normalize` saw."""
+def _range_from_minus_one_one(normalize: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Map [-1, 1] to what a classifier trained with `data.normalize` saw.
+
+    tfkit's pipeline turns uint8 images into [0, 1] floats before normalization and the
+    embedded image sets are [0, 1], so `none` and `rescale` both mean [0, 1].
+    """
     if normalize == "minus_one_one":
         return lambda x: x
-    if normalize == "rescale" or (normalize == "none" and source_kind in ("shapes", "digits")):
-        return lambda x: (x + 1.0) * 0.5  # [0, 1]
-    if normalize == "none":
-        return lambda x: (x + 1.0) * 127.5  # raw [0, 255] images
+    if normalize in ("rescale", "none"):
+        return lambda x: (x + 1.0) * 0.5
     raise UserError(
         "classifier features need a classifier trained with `data.normalize` minus_one_one, "
         f"rescale or none (a known image range). Received: normalize={normalize!r}"
@@ -262,7 +265,7 @@ def classifier(run_dir: str | os.PathLike) -> FeatureNetwork:
             f"--features classifier:{run_dir}: the model must take one image input "
             f"(batch, H, W, C). Received: input_shape={shape}"
         )
-    to_range = _range_from_minus_one_one(config.data.normalize, config.data.source.kind)
+    to_range = _range_from_minus_one_one(config.data.normalize)
     model_file = next(
         p for p in (run_dir / "model.keras", run_dir / "checkpoints" / "last.keras") if p.exists()
     )

@@ -441,18 +441,11 @@ def log_metrics(
 # --------------------------------------------------------------------------------------
 
 
-def real_images_of(config: Any) -> tf.data.Dataset | np.ndarray:
-    """The real images of a GAN run's data config, in [-1, 1]."""
-    from tfkit.data import datasets
+def real_images_of(config: Any) -> tf.data.Dataset:
+    """The real images of a GAN run's data config as the trainer sees them, in [-1, 1]."""
+    from tfkit.stylegan.trainer import load_images
 
-    source = config.data.source
-    if source.kind in datasets.EMBEDDED:
-        arrays = datasets.generate(source)
-        low, high = arrays.value_range or (0.0, 1.0)
-        return (np.asarray(arrays.x, np.float32) - low) / (high - low) * 2.0 - 1.0
-    from tfkit.stylegan import trainer  # the GAN's own pipeline (images in [-1, 1])
-
-    return trainer.real_dataset(config)
+    return load_images(config)[0]
 
 
 def metrics_command(args: argparse.Namespace) -> int:
