@@ -218,3 +218,33 @@ def test_unknown_name_in_config_lists_the_valid_ones():
     with pytest.raises(UserError, match=r"unknown model.name 'resnet'.*'mlp', 'two_input', "
                                         r"'simple_ann', 'cnn', 'rnn'"):  # fmt: skip
         model_cfg(name="resnet")
+
+
+@pytest.mark.parametrize("name", ["mlp", "simple_ann", "cnn"])
+def test_mixed_precision_keeps_float32_outputs(name):
+    spec = DIGITS if name == "cnn" else SEED_BINARY
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build(model_cfg(name=name, dense_impl="custom"), spec)
+        out = model(features(spec, n=4))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    hidden = [layer for layer in model.layers if layer.name != "output" and layer.weights]
+    assert hidden and all(layer.compute_dtype == "float16" for layer in hidden)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
+
+
+def test_builds_inside_a_mirrored_strategy_scope():
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < 2:
+        pytest.skip("needs the 2 logical CPU devices of conftest.py")
+    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    with strategy.scope():
+        model = build(model_cfg(name="two_input"), TWO_INPUT)
+    assert all(
+        isinstance(w.value, tf.distribute.DistributedValues) for w in model.trainable_weights
+    )
+    assert model.predict(features(TWO_INPUT), verbose=0).shape == (N, 5)
