@@ -1,19 +1,39 @@
-"""The `tfkit tune` command."""
+"""The `tfkit tune` command (and `tfkit launch --tune-workers`).
+
+Checks that need no TensorFlow run first: the config and its space, and, on a worker, that
+the chief's oracle answers, so a mistake is reported before TensorFlow is imported.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from tfkit.config import apply_overrides, read_yaml, validate
+from tfkit.errors import UserError
 
 
 def tune_command(args: argparse.Namespace) -> int:
     """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`."""
-    from tfkit.tuning.search import run_search, tune_run_dir
+    from tfkit.tuning import space as space_lib
+    from tfkit.tuning.launch import parse_oracle, wait_for_oracle
 
     raw = apply_overrides(read_yaml(args.config), args.overrides)
     where = args.config + (" (with --set overrides)" if args.overrides else "")
     config = validate(raw, where)
+    if config.tune is None:
+        raise UserError(f"{args.config} has no `tune:` section (see configs/tune_digits.yaml)")
+    space_lib.check_space(raw, config.tune)
+    if (args.role is None) != (args.oracle is None):
+        raise UserError(
+            "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
+        )
+    if args.oracle:
+        parse_oracle(args.oracle)
+    if args.role == "worker":
+        wait_for_oracle(args.oracle, args.oracle_timeout)
+
+    from tfkit.tuning.search import run_search, tune_run_dir
+
     run_dir = tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs"))
     run_search(
         config,
@@ -26,3 +46,15 @@ def tune_command(args: argparse.Namespace) -> int:
         oracle_timeout=args.oracle_timeout,
     )
     return 0
+
+
+def launch_tune_command(args: argparse.Namespace) -> int:
+    """`tfkit launch --tune-workers N -- tune CONFIG ...`: chief + N workers on 127.0.0.1."""
+    from tfkit.tuning.launch import launch_tune
+
+    return launch_tune(
+        args.tune_workers,
+        list(args.rest or []),
+        port=getattr(args, "base_port", 0) or 0,
+        timeout=getattr(args, "timeout", 0) or 0,
+    )

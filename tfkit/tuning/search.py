@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import warnings
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from tfkit.config import ExperimentConfig, save_config, validate
 from tfkit.errors import UserError
 from tfkit.tuning import space as space_lib
 from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
+from tfkit.tuning.launch import set_distributed_env, wait_for_oracle
 
 PROJECT = "project"
 TRIALS_FILE = "trials.csv"
@@ -100,48 +102,46 @@ class _HyperModel(TfkitHyperModel):
 # --------------------------------------------------------------------------------------
 
 
-def parse_oracle(address: str) -> tuple[str, int]:
-    """Split `HOST:PORT` (`--oracle`), or raise a `UserError` naming the flag."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--oracle expects HOST:PORT (e.g. 127.0.0.1:8000). Received: {address!r}")
-    return host, int(port)
+def serve_oracle(tuner, poll_s: float = 0.5) -> None:
+    """Serve the chief's oracle until every trial is done and every worker was told to stop.
 
-
-def set_distributed_env(role: str, oracle: str, tuner_id: str | None = None) -> str:
-    """Set Keras Tuner's KERASTUNER_* variables for a chief or worker; return the tuner id."""
-    if role not in ("chief", "worker"):
-        raise UserError(f"--role must be chief or worker. Received: {role!r}")
-    host, port = parse_oracle(oracle)
-    if role == "chief":
-        tuner_id = "chief"
-    else:
-        tuner_id = tuner_id or f"worker{os.getpid()}"
-        if "chief" in tuner_id:
-            raise UserError(
-                f"--tuner-id of a worker must not contain 'chief'. Received: {tuner_id!r}"
-            )
-    os.environ["KERASTUNER_TUNER_ID"] = tuner_id
-    os.environ["KERASTUNER_ORACLE_IP"] = host
-    os.environ["KERASTUNER_ORACLE_PORT"] = str(port)
-    return tuner_id
-
-
-def wait_for_oracle(oracle: str, timeout: float) -> None:
-    """Wait until the chief's oracle answers at `oracle`, or raise a clear `UserError`."""
+    Keras Tuner's own `oracle_chief.start_server` polls every 20 s once stopping and never
+    stops its gRPC server; this does the same work with a short poll and a clean stop.
+    """
     import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
 
-    channel = grpc.insecure_channel(oracle)
+    tuner.save()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(tuner.oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        raise UserError(
-            f"Could not reach the tuning oracle at {oracle} within {timeout:g}s. Start the "
-            f"chief first (`tfkit tune CONFIG --role chief --oracle {oracle}`), check the "
-            "host and port, or raise --oracle-timeout"
-        ) from None
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise UserError(f"--oracle {address}: cannot listen there (port in use or wrong host?)")
+    tuner.oracle.verbose = 0  # the chief prints one line per finished trial instead
+    server.start()
+    print(f"chief: oracle serving at {address}", flush=True)
+    reported = {t for t, trial in tuner.oracle.trials.items() if trial.status != "RUNNING"}
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)):
+            time.sleep(poll_s)
+            for trial_id, trial in list(tuner.oracle.trials.items()):
+                if trial_id not in reported and trial.status not in ("RUNNING", "IDLE"):
+                    reported.add(trial_id)
+                    score = f"{trial.score:.4f}" if trial.score is not None else "-"
+                    print(
+                        f"chief: trial {trial_id} [{len(reported)}/{tuner.oracle.max_trials}] "
+                        f"{trial.status.lower()} {tuner.oracle.objective.name}={score}",
+                        flush=True,
+                    )
     finally:
-        channel.close()
+        server.stop(grace=1.0)
+    tuner.oracle.save()
 
 
 # --------------------------------------------------------------------------------------
@@ -302,7 +302,10 @@ def run_search(
         flush=True,
     )
     start = time.perf_counter()
-    tuner.search(verbose=0)
+    if role == "chief":
+        serve_oracle(tuner)
+    else:
+        tuner.search(verbose=0)
     seconds = time.perf_counter() - start
 
     if is_worker:

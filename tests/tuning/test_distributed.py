@@ -1,0 +1,86 @@
+"""A distributed search on 127.0.0.1: one chief serving the oracle, two workers running trials."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tfkit.tuning.launch import launch_tune
+
+ARGS = [
+    "tune",
+    "configs/tune_binary_mlp_hyperband.yaml",
+    "--set",
+    "tune.tuner=random",
+    "--set",
+    "tune.max_trials=4",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "data.source.count=600",
+]
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path, capfd):
+    run_dir = tmp_path / "run"
+    start = time.perf_counter()
+    status = launch_tune(2, [*ARGS, "--run-dir", str(run_dir)], timeout=500)
+    wall = time.perf_counter() - start
+    out = capfd.readouterr().out
+    print(f"distributed search wall time: {wall:.1f}s")
+    assert status == 0, out[-3000:]
+    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
+    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
+    chief = {r["trial"]: float(r["val_accuracy"]) for r in rows}
+    ran = []
+    for name in ("worker0", "worker1"):
+        report = json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
+        ran += [(t["trial_id"], t["score"]) for t in report]
+        assert f"worker {name}: ran {len(report)} trials" in out
+    ids = [trial_id for trial_id, _ in ran]
+    assert sorted(ids) == sorted(chief)  # every trial ran, and exactly once
+    for trial_id, score in ran:
+        assert chief[trial_id] == pytest.approx(score)  # the chief's results = the workers'
+    assert (run_dir / "best.yaml").exists() and (run_dir / "best_model.keras").exists()
+
+
+def test_launch_refuses_a_command_that_is_not_tune():
+    from tfkit.errors import UserError
+
+    with pytest.raises(UserError, match="--tune-workers runs a `tune` command"):
+        launch_tune(2, ["train", "x.yaml"])
+    with pytest.raises(UserError, match="--tune-workers must be >= 1"):
+        launch_tune(0, ARGS)
+
+
+def test_worker_cli_reports_an_unreachable_oracle(tmp_path):
+    from tfkit.tuning.launch import free_port
+
+    port = free_port()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfkit.cli",
+            *ARGS,
+            "--run-dir",
+            str(tmp_path),
+            "--role",
+            "worker",
+            "--oracle",
+            f"127.0.0.1:{port}",
+            "--oracle-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 2
+    assert f"Could not reach the tuning oracle at 127.0.0.1:{port} within 1s" in proc.stderr
