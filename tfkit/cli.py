@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--tune-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="distributed search: a tune chief plus N tune workers on 127.0.0.1",
+    )
     p.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
     p.add_argument(
         "--timeout", type=float, default=0, help="stop all workers after this many seconds"
