@@ -1,0 +1,231 @@
+"""GAN losses, phases, EMA, replica parity and exact resume, on tiny networks."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkit.config import ExperimentConfig, GanConfig
+from tfkit.errors import UserError
+from tfkit.stylegan import losses
+from tfkit.stylegan.discriminator import Discriminator
+from tfkit.stylegan.synthesis import Generator
+from tfkit.stylegan.trainer import Trainer
+
+TINY = dict(
+    preset="shapes16",
+    z_dim=8,
+    w_dim=8,
+    map_layers=1,
+    channel_base=64,
+    channel_max=8,
+    batch=8,
+    mbstd_group=2,
+    kimg=0.048,
+    tick_kimg=0.016,
+    snapshot_ticks=1,
+    grid=(2, 2),
+)
+
+
+def _data(n=32, res=8, seed=0):
+    rs = np.random.RandomState(seed)
+    x = rs.uniform(-1, 1, (n, res, res, 3)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, rs.randint(0, 3, n).astype("int32")))
+
+
+def _cfg(**gan):
+    return ExperimentConfig(name="tiny", gan=GanConfig(**{**TINY, **gan}))
+
+
+def _trainer(tmp_path, strategy=None, resume=False, run="run", **gan):
+    return Trainer(
+        _cfg(**gan),
+        tmp_path / run,
+        dataset=_data(),
+        strategy=strategy or tf.distribute.get_strategy(),
+        resume=resume,
+        log=lambda s: None,
+    )
+
+
+def test_nonsaturating_losses():
+    logits = tf.constant([[-2.0], [0.0], [3.0]])
+    np.testing.assert_allclose(
+        losses.g_main_loss(logits), np.log1p(np.exp([2.0, 0.0, -3.0])), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses.d_main_loss(logits, -logits), 2 * np.log1p(np.exp([2.0, 0.0, -3.0])), rtol=1e-6
+    )
+
+
+def test_r1_penalty_matches_per_example_gradients():
+    D = Discriminator(8, channel_base=64, channel_max=8, mbstd_group=1)
+    x = tf.random.normal([3, 8, 8, 3], seed=1)
+    penalty, _ = losses.r1_penalty(D, x)
+    for i in range(3):
+        xi = x[i : i + 1]
+        with tf.GradientTape() as tape:
+            tape.watch(xi)
+            out = D(xi)[0, 0]
+        g = tape.gradient(out, xi).numpy()
+        np.testing.assert_allclose(penalty[i], np.sum(g**2), rtol=1e-4)
+
+
+def test_path_length_matches_jacobian():
+    G = Generator(8, z_dim=4, w_dim=4, mapping_layers=1, channel_base=32, channel_max=4)
+    ws = G.mapping(tf.random.normal([2, 4], seed=2))
+    seed = tf.constant([7, 8])
+    lengths = losses.path_lengths(G.synthesis, ws, seed, noise_mode="const").numpy()
+    y = (tf.random.stateless_normal([2, 8, 8, 3], seed) / 8.0).numpy()
+    for i in range(2):
+        wi = ws[i : i + 1]
+        with tf.GradientTape() as tape:
+            tape.watch(wi)
+            img = G.synthesis(wi, noise_mode="const")
+        jac = tape.jacobian(img, wi).numpy()[0]  # [8, 8, 3, 1, num_ws, w_dim]
+        jty = np.einsum("hwc,hwcnlk->lk", y[i], jac)
+        np.testing.assert_allclose(
+            lengths[i], math.sqrt(np.mean(np.sum(jty**2, axis=1))), rtol=1e-3
+        )
+    np.testing.assert_allclose(losses.pl_penalty(tf.constant([1.0, 3.0]), 2.0), [1.0, 1.0])
+
+
+def test_lazy_regularization_and_ema_beta():
+    lr, betas = losses.lazy_regularization(0.0025, (0.0, 0.99), 16)
+    assert lr == pytest.approx(0.0025 * 16 / 17) and betas == (
+        0.0,
+        pytest.approx(0.99 ** (16 / 17)),
+    )
+    assert losses.ema_beta(32, 10.0, 0.0, 0) == pytest.approx(0.5 ** (32 / 10000))
+    assert losses.ema_beta(64, 500.0, 0.05, 20000) == pytest.approx(
+        0.5 ** (64 / 1000)
+    )  # ramp-up limits
+
+
+def test_phases_intervals_scaling_and_ema_update(tmp_path):
+    t = _trainer(tmp_path, g_reg_interval=4, d_reg_interval=16, lr=0.002)
+    names = {s: [p.name for p in t.active_phases(s)] for s in (0, 1, 4, 16)}
+    assert names[0] == ["G-main", "G-reg", "D-main", "D-reg"]
+    assert names[1] == ["G-main", "D-main"]
+    assert names[4] == ["G-main", "G-reg", "D-main"]
+    assert names[16] == names[0]
+    assert float(t.g_opt.learning_rate) == pytest.approx(0.002 * 0.8)
+    assert float(t.g_opt.beta_2) == pytest.approx(0.99**0.8)
+    assert float(t.d_opt.learning_rate) == pytest.approx(0.002 * 16 / 17)
+    t2 = _trainer(tmp_path, run="r2", pl_weight=0.0, gamma=0.0)
+    assert [p.name for p in t2.active_phases(0)] == ["G-main", "D-main"]
+    # EMA: p_ema <- p + (p_ema - p) * beta
+    p, p_ema = t.G.trainable_variables[0], t.G_ema.trainable_variables[0]
+    p.assign(tf.ones_like(p))
+    p_ema.assign(tf.zeros_like(p_ema))
+    t._ema_fn(tf.constant(0.25))
+    np.testing.assert_allclose(p_ema.numpy(), 0.75)
+
+
+def _copy(dst, src):
+    for a, b in zip(dst.weights, src.weights, strict=True):
+        a.assign(b)
+
+
+def test_two_replicas_match_one(tmp_path):
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
+    gan = dict(noise_mode="const", style_mixing=0.0, mbstd_group=1)
+    one = _trainer(tmp_path, run="one", **gan)
+    two = _trainer(
+        tmp_path, tf.distribute.MirroredStrategy([d.name for d in devices[:2]]), run="two", **gan
+    )
+    for net in ("G", "D", "G_ema"):
+        _copy(getattr(two, net), getattr(one, net))
+    reals, labels = one.next_reals()
+    for name in ("D-main", "G-main", "D-reg"):
+        a = one.run_phase(name, one.make_inputs(name, reals, labels))
+        b = two.run_phase(name, two.make_inputs(name, reals, labels))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+    for net in ("G", "D"):
+        diff = max(
+            np.max(np.abs(x.numpy() - y.numpy()))
+            for x, y in zip(getattr(one, net).weights, getattr(two, net).weights, strict=True)
+        )
+        assert diff <= 1e-5, (net, diff)
+
+
+def _state(t):
+    return [
+        v.numpy()
+        for v in t.G.weights + t.D.weights + t.G_ema.weights + t.g_opt.variables + t.d_opt.variables
+    ]
+
+
+def test_resume_is_exact(tmp_path):
+    gan = dict(g_reg_interval=2, d_reg_interval=3)
+    full = _trainer(tmp_path, run="full", **gan)
+    assert full.run() == "done"
+    assert int(full.nimg.numpy()) == 48 and int(full.step.numpy()) == 6
+    part = _trainer(tmp_path, run="part", **gan)
+    assert part.run(max_iterations=3) == "paused"
+    part.save()
+    resumed = _trainer(tmp_path, run="part", resume=True, **gan)
+    assert (
+        int(resumed.nimg.numpy()) == 24 and int(resumed.step.numpy()) == 3
+    )  # continues at the saved kimg
+    assert resumed.run() == "done"
+    worst = max(np.max(np.abs(a - b)) for a, b in zip(_state(full), _state(resumed), strict=True))
+    assert worst <= 1e-5
+    assert float(full.pl_mean.numpy()) == pytest.approx(float(resumed.pl_mean.numpy()), abs=1e-6)
+    assert (tmp_path / "part" / "metrics.jsonl").read_text().count("\n") >= 3
+    assert list((tmp_path / "full").glob("fakes*.png"))
+
+
+def test_sigterm_writes_checkpoint_and_stops(tmp_path):
+    import signal
+
+    t = _trainer(tmp_path, run="term")
+    status = t.run(
+        hook=lambda tr: signal.raise_signal(signal.SIGTERM) if int(tr.step.numpy()) == 2 else None
+    )
+    assert status == "stopped" and int(t.step.numpy()) == 2
+    again = _trainer(tmp_path, run="term", resume=True)
+    assert int(again.nimg.numpy()) == 16
+    assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_bad_input_errors(tmp_path):
+    with pytest.raises(UserError, match="divisible by the number of replicas"):
+        from tfkit.stylegan.presets import resolve_options
+
+        resolve_options(GanConfig(**{**TINY, "batch": 7}), 8, replicas=2)
+    with pytest.raises(UserError, match="mbstd_group"):
+        resolve_options(GanConfig(**{**TINY, "batch": 6, "mbstd_group": 4}), 8)
+    with pytest.raises(UserError, match="power of two.*=48"):
+        resolve_options(GanConfig(**TINY), 48)
+    with pytest.raises(UserError, match="no class labels"):
+        resolve_options(GanConfig(**{**TINY, "conditional": True}), 8, num_classes=0)
+    with pytest.raises(ValueError, match="Valid presets: auto, stylegan2"):
+        GanConfig(preset="paper128")
+    rect = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((4, 8, 16, 3), "float32"), np.zeros(4, "int32"))
+    )
+    with pytest.raises(UserError, match="square"):
+        Trainer(_cfg(), tmp_path / "r", dataset=rect, strategy=tf.distribute.get_strategy())
+
+
+def test_presets_published_values():
+    from tfkit.stylegan.presets import PRESETS, auto_preset, resolve_options
+
+    assert PRESETS["paper256"]["batch"] == 64 and PRESETS["paper256"]["gamma"] == 1.0
+    assert PRESETS["cifar"]["ema_kimg"] == 500 and PRESETS["cifar"]["pl_weight"] == 0
+    assert PRESETS["stylegan2"]["map_layers"] == 8 and PRESETS["paper1024"]["channel_base"] == 65536
+    a = auto_preset(256, 8)
+    assert (
+        a["batch"] == 64
+        and a["mbstd_group"] == 4
+        and a["gamma"] == pytest.approx(0.0002 * 256**2 / 64)
+    )
+    opts = resolve_options(GanConfig(preset="cifar", gamma=0.05, batch=16), 32)
+    assert opts.gamma == 0.05 and opts.batch == 16 and opts.lr == 0.0025 and opts.map_layers == 2

@@ -1,0 +1,621 @@
+"""The StyleGAN trainer: GAN phases in a GradientTape loop under any tf.distribute strategy.
+
+One training iteration takes one global batch of real images and runs the phases whose
+interval divides the iteration number:
+
+    G-main   every step   non-saturating loss on D(G(z)), style mixing, w_avg update
+    G-reg    every 4      path-length penalty on a batch shrunk by pl_batch_shrink
+    D-main   every step   logistic loss on reals and fakes
+    D-reg    every 16     R1 penalty on reals
+
+then updates G_ema. With lazy regularization each optimizer's learning rate and Adam betas
+are scaled by interval / (interval + 1) and each regularizer's loss is multiplied by its
+interval, as in stylegan2-ada-pytorch. Per-example losses are averaged over the global batch
+with `tf.nn.compute_average_loss`; the Keras optimizer sums the replicas' gradients.
+
+Progress is counted in images (kimg). Every tick prints one line and logs the same values
+to TensorBoard and `metrics.jsonl`; every `snapshot_ticks` ticks a fixed-seed image grid
+(PNG + TensorBoard) and a checkpoint are written. The checkpoint holds G, D, G_ema, both
+optimizers, the counters, the RNG state and the path-length mean (w_avg lives in G), and
+the data order is a pure function of the step, so a resumed run continues exactly. SIGTERM
+finishes the current iteration, writes a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkit.errors import UserError
+from tfkit.stylegan import losses
+from tfkit.stylegan.discriminator import Discriminator
+from tfkit.stylegan.presets import GanOptions, resolve_options
+from tfkit.stylegan.synthesis import Generator
+
+
+@dataclass
+class Phase:
+    """One training phase: which network it trains, its optimizer and its interval."""
+
+    name: str
+    module: str  # "G" or "D"
+    interval: int
+    optimizer: keras.optimizers.Optimizer
+
+
+def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
+    """A generator and a discriminator for resolved options."""
+    G = Generator(
+        opts.resolution,
+        opts.z_dim,
+        opts.w_dim,
+        opts.num_classes,
+        opts.map_layers,
+        3,
+        opts.channel_base,
+        opts.channel_max,
+        opts.arch,
+        opts.noise_mode,
+        opts.clamp,
+        name="G",
+    )
+    d_arch = "stylegan2" if opts.arch == "stylegan2" and opts.d_residual else "stylegan"
+    D = Discriminator(
+        opts.resolution,
+        3,
+        opts.channel_base,
+        opts.channel_max,
+        d_arch,
+        opts.mbstd_group,
+        num_classes=opts.num_classes,
+        clamp=opts.clamp,
+        name="D",
+    )
+    return G, D
+
+
+def load_images(cfg) -> tuple[tf.data.Dataset, int, int]:
+    """The training images of `cfg.data` as an unbatched dataset of (image, label).
+
+    Images are float32 in [-1, 1], NHWC. Uses `tfkit.data.build` when available; the
+    embedded sources are read directly otherwise.
+
+    Returns:
+        (dataset, resolution, num_classes); num_classes is 0 without labels.
+
+    Raises:
+        UserError: images that are not square or not 3-channel RGB.
+    """
+    try:
+        from tfkit.data import build  # noqa: F401
+    except ImportError:
+        build = None
+    if build is not None:
+        splits = build(cfg.data)
+        ds = splits.train.unbatch()
+        spec = getattr(splits, "spec", None)
+        num_classes = int(getattr(spec, "num_classes", 0) or 0)
+        elem = ds.element_spec
+        img_spec = elem[0] if isinstance(elem, tuple) else elem
+        if not isinstance(elem, tuple):
+            ds = ds.map(lambda x: (x, tf.zeros([], tf.int32)))
+        else:
+            ds = ds.map(
+                lambda x, y, *rest: (
+                    x,
+                    tf.cast(y, tf.int32) if num_classes else tf.zeros([], tf.int32),
+                )
+            )
+        shape = tuple(img_spec.shape)
+        if cfg.data.normalize != "minus_one_one":
+            raise UserError(
+                f"`data.normalize` must be 'minus_one_one' for GAN training (images in [-1, 1]). "
+                f"Received: normalize={cfg.data.normalize!r}"
+            )
+    else:
+        from tfkit.data.datasets import EMBEDDED, generate
+
+        kind = cfg.data.source.kind
+        if kind not in EMBEDDED:
+            raise UserError(
+                f"`data.source.kind` {kind!r} needs tfkit.data.build, which is not available."
+            )
+        arrays = generate(cfg.data.source)
+        x = np.asarray(arrays.x, np.float32)
+        low, high = arrays.value_range or (float(x.min()), float(x.max()))
+        x = (x - low) / max(high - low, 1e-8) * 2.0 - 1.0
+        y = np.zeros(len(x), np.int32) if arrays.y is None else np.asarray(arrays.y, np.int32)
+        num_classes = int(arrays.num_classes or 0) if arrays.y is not None else 0
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        shape = x.shape[1:]
+    if len(shape) != 3 or shape[0] != shape[1]:
+        raise UserError(
+            f"GAN training needs square images (H, W, C). Received: image shape {shape}"
+        )
+    if shape[2] != 3:
+        raise UserError(
+            f"GAN training needs RGB images with 3 channels. Received: {shape[2]} channels"
+        )
+    return ds, int(shape[0]), num_classes
+
+
+class Trainer:
+    """Train a StyleGAN from an experiment config into a run directory.
+
+    Args:
+        cfg: the experiment config (its `gan` section may be None: defaults are used).
+        run_dir: the run directory (tb/, checkpoints/, grids, metrics.jsonl go here).
+        strategy: a tf.distribute strategy (default: `tfkit.distribute.strategy(cfg.runtime)`).
+        dataset: unbatched (image, label) dataset in [-1, 1] (default: from `cfg.data`).
+        num_classes: classes of `dataset` (0: unlabelled).
+        resume: restore the latest checkpoint of `run_dir`.
+        log: where tick lines go.
+
+    Example:
+        >>> Trainer(cfg, run_dir).run()
+    """
+
+    def __init__(
+        self,
+        cfg,
+        run_dir: str | Path,
+        *,
+        strategy: tf.distribute.Strategy | None = None,
+        dataset: tf.data.Dataset | None = None,
+        num_classes: int = 0,
+        resume: bool = False,
+        log: Callable[[str], None] = print,
+    ):
+        from tfkit.config import GanConfig
+
+        self.cfg = cfg
+        self.gan_cfg = cfg.gan or GanConfig()
+        self.run_dir = Path(run_dir)
+        self.log = log
+        if strategy is None:
+            from tfkit import distribute
+
+            strategy = distribute.strategy(cfg.runtime)
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        if dataset is None:
+            dataset, resolution, num_classes = load_images(cfg)
+        else:
+            shape = tuple(dataset.element_spec[0].shape)
+            if len(shape) != 3 or shape[0] != shape[1]:
+                raise UserError(
+                    f"GAN training needs square images (H, W, C). Received: image shape {shape}"
+                )
+            resolution = int(shape[0])
+        self.opts = opts = resolve_options(self.gan_cfg, resolution, self.replicas, num_classes)
+        self.batch = opts.batch
+        self.per_replica = opts.batch // self.replicas
+        self.pl_per_replica = max(self.per_replica // opts.pl_batch_shrink, 1)
+        seed = cfg.runtime.seed
+        keras.utils.set_random_seed(seed)  # same seed: same initial weights and data order
+        self.base_dataset = (
+            dataset.repeat()
+            .shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+            .batch(self.batch, drop_remainder=True)
+        )
+        self.rng = tf.random.Generator.from_seed(seed)
+        with strategy.scope():
+            self.G, self.D = build_networks(opts)
+            self.G_ema, _ = build_networks(opts)
+            for dst, src in zip(self.G_ema.weights, self.G.weights, strict=True):
+                dst.assign(src)
+            g_lr, g_betas = losses.lazy_regularization(opts.lr, opts.betas, opts.g_reg_interval)
+            d_lr, d_betas = losses.lazy_regularization(opts.lr, opts.betas, opts.d_reg_interval)
+            self.g_opt = keras.optimizers.Adam(
+                g_lr, beta_1=g_betas[0], beta_2=g_betas[1], epsilon=1e-8, name="g_opt"
+            )
+            self.d_opt = keras.optimizers.Adam(
+                d_lr, beta_1=d_betas[0], beta_2=d_betas[1], epsilon=1e-8, name="d_opt"
+            )
+            self.g_opt.build(self.G.trainable_variables)
+            self.d_opt.build(self.D.trainable_variables)
+            self.pl_mean = tf.Variable(
+                0.0, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+            )
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.tick = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.tick_start_nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.phases = [
+            Phase("G-main", "G", 1, self.g_opt),
+            Phase("G-reg", "G", opts.g_reg_interval, self.g_opt),
+            Phase("D-main", "D", 1, self.d_opt),
+            Phase("D-reg", "D", opts.d_reg_interval, self.d_opt),
+        ]
+        self.checkpoint = tf.train.Checkpoint(
+            G=self.G,
+            D=self.D,
+            G_ema=self.G_ema,
+            g_opt=self.g_opt,
+            d_opt=self.d_opt,
+            rng=self.rng,
+            pl_mean=self.pl_mean,
+            step=self.step,
+            nimg=self.nimg,
+            tick=self.tick,
+            tick_start_nimg=self.tick_start_nimg,
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3
+        )
+        if resume:
+            if self.manager.latest_checkpoint is None:
+                raise UserError(
+                    f"--resume {self.run_dir}: no checkpoint in {self.run_dir / 'checkpoints'}"
+                )
+            self.checkpoint.restore(
+                self.manager.latest_checkpoint
+            ).assert_existing_objects_matched()
+        self._fns = {
+            "G-main": tf.function(self._g_main),
+            "G-reg": tf.function(self._g_reg),
+            "D-main": tf.function(self._d_main),
+            "D-reg": tf.function(self._d_reg),
+        }
+        self._ema_fn = tf.function(self._ema_update)
+        self._iterator = None
+        self._stop_requested = False
+        self._writer = None
+
+    # ---------------------------------------------------------------- inputs
+
+    def _iterator_at_step(self):
+        # the data order is a function of the step: a resumed run sees the same batches
+        return iter(self.base_dataset.skip(int(self.step.numpy())))
+
+    def next_reals(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The next global batch of real images and labels."""
+        if self._iterator is None:
+            self._iterator = self._iterator_at_step()
+        return next(self._iterator)
+
+    def _labels(self, n: int) -> tf.Tensor:
+        if not self.opts.num_classes:
+            return tf.zeros([n], tf.int32)
+        return self.rng.uniform([n], 0, self.opts.num_classes, dtype=tf.int32)
+
+    def make_inputs(
+        self, phase: str, reals: tf.Tensor | None = None, labels: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
+        """Global inputs of one phase: latents, mixing cutoffs, labels, noise seeds (and reals)."""
+        n = self.pl_per_replica * self.replicas if phase == "G-reg" else self.batch
+        num_ws = self.G.num_ws
+        mix = self.rng.uniform([n]) < self.opts.style_mixing
+        cutoff = self.rng.uniform([n], 1, num_ws, dtype=tf.int32)
+        inputs = {
+            "z": self.rng.normal([n, self.opts.z_dim]),
+            "mix_z": self.rng.normal([n, self.opts.z_dim]),
+            "mix_cutoff": tf.where(mix, cutoff, num_ws),
+            "c": self._labels(n),
+            "seed": self.rng.make_seeds(2)[:, 0],
+            "seed2": self.rng.make_seeds(2)[:, 0],
+        }
+        if phase.startswith("D"):
+            inputs["reals"] = reals
+            inputs["real_c"] = labels if self.opts.num_classes else tf.zeros([n], tf.int32)
+        return inputs
+
+    def distribute(self, inputs: dict[str, tf.Tensor]):
+        """Split global per-example tensors over the replicas (seeds are shared)."""
+        if self.replicas == 1:
+            return inputs
+
+        def fn(ctx):
+            i = ctx.replica_id_in_sync_group
+            out = {}
+            for k, v in inputs.items():
+                if k.startswith("seed"):
+                    out[k] = v
+                else:
+                    n = v.shape[0] // self.replicas
+                    out[k] = v[i * n : (i + 1) * n]
+            return out
+
+        return self.strategy.experimental_distribute_values_from_function(fn)
+
+    # ---------------------------------------------------------------- replica steps
+
+    @staticmethod
+    def _replica_seed(seed):
+        ctx = tf.distribute.get_replica_context()
+        rid = ctx.replica_id_in_sync_group if ctx is not None else 0
+        return tf.random.experimental.stateless_fold_in(seed, rid)
+
+    def _fake_ws(self, G, inp):
+        ws = G.mapping(inp["z"], inp["c"])
+        mixed = G.mix(ws, G.mapping(inp["mix_z"], inp["c"]), inp["mix_cutoff"])
+        return ws, mixed
+
+    def _g_main_replica(self, inp):
+        G, D = self.G, self.D
+        with tf.GradientTape() as tape:
+            ws, mixed = self._fake_ws(G, inp)
+            img = G.synthesis(mixed, seed=self._replica_seed(inp["seed"]))
+            per = losses.g_main_loss(D(img, inp["c"]))
+            loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
+        _apply(self.g_opt, tape.gradient(loss, G.trainable_variables), G.trainable_variables)
+        ctx = tf.distribute.get_replica_context()
+        w_mean = ctx.all_reduce("sum", tf.reduce_sum(ws[:, 0], 0)) / self.batch
+        G.mapping.update_w_avg(w_mean)
+        return {"Loss/G/loss": loss}
+
+    def _g_reg_replica(self, inp):
+        G, opts = self.G, self.opts
+        n_global = self.pl_per_replica * self.replicas
+        with tf.GradientTape() as tape:
+            _, mixed = self._fake_ws(G, inp)
+            lengths = losses.path_lengths(
+                G.synthesis,
+                mixed,
+                self._replica_seed(inp["seed2"]),
+                self._replica_seed(inp["seed"]),
+            )
+            ctx = tf.distribute.get_replica_context()
+            mean = tf.stop_gradient(ctx.all_reduce("sum", tf.reduce_sum(lengths)) / n_global)
+            pl_mean = self.pl_mean + (mean - self.pl_mean) * opts.pl_decay
+            penalty = losses.pl_penalty(lengths, tf.stop_gradient(pl_mean))
+            loss = tf.nn.compute_average_loss(
+                penalty * opts.pl_weight * opts.g_reg_interval, global_batch_size=n_global
+            )
+        _apply(self.g_opt, tape.gradient(loss, G.trainable_variables), G.trainable_variables)
+        self.pl_mean.assign(pl_mean)
+        return {
+            "Loss/pl_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=n_global),
+            "Loss/pl_mean": pl_mean / self.replicas,
+        }
+
+    def _d_main_replica(self, inp):
+        G, D = self.G, self.D
+        _, mixed = self._fake_ws(G, inp)
+        fakes = tf.stop_gradient(G.synthesis(mixed, seed=self._replica_seed(inp["seed"])))
+        with tf.GradientTape() as tape:
+            fake_logits = D(fakes, inp["c"])
+            real_logits = D(inp["reals"], inp["real_c"])
+            per = losses.d_main_loss(real_logits, fake_logits)
+            loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
+        _apply(self.d_opt, tape.gradient(loss, D.trainable_variables), D.trainable_variables)
+        return {
+            "Loss/D/loss": loss,
+            "Loss/scores/real": tf.nn.compute_average_loss(
+                tf.reshape(real_logits, [-1]), global_batch_size=self.batch
+            ),
+            "Loss/scores/fake": tf.nn.compute_average_loss(
+                tf.reshape(fake_logits, [-1]), global_batch_size=self.batch
+            ),
+        }
+
+    def _d_reg_replica(self, inp):
+        D, opts = self.D, self.opts
+        with tf.GradientTape() as tape:
+            penalty, _ = losses.r1_penalty(D, inp["reals"], inp["real_c"])
+            loss = tf.nn.compute_average_loss(
+                penalty * (opts.gamma / 2) * opts.d_reg_interval, global_batch_size=self.batch
+            )
+        _apply(self.d_opt, tape.gradient(loss, D.trainable_variables), D.trainable_variables)
+        return {
+            "Loss/r1_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=self.batch)
+        }
+
+    def _reduce(self, stats):
+        return {k: self.strategy.reduce("sum", v, axis=None) for k, v in stats.items()}
+
+    def _g_main(self, inp):
+        return self._reduce(self.strategy.run(self._g_main_replica, args=(inp,)))
+
+    def _g_reg(self, inp):
+        return self._reduce(self.strategy.run(self._g_reg_replica, args=(inp,)))
+
+    def _d_main(self, inp):
+        return self._reduce(self.strategy.run(self._d_main_replica, args=(inp,)))
+
+    def _d_reg(self, inp):
+        return self._reduce(self.strategy.run(self._d_reg_replica, args=(inp,)))
+
+    def _ema_update(self, beta):
+        for p_ema, p in zip(
+            self.G_ema.trainable_variables, self.G.trainable_variables, strict=True
+        ):
+            p_ema.assign(p + (p_ema - p) * beta)
+        for b_ema, b in zip(
+            self.G_ema.non_trainable_variables, self.G.non_trainable_variables, strict=True
+        ):
+            b_ema.assign(b)
+
+    # ---------------------------------------------------------------- loop
+
+    def run_phase(self, name: str, inputs: dict[str, tf.Tensor]) -> dict[str, float]:
+        """Run one phase on global inputs (see `make_inputs`); returns its statistics."""
+        stats = self._fns[name](self.distribute(inputs))
+        return {k: float(v) for k, v in stats.items()}
+
+    def active_phases(self, step: int) -> list[Phase]:
+        """The phases that run at iteration `step` (interval divides it; off when weight 0)."""
+        out = []
+        for phase in self.phases:
+            if step % phase.interval:
+                continue
+            if phase.name == "G-reg" and not self.opts.pl_weight:
+                continue
+            if phase.name == "D-reg" and not self.opts.gamma:
+                continue
+            out.append(phase)
+        return out
+
+    def train_iteration(self) -> dict[str, float]:
+        """One global batch: the active phases, then the G_ema update and the counters."""
+        step = int(self.step.numpy())
+        reals, labels = self.next_reals()
+        stats: dict[str, float] = {}
+        for phase in self.active_phases(step):
+            stats.update(self.run_phase(phase.name, self.make_inputs(phase.name, reals, labels)))
+        beta = losses.ema_beta(
+            self.batch, self.opts.ema_kimg, self.opts.ema_rampup, int(self.nimg.numpy())
+        )
+        self._ema_fn(tf.constant(beta, tf.float32))
+        self.step.assign_add(1)
+        self.nimg.assign_add(self.batch)
+        return stats
+
+    def request_stop(self) -> None:
+        """Stop after the current iteration and write a checkpoint (the SIGTERM handler)."""
+        self._stop_requested = True
+
+    def save(self) -> str:
+        """Write a checkpoint now; returns its path."""
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def grid_images(self, G=None) -> np.ndarray:
+        """The fixed-seed snapshot grid of `G` (default G_ema) as a uint8 (H, W, 3) array."""
+        G = G or self.G_ema
+        cols, rows = self.opts.grid
+        n = cols * rows
+        z = tf.random.stateless_normal([n, self.opts.z_dim], [self.gan_cfg.grid_seed, 0])
+        c = tf.range(n) % max(self.opts.num_classes, 1)
+        imgs = G(z, c, noise_mode="const").numpy()
+        return make_grid(imgs, cols, rows)
+
+    def _write_grid(self, tag: str) -> Path:
+        from PIL import Image
+
+        grid = self.grid_images()
+        path = self.run_dir / f"fakes{tag}.png"
+        Image.fromarray(grid).save(path)
+        if self._writer is not None:
+            with self._writer.as_default():
+                tf.summary.image("fakes", grid[None], step=int(self.nimg.numpy() // 1000))
+        return path
+
+    def run(
+        self, max_iterations: int | None = None, hook: Callable[[Trainer], None] | None = None
+    ) -> str:
+        """Train until `gan.kimg` (or `max_iterations` more iterations).
+
+        Returns:
+            "done", "stopped" (SIGTERM or `request_stop`) or "paused" (max_iterations).
+        """
+        import psutil
+
+        opts = self.opts
+        total_nimg = int(opts.kimg * 1000)
+        tick_nimg = int(opts.tick_kimg * 1000)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        except ValueError:
+            pass  # not the main thread
+        if int(self.nimg.numpy()) == 0:
+            self._write_grid("_init")
+        self.log(
+            f"StyleGAN {opts.arch} {opts.resolution}x{opts.resolution}, preset {opts.preset}: batch {opts.batch} on "
+            f"{self.replicas} replica(s), G {self.G.count_params():,} / D {self.D.count_params():,} params, "
+            f"from kimg {self.nimg.numpy() / 1000:.1f} to {opts.kimg:g}"
+        )
+        sums: dict[str, list[float]] = {}
+        tick_start = time.time()
+        done = 0
+        status = "done"
+        try:
+            while int(self.nimg.numpy()) < total_nimg:
+                for k, v in self.train_iteration().items():
+                    sums.setdefault(k, []).append(v)
+                done += 1
+                if hook is not None:
+                    hook(self)
+                nimg = int(self.nimg.numpy())
+                finished = nimg >= total_nimg
+                if (
+                    nimg >= int(self.tick_start_nimg.numpy()) + tick_nimg
+                    or finished
+                    or self._stop_requested
+                ):
+                    self._end_tick(
+                        sums, time.time() - tick_start, psutil.Process().memory_info().rss
+                    )
+                    sums = {}
+                    tick_start = time.time()
+                    if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
+                        self._write_grid(f"{nimg:09d}")
+                        self.save()
+                if self._stop_requested:
+                    self.save()
+                    status = "stopped"
+                    self.log(f"stopped at kimg {self.nimg.numpy() / 1000:.3f}; checkpoint written")
+                    break
+                if max_iterations is not None and done >= max_iterations:
+                    status = "paused"
+                    break
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            self._writer.flush()
+        return status
+
+    def _end_tick(self, sums: dict[str, list[float]], seconds: float, rss: int) -> None:
+        nimg = int(self.nimg.numpy())
+        tick_imgs = nimg - int(self.tick_start_nimg.numpy())
+        self.tick.assign_add(1)
+        self.tick_start_nimg.assign(nimg)
+        means = {k: float(np.mean(v)) for k, v in sums.items()}
+        record = {
+            "tick": int(self.tick.numpy()),
+            "kimg": nimg / 1000,
+            "sec_per_tick": seconds,
+            "sec_per_kimg": seconds / max(tick_imgs / 1000, 1e-9),
+            "img_per_sec": tick_imgs / max(seconds, 1e-9),
+            "peak_rss_gb": rss / 2**30,
+            **means,
+        }
+        self.log(
+            f"tick {record['tick']:<4d} kimg {record['kimg']:<8.3f} sec/tick {seconds:<6.1f} "
+            f"sec/kimg {record['sec_per_kimg']:<7.2f} img/s {record['img_per_sec']:<7.1f} "
+            f"G {means.get('Loss/G/loss', math.nan):.3f} D {means.get('Loss/D/loss', math.nan):.3f} "
+            f"R1 {means.get('Loss/r1_penalty', math.nan):.4f} pl {means.get('Loss/pl_mean', math.nan):.3f} "
+            f"rss {record['peak_rss_gb']:.2f}GB"
+        )
+        with self._writer.as_default():
+            step = int(nimg // 1000) if nimg >= 1000 else nimg
+            for k, v in record.items():
+                if k not in ("tick", "kimg"):
+                    tf.summary.scalar(k, v, step=step)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _apply(optimizer, grads, variables) -> None:
+    """Apply the gradients that exist (a regularizer does not reach every bias)."""
+    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+    optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+
+def make_grid(images: np.ndarray, cols: int, rows: int) -> np.ndarray:
+    """Tile (N, H, W, C) images in [-1, 1] into a uint8 (rows*H, cols*W, C) grid."""
+    n, h, w, c = images.shape
+    imgs = np.clip((images + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    if n < cols * rows:
+        imgs = np.concatenate([imgs, np.zeros((cols * rows - n, h, w, c), np.uint8)])
+    imgs = imgs[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    return imgs.reshape(rows * h, cols * w, c)
+
+
+def train(cfg, run_dir: str | Path, *, resume: bool = False, **kwargs: Any) -> Trainer:
+    """Build a `Trainer` for `cfg` and run it to completion; returns the trainer."""
+    trainer = Trainer(cfg, run_dir, resume=resume, **kwargs)
+    trainer.run()
+    return trainer
