@@ -25,6 +25,7 @@ HANDLERS = {
     "train": "tfkit.training.commands:train_command",
     "evaluate": "tfkit.training.commands:evaluate_command",
     "predict": "tfkit.training.commands:predict_command",
+    "export": "tfkit.export:export_command",
     "launch": "tfkit.launch:launch_command",
     "tune": "tfkit.tuning.commands:tune_command",
 }
@@ -138,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--oracle-timeout", type=float, default=60.0, help="seconds a worker waits for the oracle"
     )
+
+    p = sub.add_parser("export", help="export a run as a SavedModel or a LiteRT flatbuffer")
+    p.add_argument("run_dir", help="run directory (a GAN run exports its EMA generator)")
+    p.add_argument(
+        "--format", default="saved_model", help="saved_model (default) or litert (model.tflite)"
+    )
+    p.add_argument("--out", required=True, help="export directory (must not exist)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
     p.add_argument("--workers", type=int, default=2)

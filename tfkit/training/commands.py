@@ -272,6 +272,10 @@ def predict_command(args: argparse.Namespace) -> int:
     """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N]`."""
     from tfkit.runs import load_run_config
 
+    if (Path(args.run_dir) / "saved_model.pb").is_file():  # a `tfkit export` directory
+        from tfkit.export import predict_exported
+
+        return predict_exported(args)
     if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     config = load_run_config(args.run_dir)
