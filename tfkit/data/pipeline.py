@@ -264,6 +264,8 @@ def _cache(ds: tf.data.Dataset, cfg, name: str, pipe: int) -> tf.data.Dataset:
 def _split_dataset(
     src, table, split_id, name, cfg, *, batch_size, seed, input_context, post, training
 ):
+    if table is not None and np.all(table == split_id):
+        table = None  # the split is the whole source: no per-record filter
     ds, needs_parse = _examples(src, table, split_id, input_context, cfg)
     pipe = input_context.input_pipeline_id if input_context else 0
     if needs_parse or src.element_fn is not None or src.stream is not None:
