@@ -377,7 +377,8 @@ def evaluate_generator(
     Args:
         generate_fn: `generate_fn(z)` with z float32 (batch, z_dim) returns images
             (batch, H, W, C) in [-1, 1] (e.g. G_ema with truncation psi 1).
-        real_dataset: real images in [-1, 1]: an array or a `tf.data.Dataset`.
+        real_dataset: real images in [-1, 1] (an array or a `tf.data.Dataset`), or their
+            `RealStatistics` (computed once, e.g. by a trainer evaluating every snapshot).
         network: the feature network (`feature_network("inception_v3")`, ...).
         metrics: any of `fid`, `kid`.
         num_images: generated images, and at most this many real ones (50k like the
@@ -397,15 +398,18 @@ def evaluate_generator(
     if num_images < 2:
         raise UserError(f"--num-images must be >= 2. Received: {num_images}")
     network = as_feature_network(network)
-    real = real_statistics(
-        real_dataset,
-        network,
-        num_images,
-        batch_size,
-        cache_dir=cache_dir,
-        data_key=data_key,
-        verbose=verbose,
-    )
+    if isinstance(real_dataset, RealStatistics):
+        real = real_dataset
+    else:
+        real = real_statistics(
+            real_dataset,
+            network,
+            num_images,
+            batch_size,
+            cache_dir=cache_dir,
+            data_key=data_key,
+            verbose=verbose,
+        )
     batches = generated_images(generate_fn, num_images, batch_size, z_dim=z_dim, seed=seed)
     fake = np.concatenate([compute_features(b, network, batch_size) for b in batches])
     results: dict[str, float] = {}
