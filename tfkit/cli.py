@@ -28,6 +28,8 @@ HANDLERS = {
     "export": "tfkit.export:export_command",
     "launch": "tfkit.launch:launch_command",
     "tune": "tfkit.tuning.commands:tune_command",
+    "gan train": "tfkit.stylegan.commands:train_command",
+    "gan generate": "tfkit.stylegan.commands:generate_command",
 }
 
 
@@ -162,6 +164,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=0, help="stop all workers after this many seconds"
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+    gan = sub.add_parser("gan", help="StyleGAN: train, generate images")
+    gan_sub = gan.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    p = gan_sub.add_parser("train", help="train a StyleGAN from a config (gan section)")
+    _add_config_args(p)
+    _add_run_args(p)
+    p = gan_sub.add_parser("generate", help="images from a trained GAN run (G_ema)")
+    p.add_argument("run_dir", help="GAN run directory")
+    p.add_argument(
+        "--seeds", default="0-31", help="latent seeds, e.g. 0-63 or 1,5,9 (default 0-31)"
+    )
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
+    p.add_argument("--trunc-cutoff", type=int, help="truncate only the first N style layers")
+    p.add_argument("--class", dest="class_idx", type=int, help="class label (conditional models)")
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
+    p.add_argument(
+        "--style-mix",
+        nargs=2,
+        metavar=("ROWS", "COLS"),
+        help="style-mixing figure: row seeds, column seeds",
+    )
+    p.add_argument(
+        "--interpolate",
+        nargs=2,
+        type=int,
+        metavar=("A", "B"),
+        help="interpolation strip between seeds A and B",
+    )
+    p.add_argument("--steps", type=int, default=8, help="images in the interpolation strip")
+    p.add_argument("--out", required=True, help="output PNG")
     return parser
 
 

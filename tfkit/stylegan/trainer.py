@@ -42,6 +42,8 @@ from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.presets import GanOptions, resolve_options
 from tfkit.stylegan.synthesis import Generator
 
+OPTIONS_FILE = "gan_options.json"
+
 
 @dataclass
 class Phase:
@@ -101,7 +103,7 @@ def load_images(cfg) -> tuple[tf.data.Dataset, int, int]:
     except ImportError:
         build = None
     if build is not None:
-        splits = build(cfg.data)
+        splits = build(cfg.data, seed=cfg.runtime.seed)
         ds = splits.train.unbatch()
         spec = getattr(splits, "spec", None)
         num_classes = int(getattr(spec, "num_classes", 0) or 0)
@@ -514,6 +516,7 @@ class Trainer:
         total_nimg = int(opts.kimg * 1000)
         tick_nimg = int(opts.tick_kimg * 1000)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
         self._writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
         previous = None
         try:

@@ -1,0 +1,82 @@
+"""`tfkit gan train` and `tfkit gan generate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tfkit.errors import UserError
+
+# keys that may change when resuming (training length and reporting only)
+RESUMABLE_CHANGES = {"gan.kimg", "gan.tick_kimg", "gan.snapshot_ticks"}
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train a StyleGAN: resolve and check everything, then run (or print with --dry-run)."""
+    from tfkit.config import diff_keys, dump_yaml, load_config, to_dict
+    from tfkit.runs import create_run_dir, load_run_config
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.gan is None:
+        raise UserError(
+            f"{args.config} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
+        )
+    if args.resume:
+        saved = to_dict(load_run_config(args.resume))
+        new = to_dict(cfg)
+        changed = [k for s in ("data", "gan") for k in diff_keys(saved.get(s), new.get(s), f"{s}.")]
+        changed = [k for k in changed if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise UserError(
+                f"Cannot resume {args.resume}: the config changed at {', '.join(changed)}. Start a new run instead."
+            )
+
+    from tfkit import distribute
+    from tfkit.stylegan.trainer import Trainer
+
+    distribute.setup_runtime(cfg.runtime)
+    strategy = distribute.strategy(cfg.runtime)
+    if args.dry_run:
+        from tfkit.stylegan.presets import resolve_options
+        from tfkit.stylegan.trainer import load_images
+
+        _, resolution, num_classes = load_images(cfg)
+        opts = resolve_options(cfg.gan, resolution, strategy.num_replicas_in_sync, num_classes)
+        print(dump_yaml(cfg), end="")
+        print("# resolved gan options")
+        print(json.dumps(opts.as_dict(), indent=2))
+        return 0
+    run_dir = (
+        Path(args.resume) if args.resume else create_run_dir(cfg, args.run_dir, args.runs_root)
+    )
+    trainer = Trainer(cfg, run_dir, strategy=strategy, resume=bool(args.resume))
+    print(f"run directory: {run_dir}")
+    status = trainer.run()
+    return 143 if status == "stopped" else 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Write a seed grid, a style-mixing figure or an interpolation strip from a GAN run."""
+    from tfkit.stylegan import generate
+
+    G, _ = generate.load_generator(args.run_dir)
+    kw = dict(psi=args.trunc, class_idx=args.class_idx, noise_mode=args.noise_mode)
+    if args.style_mix:
+        grid = generate.style_mix_figure(
+            G,
+            generate.parse_seeds(args.style_mix[0]),
+            generate.parse_seeds(args.style_mix[1]),
+            **kw,
+        )
+    elif args.interpolate:
+        grid = generate.interpolation_strip(
+            G, args.interpolate[0], args.interpolate[1], args.steps, **kw
+        )
+    else:
+        grid = generate.seed_grid(
+            G, generate.parse_seeds(args.seeds), cutoff=args.trunc_cutoff, cols=args.cols, **kw
+        )
+    out = generate.save_png(grid, args.out)
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+    return 0

@@ -1,0 +1,176 @@
+"""Images from a trained GAN run: seed grids, style-mixing figures, interpolation strips.
+
+The EMA generator is rebuilt from the run's `gan_options.json` and restored from its latest
+checkpoint. Latents come from `np.random.RandomState(seed)`, so a seed always gives the
+same image, and noise is `const` by default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfkit.errors import UserError
+from tfkit.stylegan.presets import GanOptions
+from tfkit.stylegan.trainer import OPTIONS_FILE, build_networks, make_grid
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-3,7` -> [0, 1, 2, 3, 7].
+
+    Raises:
+        UserError: not a comma-separated list of integers and ranges.
+    """
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
+                seeds.extend(range(int(a), int(b) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise UserError(
+            f"--seeds expects integers and ranges like 0-63 or 1,5,9. Received: {text!r}"
+        )
+    return seeds
+
+
+def load_options(run_dir: str | Path) -> GanOptions:
+    """The resolved `GanOptions` saved in a GAN run directory."""
+    path = Path(run_dir) / OPTIONS_FILE
+    if not path.is_file():
+        raise UserError(
+            f"{run_dir} is not a GAN run directory (no {OPTIONS_FILE}); train one with `tfkit gan train`."
+        )
+    raw = json.loads(path.read_text())
+    raw["betas"] = tuple(raw["betas"])
+    raw["grid"] = tuple(raw["grid"])
+    return GanOptions(**raw)
+
+
+def load_generator(run_dir: str | Path):
+    """The EMA generator of a GAN run, restored from its latest checkpoint; also its options."""
+    opts = load_options(run_dir)
+    G_ema, _ = build_networks(opts)
+    latest = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+    if latest is None:
+        raise UserError(f"{run_dir} has no checkpoint yet (in {Path(run_dir) / 'checkpoints'}).")
+    tf.train.Checkpoint(G_ema=G_ema).restore(latest).expect_partial()
+    return G_ema, opts
+
+
+def latents(seeds: list[int], z_dim: int) -> np.ndarray:
+    """One z per seed from `np.random.RandomState(seed)` (reproducible)."""
+    return np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds]).astype(np.float32)
+
+
+def _labels(G, n: int, class_idx: int | None) -> tf.Tensor | None:
+    if not G.num_classes:
+        if class_idx is not None:
+            raise UserError("--class was given but this generator is unconditional.")
+        return None
+    if class_idx is None:
+        raise UserError(f"This generator is conditional: pass --class 0..{G.num_classes - 1}.")
+    if not 0 <= class_idx < G.num_classes:
+        raise UserError(f"--class must be in 0..{G.num_classes - 1}. Received: --class {class_idx}")
+    return tf.fill([n], class_idx)
+
+
+def images(
+    G,
+    seeds: list[int],
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+) -> np.ndarray:
+    """Images in [-1, 1] for `seeds` (N, R, R, 3)."""
+    z = latents(seeds, G.z_dim)
+    return G(
+        z, _labels(G, len(seeds), class_idx), psi=psi, cutoff=cutoff, noise_mode=noise_mode
+    ).numpy()
+
+
+def seed_grid(
+    G,
+    seeds: list[int],
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    class_idx: int | None = None,
+    cols: int | None = None,
+    noise_mode: str = "const",
+) -> np.ndarray:
+    """A uint8 grid of the images of `seeds`."""
+    cols = cols or math.ceil(math.sqrt(len(seeds)))
+    rows = math.ceil(len(seeds) / cols)
+    return make_grid(images(G, seeds, psi, cutoff, class_idx, noise_mode), cols, rows)
+
+
+def style_mix_figure(
+    G,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    psi: float = 1.0,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+) -> np.ndarray:
+    """The StyleGAN style-mixing figure as a uint8 grid.
+
+    Top row: the column seeds' images; left column: the row seeds' images; each inner cell
+    takes the coarse styles (the first half of the layers) from its column seed and the
+    rest from its row seed.
+    """
+    c_row = _labels(G, len(row_seeds), class_idx)
+    c_col = _labels(G, len(col_seeds), class_idx)
+    w_row = G.mapping(latents(row_seeds, G.z_dim), c_row, psi=psi)
+    w_col = G.mapping(latents(col_seeds, G.z_dim), c_col, psi=psi)
+    coarse = G.num_ws // 2
+    r, c = len(row_seeds), len(col_seeds)
+    ws_row = tf.repeat(w_row, c, axis=0)  # [r*c, num_ws, w_dim]
+    ws_col = tf.tile(w_col, [r, 1, 1])
+    mixed = G.mix(ws_col, ws_row, tf.fill([r * c], coarse))
+    synth = lambda ws: G.synthesis(ws, noise_mode=noise_mode).numpy()  # noqa: E731
+    cells = synth(mixed)
+    row_imgs, col_imgs = synth(w_row), synth(w_col)
+    blank = -np.ones_like(row_imgs[:1])
+    table = [np.concatenate([blank, col_imgs])]
+    for i in range(r):
+        table.append(np.concatenate([row_imgs[i : i + 1], cells[i * c : (i + 1) * c]]))
+    return make_grid(np.concatenate(table), c + 1, r + 1)
+
+
+def interpolation_strip(
+    G,
+    seed_a: int,
+    seed_b: int,
+    steps: int = 8,
+    psi: float = 1.0,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+) -> np.ndarray:
+    """Images along the straight line from w(seed_a) to w(seed_b), as a uint8 strip."""
+    if steps < 2:
+        raise UserError(f"--steps must be at least 2. Received: --steps {steps}")
+    c = _labels(G, 2, class_idx)
+    ws = G.mapping(latents([seed_a, seed_b], G.z_dim), c, psi=psi)
+    t = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1, 1])
+    path = ws[:1] + (ws[1:] - ws[:1]) * t
+    return make_grid(G.synthesis(path, noise_mode=noise_mode).numpy(), steps, 1)
+
+
+def save_png(grid: np.ndarray, out: str | Path) -> Path:
+    """Write a uint8 image to a PNG file (parents created)."""
+    from PIL import Image
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid).save(out)
+    return out
