@@ -207,3 +207,10 @@ def test_missing_path(tmp_path):
     cfg.source.path = str(tmp_path / "empty")
     with pytest.raises(UserError, match="holds no TFRecord files"):
         build(cfg)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    bad = np.array(["a", "b", "c", 3], dtype=object)  # the 4th value cannot be stored
+    with pytest.raises(TypeError):
+        tfr.write_tfrecords({"s": bad, "label": np.arange(4)}, tmp_path / "out", num_shards=2)
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,9 @@ import glob
 import json
 import math
 import os
+import shutil
 import struct
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +183,6 @@ def write_tfrecords(
         UserError: empty or mismatched columns, bad shard size, or `out_dir` already holds
             a dataset and `overwrite` is false.
     """
-    import tensorflow as tf
-
     if not columns:
         raise UserError("Nothing to write: no columns given")
     counts = {name: len(arr) for name, arr in columns.items()}
@@ -200,12 +200,27 @@ def write_tfrecords(
         raise UserError(f"`--out` {out} is a file, expected a directory")
     if (out / SCHEMA_FILE).exists() and not overwrite:
         raise UserError(f"`--out` {out} already holds a dataset ({SCHEMA_FILE}); pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("data-*-of-*.tfrecord*"):
-        old.unlink()
-    if (out / SCHEMA_FILE).exists():
-        (out / SCHEMA_FILE).unlink()
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"`--out` {out} is not empty; choose a new directory or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # write into a hidden sibling, then rename: `out` never holds a half-written dataset
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)
+    try:
+        schema = _write_shards(columns, staging, shard_mb, num_shards, compression, meta)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return schema
 
+
+def _write_shards(columns, out: Path, shard_mb, num_shards, compression, meta) -> dict[str, Any]:
+    import tensorflow as tf
+
+    count = len(next(iter(columns.values())))
     specs = specs_for_columns(columns)
     columns = {k: np.asarray(v) for k, v in columns.items()}
     if num_shards is None:
@@ -218,11 +233,9 @@ def write_tfrecords(
     shards = []
     for i in range(num_shards):
         name = shard_name(i, num_shards, compression)
-        tmp = out / (name + ".tmp")
-        with tf.io.TFRecordWriter(str(tmp), options) as writer:
+        with tf.io.TFRecordWriter(str(out / name), options) as writer:
             for j in range(bounds[i], bounds[i + 1]):
                 writer.write(serialize({k: v[j] for k, v in columns.items()}, specs))
-        tmp.replace(out / name)
         shards.append({"file": name, "count": int(bounds[i + 1] - bounds[i])})
     schema = {
         "version": SCHEMA_VERSION,
@@ -232,9 +245,7 @@ def write_tfrecords(
         "shards": shards,
         **(meta or {}),
     }
-    tmp = out / (SCHEMA_FILE + ".tmp")
-    tmp.write_text(json.dumps(schema, indent=2) + "\n")
-    tmp.replace(out / SCHEMA_FILE)  # written last: a directory with a schema is complete
+    (out / SCHEMA_FILE).write_text(json.dumps(schema, indent=2) + "\n")
     return schema
 
 
