@@ -30,6 +30,7 @@ HANDLERS = {
     "tune": "tfkit.tuning.commands:tune_command",
     "gan train": "tfkit.stylegan.commands:train_command",
     "gan generate": "tfkit.stylegan.commands:generate_command",
+    "gan metrics": "tfkit.stylegan.metrics:metrics_command",
 }
 
 
@@ -195,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=8, help="images in the interpolation strip")
     p.add_argument("--out", required=True, help="output PNG")
+    p = gan_sub.add_parser("metrics", help="FID/KID of a GAN run's G_ema against its data")
+    p.add_argument("run_dir", help="GAN run directory (its latest checkpoint is measured)")
+    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid (default both)")
+    p.add_argument(
+        "--features",
+        default="inception_v3",
+        help="feature network: inception_v3 (local ImageNet weights) or classifier:RUN_DIR",
+    )
+    p.add_argument("--num-images", type=int, default=50_000, help="images per set (default 50000)")
+    p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 no-top .h5 weights")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache-dir", help="real-statistics cache (default ~/.cache/tfkit/metrics)")
+    p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
     return parser
 
 
