@@ -162,6 +162,13 @@ def test_normalize_and_one_hot(npz_cfg):
         s = build(npz_cfg(normalize=mode, split={"train": 1.0, "val": 0, "test": 0}))
         x = np.concatenate([b[0].numpy() for b in s.train])
         assert x.min() == pytest.approx(lo, abs=1e-5) and x.max() == pytest.approx(hi, abs=1e-5)
+    gan = build(DataConfig.model_validate({"source": {"kind": "shapes", "count": 20, "resolution": 8},
+                                           "normalize": "minus_one_one", "batch_size": 20,
+                                           "split": {"train": 1.0, "val": 0, "test": 0}}))  # fmt: skip
+    x = next(iter(gan.train))[0].numpy()
+    assert -1.0 <= x.min() < -0.5 and 0.5 < x.max() <= 1.0
+    with pytest.raises(UserError, match=r"pipeline\(cfg\): `batch_size`"):
+        pipeline(from_numpy(np.zeros((2, 1))), {"batch_size": 0})
     with pytest.raises(UserError, match="one_hot: true` needs a multiclass task"):
         build(
             DataConfig.model_validate(

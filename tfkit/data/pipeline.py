@@ -360,7 +360,12 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
             )
         one_hot = src.num_classes
     normalizers = {}
-    if cfg.normalize != "none":
+    if cfg.normalize in ("rescale", "minus_one_one") and _float_range(src) is not None:
+        stats = {
+            n: {} for n, d in zip(src.input_names, src.input_dtypes, strict=True) if d != "string"
+        }
+        normalizers = make_normalizers(cfg.normalize, stats, _float_range(src))
+    elif cfg.normalize != "none":
         stats = _stats(_stats_batches(src, table, cfg), src.input_names)
         normalizers = make_normalizers(cfg.normalize, stats, _float_range(src))
     augment = _augmenter(cfg, seed)
@@ -426,7 +431,14 @@ def pipeline(
     from tfkit.config import DataConfig
 
     if not isinstance(cfg, DataConfig):
-        cfg = DataConfig.model_validate(cfg or {})
+        from pydantic import ValidationError
+
+        try:
+            cfg = DataConfig.model_validate(cfg or {})
+        except ValidationError as err:
+            from tfkit.config import format_validation_error
+
+            raise UserError(format_validation_error(err, {"data": cfg}, "pipeline(cfg)")) from None
     if cfg.batch_size < 1:
         raise UserError(f"`batch_size` must be >= 1. Received: batch_size={cfg.batch_size}")
     names = input_names or ["x"]
