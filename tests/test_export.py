@@ -191,3 +191,74 @@ def test_export_refuses_existing_out_unless_overwrite(runs, tmp_path, capsys):
     assert not (out / "old.txt").exists()
     assert (out / "saved_model.pb").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging dirs left behind
+
+
+# a tiny class-conditional StyleGAN (as in tests/stylegan/test_trainer.py), never trained:
+# the export must reproduce the trainer's G_ema from the run's checkpoint
+TINY_GAN = dict(
+    preset="shapes16",
+    conditional=True,
+    z_dim=8,
+    w_dim=8,
+    map_layers=1,
+    channel_base=64,
+    channel_max=8,
+    batch=8,
+    mbstd_group=2,
+)
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    """A GAN run directory (config, gan_options.json, one checkpoint) and its trainer."""
+    from tfkit.config import ExperimentConfig, GanConfig
+    from tfkit.stylegan.trainer import OPTIONS_FILE, Trainer
+
+    config = ExperimentConfig(name="tiny_gan", gan=GanConfig(**TINY_GAN))
+    run_dir = create_run_dir(config, tmp_path_factory.mktemp("gan") / "run")
+    rng = np.random.RandomState(0)
+    images = rng.uniform(-1, 1, (16, 8, 8, 3)).astype("float32")
+    labels = rng.randint(0, 3, 16).astype("int32")
+    trainer = Trainer(
+        config,
+        run_dir,
+        dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
+        num_classes=3,
+        strategy=tf.distribute.get_strategy(),
+        log=lambda line: None,
+    )
+    (run_dir / OPTIONS_FILE).write_text(json.dumps(trainer.opts.as_dict()))
+    trainer.save()
+    return run_dir, trainer
+
+
+def test_gan_export_has_z_and_class_inputs(gan_run, tmp_path):
+    run_dir, trainer = gan_run
+    manifest = export_run(run_dir, tmp_path / "gan", "saved_model")
+    assert manifest["kind"] == "gan_generator"
+    assert manifest["inputs"] == [
+        {"name": "z", "shape": [None, 8], "dtype": "float32"},
+        {"name": "c", "shape": [None], "dtype": "int32"},
+    ]
+    assert manifest["outputs"] == [{"name": "image", "shape": [None, 8, 8, 3], "dtype": "float32"}]
+    serving = tf.saved_model.load(str(tmp_path / "gan")).signatures["serving_default"]
+    z = np.random.RandomState(1).normal(size=(4, 8)).astype("float32")
+    c = np.array([0, 1, 2, 0], np.int32)
+    image = serving(z=tf.constant(z), c=tf.constant(c))["image"].numpy()
+    assert image.shape == (4, 8, 8, 3) and np.isfinite(image).all()
+
+
+@pytest.mark.xfail(
+    reason="stylegan: the trainer's tf.train.Checkpoint tracks only G_ema's `const` and `w_avg` "
+    "(not its layers), so G_ema cannot be restored from a run yet",
+    strict=False,
+)
+def test_gan_export_matches_trainer_g_ema(gan_run, tmp_path):
+    run_dir, trainer = gan_run
+    export_run(run_dir, tmp_path / "gan", "saved_model")
+    served = load_exported(tmp_path / "gan")
+    z = np.random.RandomState(1).normal(size=(4, 8)).astype("float32")
+    c = np.array([0, 1, 2, 0], np.int32)
+    expected = trainer.G_ema(tf.constant(z), tf.constant(c), noise_mode="const", training=False)
+    got = served({"z": z, "c": c})["image"]
+    assert np.abs(got - np.asarray(expected)).max() <= TOLERANCE

@@ -130,33 +130,30 @@ def model_servable(run_dir: str | Path, config: Any) -> Servable:
     return Servable(model, serve, inputs, "model", str(source))
 
 
-def gan_servable(run_dir: str | Path, config: Any) -> Servable:
-    """The EMA generator of a GAN run: inputs `z` (and `class` for a conditional G).
+def gan_servable(run_dir: str | Path) -> Servable:
+    """The EMA generator of a GAN run: input `z` (and `c`, class labels, when conditional).
 
-    The exported generator uses constant noise (`noise_mode="const"`) and no truncation,
-    so the same `z` always gives the same image, in [-1, 1], shape (N, H, W, 3).
+    The generator is restored as `tfkit gan generate` does (`stylegan.generate`). The export
+    uses constant noise (`noise_mode="const"`) and no truncation, so the same `z` always
+    gives the same image: float32 in [-1, 1], shape (N, H, W, 3), output `image`.
 
     Raises:
-        UserError: the run has no GAN checkpoint yet.
+        UserError: the run has no GAN options or no checkpoint yet.
     """
     import tensorflow as tf
 
-    from tfkit.stylegan.metrics import load_g_ema
-    from tfkit.stylegan.trainer import load_images
+    from tfkit.stylegan.generate import load_generator
 
-    _, resolution, num_classes = load_images(config)
-    loaded = load_g_ema(config, run_dir, resolution, num_classes)
-    generator = loaded.G
-    inputs = [TensorInfo("z", (None, loaded.z_dim), "float32")]
-    if loaded.num_classes:
-        inputs.append(TensorInfo("class", (None,), "int32"))
+    generator, opts = load_generator(run_dir)
+    checkpoint = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+    inputs = [TensorInfo("z", (None, opts.z_dim), "float32")]
+    if opts.num_classes:
+        inputs.append(TensorInfo("c", (None,), "int32"))
 
     def serve(z, c=None):
-        if c is not None:
-            c = tf.cast(c, tf.int32)
         return {"image": generator(z, c, noise_mode="const", training=False)}
 
-    return Servable(generator, serve, inputs, "gan_generator", loaded.checkpoint)
+    return Servable(generator, serve, inputs, "gan_generator", str(checkpoint))
 
 
 def run_servable(run_dir: str | Path) -> tuple[Servable, Any]:
@@ -165,7 +162,7 @@ def run_servable(run_dir: str | Path) -> tuple[Servable, Any]:
 
     config = load_run_config(run_dir)
     if getattr(config, "gan", None) is not None:
-        return gan_servable(run_dir, config), config
+        return gan_servable(run_dir), config
     return model_servable(run_dir, config), config
 
 
