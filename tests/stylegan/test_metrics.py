@@ -446,3 +446,17 @@ def test_gan_metrics_command_measures_a_run_checkpoint(tmp_path, capsys):
     args.run_dir = str(tmp_path / "clf" / "missing")
     with pytest.raises(UserError, match="Run directory not found"):
         metrics_command(args)
+
+
+@pytest.mark.timeout(30)
+def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch, capsys):
+    from tfkit.cli import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv("TFKIT_INCEPTION_WEIGHTS", raising=False)
+    run_dir = create_run_dir(gan_config(), root=tmp_path / "runs")
+    assert main(["gan", "metrics", str(run_dir), "--num-images", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "tfkit gan metrics: error: InceptionV3 weights not found locally" in err
+    assert main(["gan", "metrics", str(run_dir), "--metrics", "fid,lpips"]) == 2
+    assert "Unknown metric `lpips`" in capsys.readouterr().err

@@ -466,15 +466,16 @@ class LoadedGenerator:
 def load_g_ema(config: Any, run_dir: str | os.PathLike, resolution: int, num_classes: int):
     """G_ema of the latest checkpoint of a `tfkit gan train` run (and its kimg).
 
-    Builds the generator from the run's resolved `gan` options (as the trainer does) and
-    restores only `G_ema` and the image counter from `RUN_DIR/checkpoints`.
+    Builds the generator from the options the run saved (`gan_options.json`; else the
+    config's `gan` section resolved as the trainer does) and restores only `G_ema` and the
+    image counter from `RUN_DIR/checkpoints`, checking that every variable was restored.
 
     Raises:
         UserError: the run has no checkpoint yet.
     """
     from tfkit.config import GanConfig
     from tfkit.stylegan.presets import resolve_options
-    from tfkit.stylegan.trainer import build_networks
+    from tfkit.stylegan.trainer import OPTIONS_FILE, build_networks
 
     ckpt_dir = Path(run_dir) / "checkpoints"
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
@@ -483,7 +484,12 @@ def load_g_ema(config: Any, run_dir: str | os.PathLike, resolution: int, num_cla
             f"{run_dir} holds no GAN checkpoint (nothing in {ckpt_dir}); train it first with "
             "`tfkit gan train` (a checkpoint is written at every snapshot)"
         )
-    opts = resolve_options(config.gan or GanConfig(), resolution, 1, num_classes)
+    if (Path(run_dir) / OPTIONS_FILE).is_file():  # the options the run trained with
+        from tfkit.stylegan.generate import load_options
+
+        opts = load_options(run_dir)
+    else:
+        opts = resolve_options(config.gan or GanConfig(), resolution, 1, num_classes)
     G, _ = build_networks(opts)
     nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
     _restore_g_ema(G, nimg, latest)
