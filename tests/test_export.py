@@ -99,7 +99,7 @@ def test_saved_model_signature_matches_keras(runs, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["mlp", "two_input"])
-def test_litert_matches_keras(runs, tmp_path, name):
+def test_litert_matches_keras(runs, tmp_path, name, capsys):
     from ai_edge_litert.interpreter import Interpreter
 
     out = tmp_path / "lite"
@@ -122,6 +122,12 @@ def test_litert_matches_keras(runs, tmp_path, name):
     got = runner(**x)["output_0"]
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= TOLERANCE
+
+    # `tfkit predict` serves SavedModel exports only, and says so for a LiteRT one
+    np.savez(tmp_path / "x.npz", **x)
+    args = ["--input", str(tmp_path / "x.npz"), "--output", str(tmp_path / "p.npy")]
+    assert main(["predict", str(out), *args]) == 2
+    assert "is a `litert` export" in capsys.readouterr().err
 
 
 def test_predict_accepts_exported_saved_model(runs, tmp_path, capsys):

@@ -272,7 +272,8 @@ def predict_command(args: argparse.Namespace) -> int:
     """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N]`."""
     from tfkit.runs import load_run_config
 
-    if (Path(args.run_dir) / "saved_model.pb").is_file():  # a `tfkit export` directory
+    if any((Path(args.run_dir) / f).is_file() for f in ("saved_model.pb", "export.json")):
+        # a `tfkit export` directory
         from tfkit.export import predict_exported
 
         return predict_exported(args)
