@@ -211,3 +211,20 @@ def test_hyperband_config_runs_with_conditional_momentum(tmp_path):
         assert trial["values"]["train.epochs"] in (1, 3)
     best = load_config(tmp_path / "run" / "best.yaml")
     assert best.train.epochs == result["best"]["values"]["train.epochs"]
+
+
+@pytest.mark.slow
+def test_tfkit_train_best_yaml_reproduces_the_best_trial(tmp_path):
+    from tfkit.cli import main
+
+    raw = with_tune(RAW, max_trials=3)
+    raw["train"]["epochs"] = 4
+    result = search(raw, tmp_path / "tune")
+    best = result["best"]["objective"]
+    train_dir = tmp_path / "train"
+    assert main(["train", str(tmp_path / "tune" / "best.yaml"), "--run-dir", str(train_dir)]) == 0
+    epochs = [json.loads(line) for line in open(train_dir / "metrics.jsonl")]
+    reproduced = max(e["val_accuracy"] for e in epochs)
+    print(f"best trial val_accuracy {best:.4f}, tfkit train best.yaml {reproduced:.4f}")
+    assert len(epochs) == 4
+    assert reproduced == pytest.approx(best, abs=0.05)
