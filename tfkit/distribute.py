@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -192,15 +194,42 @@ def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
     options = tf.distribute.experimental.CommunicationOptions(
         timeout_seconds=runtime_cfg.collective_timeout_s
     )
+    message = (
+        f"multi-worker: could not reach the other workers of TF_CONFIG {conf['cluster']} "
+        f"within runtime.collective_timeout_s={runtime_cfg.collective_timeout_s:g} s. "
+        "Check that every worker is started and its address reachable"
+    )
+    # TensorFlow waits for every peer to register while holding the GIL and ignoring
+    # SIGTERM; a watchdog process turns that wait into a clear failure.
+    with _watchdog(runtime_cfg.collective_timeout_s, message):
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
+            raise UserError(f"{message} ({type(err).__name__})") from None
+
+
+_WATCHDOG = """
+import os, select, signal, sys
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ready, _, _ = select.select([sys.stdin], [], [], seconds)
+if not ready:
+    print("tfkit: error: " + message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+@contextmanager
+def _watchdog(seconds: float, message: str):
+    """Kill this process with `message` on stderr unless the block ends within `seconds`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
+        stdin=subprocess.PIPE,
+    )
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
-        raise UserError(
-            f"multi-worker: could not reach the other workers of TF_CONFIG "
-            f"{conf['cluster']} within runtime.collective_timeout_s="
-            f"{runtime_cfg.collective_timeout_s:g} s ({type(err).__name__}). "
-            "Check that every worker is started and its address reachable"
-        ) from None
+        yield
+    finally:
+        proc.stdin.close()  # wakes the watchdog: done in time
+        proc.wait()
 
 
 def _eager_context():

@@ -661,6 +661,9 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
                 "examples_per_sec": round(steps_run * batch / max(train_seconds, 1e-9), 1),
             }
         )
+        checksum = float(sum(np.abs(w).astype("float64").sum() for w in model.get_weights()))
+        result["weights_checksum"] = round(checksum, 6)
+        print(f"final weights checksum: {checksum:.6f}", flush=True)
         if chief:
             save_model_atomic(model, run_dir / MODEL_FILE)
             write_json_atomic(run_dir / RESULT_FILE, result)

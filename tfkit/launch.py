@@ -1,0 +1,174 @@
+"""`tfkit launch`: run a tfkit command as N local workers of a multi-worker cluster.
+
+Each worker is a `python -m tfkit.cli COMMAND...` process with its own TF_CONFIG naming
+every worker on 127.0.0.1; their output is streamed with a `[worker i]` prefix. If any
+worker fails, the others are stopped and the launcher exits with that worker's status.
+No TensorFlow is imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tfkit.errors import UserError
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on 127.0.0.1 right now."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def tf_configs(ports: list[int]) -> list[str]:
+    """The TF_CONFIG of each worker of a localhost cluster on `ports` (worker 0 is chief)."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(len(ports))
+    ]
+
+
+def _with_run_dir(command: list[str]) -> list[str]:
+    """For `train CONFIG` without --run-dir/--resume, add one run dir every worker shares."""
+    if not command or command[0] != "train":
+        return command
+    if any(
+        a in ("--run-dir", "--resume", "--dry-run") or a.startswith("--run-dir=") for a in command
+    ):
+        return command
+    from tfkit.cli import build_parser
+    from tfkit.config import load_config
+    from tfkit.runs import next_run_dir
+
+    args = build_parser().parse_args(command)
+    config = load_config(args.config, args.overrides)
+    return [*command, "--run-dir", str(next_run_dir(args.runs_root, config.name))]
+
+
+def _stream(index: int, proc: subprocess.Popen, lock: threading.Lock) -> None:
+    for line in proc.stdout:  # type: ignore[union-attr]
+        with lock:
+            sys.stdout.write(f"[worker {index}] {line}")
+            sys.stdout.flush()
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: float = 0) -> int:
+    """Run `tfkit COMMAND...` as `workers` local processes of one cluster.
+
+    Args:
+        command: the tfkit command and its arguments, e.g. `["train", "cfg.yaml"]`.
+        workers: number of worker processes (worker 0 is the chief).
+        base_port: first port (worker i listens on base_port + i); 0 picks free ports.
+        timeout: stop every worker after this many seconds (0: no limit).
+
+    Returns:
+        0 when every worker succeeded, else the first failing worker's exit status
+        (124 on timeout).
+    """
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1. Received: --workers {workers}")
+    if not command:
+        raise UserError(
+            "tfkit launch needs a command after `--`, e.g. tfkit launch --workers 2 -- train cfg.yaml"
+        )
+    if command[0] == "launch":
+        raise UserError("tfkit launch cannot launch `launch`")
+    command = _with_run_dir(command)
+    ports = list(range(base_port, base_port + workers)) if base_port else free_ports(workers)
+    print(
+        f"tfkit launch: {workers} workers on 127.0.0.1:{','.join(map(str, ports))}: "
+        f"tfkit {' '.join(command)}",
+        flush=True,
+    )
+    lock = threading.Lock()
+    procs: list[subprocess.Popen] = []
+    threads = []
+    root = str(Path(__file__).resolve().parent.parent)
+    for i, conf in enumerate(tf_configs(ports)):
+        env = {**os.environ, "TF_CONFIG": conf, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfkit.cli", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        procs.append(proc)
+        thread = threading.Thread(target=_stream, args=(i, proc, lock), daemon=True)
+        thread.start()
+        threads.append(thread)
+    start = time.monotonic()
+    status = 0
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, status = failed[0]
+                print(
+                    f"tfkit launch: worker {i} exited with status {status}; stopping the others",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+            if all(c == 0 for c in codes):
+                break
+            if timeout and time.monotonic() - start > timeout:
+                print(
+                    f"tfkit launch: --timeout {timeout:g} s reached; stopping every worker",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                status = 124
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        _stop(procs)
+        for t in threads:
+            t.join(timeout=5)
+    if status == 0:
+        print(f"tfkit launch: all {workers} workers finished", flush=True)
+    return status if status > 0 else (1 if status else 0)
+
+
+def launch_command(args: argparse.Namespace) -> int:
+    """`tfkit launch --workers N [--base-port P] [--timeout S] -- COMMAND ...`."""
+    rest = list(args.rest)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return launch(rest, workers=args.workers, base_port=args.base_port, timeout=args.timeout)
