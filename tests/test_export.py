@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfkit.cli import main
 from tfkit.config import load_config
+from tfkit.errors import UserError
 from tfkit.export import FORMATS, export_run, load_exported
 from tfkit.runs import create_run_dir
 from tfkit.training.commands import load_run_model
@@ -267,4 +268,23 @@ def test_gan_export_matches_trainer_g_ema(gan_run, tmp_path):
     c = np.array([0, 1, 2, 0], np.int32)
     expected = trainer.G_ema(tf.constant(z), tf.constant(c), noise_mode="const", training=False)
     got = served({"z": z, "c": c})["image"]
+    assert np.abs(got - np.asarray(expected)).max() <= TOLERANCE
+
+
+@pytest.mark.xfail(
+    reason="stylegan.layers.upsample2d zero-inserts with a 6-D tf.Pad, which LiteRT's builtin "
+    "ops lack (a 5-D tf.stack + reshape converts and gives identical values)",
+    raises=UserError,
+    strict=False,
+)
+def test_gan_litert_matches_trainer_g_ema(gan_run, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    run_dir, trainer = gan_run
+    export_run(run_dir, tmp_path / "gan_lite", "litert")
+    runner = Interpreter(model_path=str(tmp_path / "gan_lite" / "model.tflite"))
+    z = np.random.RandomState(1).normal(size=(4, 8)).astype("float32")
+    c = np.array([0, 1, 2, 0], np.int32)
+    expected = trainer.G_ema(tf.constant(z), tf.constant(c), noise_mode="const", training=False)
+    got = runner.get_signature_runner("serving_default")(z=z, c=c)["image"]
     assert np.abs(got - np.asarray(expected)).max() <= TOLERANCE

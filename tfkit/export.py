@@ -278,6 +278,7 @@ def export_run(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
     try:
         if format == "saved_model":
             outputs = write_saved_model(servable, staging)
