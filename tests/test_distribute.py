@@ -1,0 +1,145 @@
+"""Strategies from the runtime config, TF_CONFIG validation, batch arithmetic, chief-only
+writing, and an unreachable peer failing within runtime.collective_timeout_s."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from tfkit import distribute
+from tfkit.config import RuntimeConfig
+from tfkit.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TWO_WORKERS = {
+    "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+    "task": {"type": "worker", "index": 1},
+}
+
+
+@pytest.fixture
+def no_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+
+
+def test_strategies_by_name(no_tf_config):
+    assert distribute.strategy(RuntimeConfig(strategy="default")).num_replicas_in_sync == 1
+    assert distribute.strategy(RuntimeConfig(strategy="auto")).num_replicas_in_sync == 1  # no GPU
+    one = distribute.strategy(RuntimeConfig(strategy="one_device"))
+    assert isinstance(one, tf.distribute.OneDeviceStrategy)
+    if len(tf.config.list_logical_devices("CPU")) >= 2:
+        mirrored = distribute.strategy(RuntimeConfig(strategy="mirrored"))
+        assert mirrored.num_replicas_in_sync == 2  # the logical CPUs of conftest
+        picked = distribute.strategy(RuntimeConfig(strategy="mirrored", devices=["/cpu:1"]))
+        assert picked.num_replicas_in_sync == 1
+
+
+def test_unknown_device_lists_the_available_ones(no_tf_config):
+    with pytest.raises(UserError, match=r"unknown device '/gpu:7'. Available: .*CPU:0"):
+        distribute.strategy(RuntimeConfig(strategy="one_device", devices=["/gpu:7"]))
+
+
+def test_global_batch_check():
+    class Fake:
+        num_replicas_in_sync = 4
+
+    assert distribute.global_batch_check(32, Fake()) == 8
+    with pytest.raises(
+        UserError,
+        match=r"`data.batch_size` \(30\) must be divisible by the number of replicas \(4\)",
+    ):
+        distribute.global_batch_check(30, Fake())
+
+
+def test_setup_runtime_seeds_and_refuses_a_different_cpu_split():
+    distribute.setup_runtime(RuntimeConfig(seed=3))
+    a = tf.random.uniform([3]).numpy()
+    distribute.setup_runtime(RuntimeConfig(seed=3))
+    assert (a == tf.random.uniform([3]).numpy()).all()
+    current = len(tf.config.list_logical_devices("CPU"))
+    with pytest.raises(
+        UserError, match=rf"`runtime.logical_cpus` \(7\) cannot be applied.*{current} logical"
+    ):
+        distribute.setup_runtime(RuntimeConfig(logical_cpus=7))
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', "field `cluster`"),
+        (
+            '{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
+            r"`cluster.worker\[0\]` must be 'host:port'",
+        ),
+        (
+            '{"cluster": {"workers": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+            r"`cluster.workers`: unknown job",
+        ),
+        ('{"cluster": {"worker": ["a:1"]}}', "field `task`"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+            r"`task.type`.*Received: 'chief'",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+            r"`task.index` must be an integer in \[0, 2\)",
+        ),
+    ],
+)
+def test_malformed_tf_config_names_the_field(monkeypatch, text, field):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(UserError, match=field):
+        distribute.strategy(RuntimeConfig(strategy="multi_worker"))
+
+
+def test_chief_and_worker_dirs(monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.is_chief()
+    with distribute.worker_dir(tmp_path) as out:
+        assert out == tmp_path
+    monkeypatch.setenv("TF_CONFIG", json.dumps(TWO_WORKERS))
+    assert not distribute.is_chief()
+    assert distribute.wants_multi_worker(RuntimeConfig())  # auto + 2 workers
+    with distribute.worker_dir(tmp_path) as out:
+        assert out != tmp_path and out.exists()
+        (out / "file").write_text("x")
+    assert not out.exists()  # removed at the end
+    assert list(tmp_path.iterdir()) == []
+
+
+UNREACHABLE = """
+import json, os, sys
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [sys.argv[1], sys.argv[2]]},
+                                      "task": {"type": "worker", "index": 0}})
+from tfkit import distribute
+from tfkit.config import RuntimeConfig
+distribute.strategy(RuntimeConfig(strategy="multi_worker", collective_timeout_s=3))
+print("unexpected: strategy created")
+"""
+
+
+def test_unreachable_worker_fails_within_the_timeout(tmp_path):
+    from tfkit.launch import free_ports
+
+    ports = free_ports(2)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", UNREACHABLE, *(f"127.0.0.1:{p}" for p in ports)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode != 0
+    assert "could not reach the other workers" in proc.stderr
+    assert "collective_timeout_s=3 s" in proc.stderr
+    assert "unexpected" not in proc.stdout
+    assert time.monotonic() - start < 90  # TF start-up plus the 3 s timeout, never a hang
