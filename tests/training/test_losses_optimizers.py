@@ -68,6 +68,11 @@ def test_loss_errors_name_the_problem():
         build_loss("msee")
     with pytest.raises(UserError, match=r"mse does not take gamma.*Received: gamma=3.0"):
         build_loss(LossConfig(name="mse", gamma=3.0))
+    # a resolved config repeats every default: those are not refused
+    assert isinstance(
+        build_loss(LossConfig(**LossConfig(name="mae").model_dump())),
+        keras.losses.MeanAbsoluteError,
+    )
     with pytest.raises(UserError, match=r"expects one-hot labels"):
         build_loss("categorical_crossentropy", MULTI)
     with pytest.raises(UserError, match=r"for 0/1 labels.*regression"):

@@ -77,6 +77,10 @@ def train_command(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(dump_yaml(config), end="")
             return 0
+        if (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists():
+            raise UserError(
+                f"--resume {run_dir}: this run already finished (see {run_dir / 'metrics.json'})"
+            )
         save_config(config, run_dir / CONFIG_FILE)
         run_training(config, run_dir, resume=True)
         return 0

@@ -207,7 +207,13 @@ def build_loss(cfg: LossConfig | str, spec: DataSpec | None = None) -> keras.los
         cfg = LossConfig(name=cfg)
     name = resolve_loss_name(cfg.name, spec)
     cls, takes = _LOSSES[name]
-    given = cfg.model_fields_set - {"name", "reduction"}
+    # a resolved config (config.yaml) spells out every default, so only values that differ
+    # from the default count as "given"
+    given = {
+        k
+        for k in cfg.model_fields_set - {"name", "reduction"}
+        if getattr(cfg, k) != LossConfig.model_fields[k].default
+    }
     refused = sorted(given - set(takes))
     if refused:
         accepted = ", ".join(["reduction", *takes])
