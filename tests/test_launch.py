@@ -1,0 +1,166 @@
+"""`tfkit launch`: local workers with TF_CONFIG, prefixed output, failure and timeout
+handling; and a real 2-worker training on digits (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tfkit import launch as launch_mod
+from tfkit.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# stands in for `python`: behaves by its TF_CONFIG task index, without TensorFlow
+FAKE_PYTHON = """#!{python}
+import json, os, sys, time
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+print("hello from", task["index"], "args", " ".join(sys.argv[1:]), flush=True)
+if os.environ.get("FAKE_MODE") == "fail" and task["index"] == 1:
+    sys.exit(3)
+if os.environ.get("FAKE_MODE") in ("fail", "hang"):
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path, monkeypatch):
+    path = tmp_path / "fakepython"
+    path.write_text(FAKE_PYTHON.format(python=sys.executable))
+    path.chmod(0o755)
+    monkeypatch.setattr(launch_mod.sys, "executable", str(path))
+    return path
+
+
+def test_tf_configs_name_every_worker():
+    confs = [json.loads(c) for c in launch_mod.tf_configs([5000, 5001, 5002])]
+    assert confs[2]["cluster"]["worker"] == ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"]
+    assert [c["task"] for c in confs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert len(set(launch_mod.free_ports(4))) == 4
+
+
+def test_workers_run_with_prefixed_output(fake_python, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_MODE", "ok")
+    assert launch_mod.launch(["config", "show", "x.yaml"], workers=2) == 0
+    out = capsys.readouterr().out
+    assert "[worker 0] hello from 0 args -m tfkit.cli config show x.yaml" in out
+    assert "[worker 1] hello from 1" in out
+    assert "all 2 workers finished" in out
+
+
+def test_a_failing_worker_stops_the_others(fake_python, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_MODE", "fail")
+    start = time.monotonic()
+    assert launch_mod.launch(["config", "show", "x.yaml"], workers=3) == 3
+    assert time.monotonic() - start < 30  # the sleeping workers were stopped
+    assert "worker 1 exited with status 3; stopping the others" in capsys.readouterr().err
+
+
+def test_timeout_stops_every_worker(fake_python, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    start = time.monotonic()
+    assert launch_mod.launch(["config", "show", "x.yaml"], workers=2, timeout=1) == 124
+    assert time.monotonic() - start < 30
+    assert "--timeout 1 s reached" in capsys.readouterr().err
+
+
+def test_bad_launch_arguments():
+    with pytest.raises(UserError, match="needs a command after `--`"):
+        launch_mod.launch([], workers=2)
+    with pytest.raises(UserError, match="--workers must be >= 1. Received: --workers 0"):
+        launch_mod.launch(["train", "x.yaml"], workers=0)
+
+
+SMALL = [
+    "--set",
+    "data.source={kind: digits, layout: flat}",
+    "--set",
+    "data.split={train: 0.7, val: 0.1, test: 0.2, seed: 0}",
+    "--set",
+    "data.batch_size=32",
+    "--set",
+    "model={name: mlp, units: [64]}",
+    "--set",
+    "train.epochs=4",
+    "--set",
+    "train.optimizer={name: adam, learning_rate: 0.003}",
+    "--set",
+    "train.verbose=0",
+    "--set",
+    "train.tensorboard=false",
+]
+
+
+@pytest.mark.slow
+def test_two_workers_train_digits(tmp_path):
+    config = tmp_path / "digits.yaml"
+    config.write_text("name: mw_digits\n")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfkit.cli",
+            "launch",
+            "--workers",
+            "2",
+            "--timeout",
+            "500",
+            "--",
+            "train",
+            str(config),
+            *SMALL,
+            "--run-dir",
+            str(run_dir),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    wall = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("using the custom training loop") == 2
+    sums = dict(re.findall(r"\[worker (\d)\] final weights checksum: ([\d.]+)", out))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]  # identical weights
+    assert list((run_dir / "checkpoints" / "loop").glob("ckpt-*.index"))
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["strategy"] == "CollectiveAllReduceStrategy" and result["replicas"] == 2
+
+    single = tmp_path / "single"
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfkit.cli",
+            "train",
+            str(config),
+            *SMALL,
+            "--set",
+            "train.loop=custom",
+            "--run-dir",
+            str(single),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    alone = json.loads((single / "metrics.json").read_text())
+    assert abs(alone["test"]["accuracy"] - result["test"]["accuracy"]) <= 0.04
+    print(
+        f"2-worker wall time {wall:.1f}s; accuracy {result['test']['accuracy']:.4f} "
+        f"vs one process {alone['test']['accuracy']:.4f}"
+    )
