@@ -167,7 +167,15 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
 
 
 def launch_command(args: argparse.Namespace) -> int:
-    """`tfkit launch --workers N [--base-port P] [--timeout S] -- COMMAND ...`."""
+    """`tfkit launch --workers N [--base-port P] [--timeout S] -- COMMAND ...`.
+
+    With `--tune-workers N` it runs a distributed Keras Tuner search instead: a `tune` chief
+    plus N tune workers on 127.0.0.1 (see `tfkit.tuning.launch`).
+    """
+    if getattr(args, "tune_workers", 0):
+        from tfkit.tuning.commands import launch_tune_command
+
+        return launch_tune_command(args)
     rest = list(args.rest)
     if rest and rest[0] == "--":
         rest = rest[1:]

@@ -26,14 +26,34 @@ ARGS = [
 
 
 @pytest.mark.slow
-def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path, capfd):
+def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path):
     run_dir = tmp_path / "run"
     start = time.perf_counter()
-    status = launch_tune(2, [*ARGS, "--run-dir", str(run_dir)], timeout=500)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfkit.cli",
+            "launch",
+            "--tune-workers",
+            "2",
+            "--timeout",
+            "500",
+            "--",
+            *ARGS,
+            "--run-dir",
+            str(run_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     wall = time.perf_counter() - start
-    out = capfd.readouterr().out
+    out = proc.stdout
     print(f"distributed search wall time: {wall:.1f}s")
-    assert status == 0, out[-3000:]
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "[chief] chief: oracle serving at 127.0.0.1:" in out
     rows = list(csv.DictReader(open(run_dir / "trials.csv")))
     assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
     chief = {r["trial"]: float(r["val_accuracy"]) for r in rows}
@@ -41,7 +61,7 @@ def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path, capfd
     for name in ("worker0", "worker1"):
         report = json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
         ran += [(t["trial_id"], t["score"]) for t in report]
-        assert f"worker {name}: ran {len(report)} trials" in out
+        assert f"[{name}] worker {name}: ran {len(report)} trials" in out
     ids = [trial_id for trial_id, _ in ran]
     assert sorted(ids) == sorted(chief)  # every trial ran, and exactly once
     for trial_id, score in ran:

@@ -233,8 +233,8 @@ def run_search(
         oracle_timeout: seconds a worker waits for the oracle before giving up.
 
     Returns:
-        `{"trials": [...], "best": {...} | None, "seconds": s, "search_dir": path}`; a
-        worker returns the trials it ran.
+        `{"trials": [...], "best": {...} | None, "seconds": s, "search_dir": path,
+        "replicas": n}` (replicas of each trial's strategy); a worker returns the trials it ran.
 
     Raises:
         UserError: no tune section, a bad space key or value, an objective the model does
@@ -322,7 +322,9 @@ def run_search(
             "search_dir": str(search_dir),
         }
 
-    return write_results(tuner, config, raw, run_dir, search_dir, seconds)
+    result = write_results(tuner, config, raw, run_dir, search_dir, seconds)
+    result["replicas"] = strategy.num_replicas_in_sync
+    return result
 
 
 def _trial_rows(tuner, space: dict) -> list[dict[str, Any]]:
