@@ -316,13 +316,13 @@ class Loop:
 
             self._eval_fn = eval_fn
         dist = self.strategy.distribute_datasets_from_function(data)
-        total = count = 0.0
+        totals = []  # kept on device; one transfer at the end
         for i, batch in enumerate(dist):
             if steps is not None and i >= steps:
                 break
-            t, n = self._eval_fn(batch)
-            total += float(t)
-            count += float(n)
+            totals.append(self._eval_fn(batch))
+        total = float(tf.add_n([t for t, _ in totals])) if totals else 0.0
+        count = float(tf.add_n([n for _, n in totals])) if totals else 0.0
         logs = {"loss": total / max(count, 1.0)}
         logs.update({m.name: float(m.result()) for m in self.metrics})
         if self.model.losses:
