@@ -1,0 +1,138 @@
+"""Fit benchmark: examples/s of `tfkit train`'s fit path vs a hand-written `keras.Model.fit`.
+
+Both train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arrays with the
+same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
+(a) tfkit: `tfkit.training.fit.fit` on an `npz` config with every default on (progress bar
+    off): the tf.data pipeline of `tfkit.data`, Throughput, TensorBoard, best and last
+    `.keras` checkpoints, BackupAndRestore and the metrics logger each epoch;
+(b) keras: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and a bare
+    `model.fit` with no callbacks.
+Examples/s = train examples x epochs / wall time of the `model.fit` call (tracing included in
+both). Ratio: tfkit_fit_vs_keras_fit = a / b (best run of each).
+
+    python benchmarks/bench_fit.py [--quick] --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BATCH = 256
+FEATURES = 64
+CLASSES = 10
+
+
+def _keras_fit(x, y, xv, yv, epochs: int, seed: int) -> float:
+    """Examples/s of a hand-written model.fit on the same arrays."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(CLASSES, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(10_000, seed=seed).batch(BATCH)
+    val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(BATCH)
+    train, val = train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
+    start = time.perf_counter()
+    model.fit(train, validation_data=val, epochs=epochs, verbose=0)
+    return len(x) * epochs / (time.perf_counter() - start)
+
+
+def _tfkit_fit(npz: Path, root: Path, epochs: int, seed: int, train_count: int) -> float:
+    """Examples/s of tfkit's fit path (the `model.fit` call it makes, callbacks included)."""
+    from tfkit.config import load_config
+    from tfkit.runs import create_run_dir
+    from tfkit.training.fit import fit
+
+    config = load_config(
+        None,
+        [
+            "name=bench_fit",
+            f"data.source={{kind: npz, path: {npz}}}",
+            "data.split={train: 0.8, val: 0.1, test: 0.1, seed: 0}",
+            f"data.batch_size={BATCH}",
+            "model={name: mlp, units: [256, 256]}",
+            f"train.epochs={epochs}",
+            "train.verbose=0",
+            f"runtime.seed={seed}",
+        ],
+    )
+    result = fit(config, create_run_dir(config, root=root))
+    return train_count * epochs / result["train_seconds"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="100,000 examples, 3 epochs, 3 runs each"
+    )
+    parser.add_argument("--json", required=True, help="write the results here")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+
+    count, epochs, runs = (100_000, 3, 3) if args.quick else (200_000, 5, 5)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(count, FEATURES)).astype(np.float32)
+    y = (x[:, :CLASSES].argmax(1)).astype(np.int32)
+    train_count = int(round(count * 0.8))
+    val_count = int(round(count * 0.1))
+    rates: dict[str, list[float]] = {"keras": [], "tfkit": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "data.npz"
+        np.savez(npz, x=x, y=y)
+        for run in range(runs):
+            rates["keras"].append(
+                _keras_fit(
+                    x[:train_count], y[:train_count], x[-val_count:], y[-val_count:], epochs, run
+                )
+            )
+            rates["tfkit"].append(_tfkit_fit(npz, Path(tmp) / "runs", epochs, run, train_count))
+            print(
+                f"run {run}: keras {rates['keras'][-1]:.0f} ex/s, tfkit {rates['tfkit'][-1]:.0f} ex/s",
+                flush=True,
+            )
+    a, b = max(rates["tfkit"]), max(rates["keras"])
+    out = {
+        "ratios": {"tfkit_fit_vs_keras_fit": round(a / b, 3)},
+        "figures": {
+            "examples": train_count,
+            "epochs": epochs,
+            "runs": runs,
+            "batch_size": BATCH,
+            "tfkit_examples_per_sec": round(a, 1),
+            "keras_examples_per_sec": round(b, 1),
+            "tfkit_runs": [round(r, 1) for r in rates["tfkit"]],
+            "keras_runs": [round(r, 1) for r in rates["keras"]],
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "platform": platform.platform(),
+        },
+    }
+    print(json.dumps(out, indent=1))
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
