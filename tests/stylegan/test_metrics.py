@@ -13,6 +13,7 @@ from tfkit.runs import create_run_dir
 from tfkit.stylegan import features as features_module
 from tfkit.stylegan.features import INCEPTION_WEIGHTS_FILE, FeatureNetwork, feature_network
 from tfkit.stylegan.metrics import (
+    SnapshotMetrics,
     compute_features,
     evaluate_generator,
     feature_statistics,
@@ -312,9 +313,9 @@ def test_evaluate_generator_ranks_a_good_generator_above_a_bad_one(tmp_path):
     net = tiny_network()
     real = random_images(300, seed=0)
 
-    def good(z):  # draws fresh images from the real distribution
-        rng = np.random.default_rng(int(abs(z[0, 0]) * 1e6))
-        return np.clip(rng.uniform(-1, 1, (len(z), 8, 8, 3)) * 0.5, -1, 1)
+    def good(z):  # fresh images from the real distribution, one per latent
+        out = [np.random.default_rng(int(abs(v) * 1e6)).uniform(-1, 1, (8, 8, 3)) for v in z[:, 0]]
+        return np.stack(out) * 0.5
 
     def bad(z):
         return np.full((len(z), 8, 8, 3), 0.8, np.float32) + 0.01 * z[:, :1, None, None]
@@ -328,6 +329,10 @@ def test_evaluate_generator_ranks_a_good_generator_above_a_bad_one(tmp_path):
     real_stats = real_statistics(real, net, 200, 50)
     again = evaluate_generator(bad, real_stats, net, ("fid",), **kwargs)
     assert again["fid"] == pytest.approx(bad_scores["fid"])
+    # the same latents whatever the batch size (64 here, 50 above)
+    snapshot = SnapshotMetrics(real, metrics=("fid", "kid"), features=net, num_images=200)
+    assert snapshot(bad, z_dim=4)["fid"] == pytest.approx(bad_scores["fid"])
+    assert snapshot(good, z_dim=4)["fid"] == pytest.approx(good_scores["fid"])
     with pytest.raises(UserError, match="Unknown metric `is`"):
         evaluate_generator(good, real, net, ("fid", "is"), **kwargs)
 

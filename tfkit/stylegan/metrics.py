@@ -333,15 +333,20 @@ def generated_images(
     z_dim: int = 512,
     seed: int = 0,
 ) -> Iterable[np.ndarray]:
-    """Batches of generated images, clipped to [-1, 1], from latents drawn with `seed`."""
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < num_images:
-        count = min(batch_size, num_images - done)
-        z = rng.standard_normal((batch_size, z_dim)).astype(np.float32)
+    """Batches of generated images, clipped to [-1, 1], from latents drawn with `seed`.
+
+    Image i always comes from the same latent whatever `batch_size` is; every call of
+    `generate_fn` gets a full batch (the last one padded with zeros, its extra outputs
+    dropped), so a traced generator is traced once.
+    """
+    z_all = np.random.default_rng(seed).standard_normal((num_images, z_dim), dtype=np.float32)
+    for start in range(0, num_images, batch_size):
+        z = z_all[start : start + batch_size]
+        count = len(z)
+        if count < batch_size:
+            z = np.concatenate([z, np.zeros((batch_size - count, z_dim), np.float32)])
         images = np.asarray(generate_fn(z), np.float32)[:count]
         yield np.clip(images, -1.0, 1.0)
-        done += count
 
 
 def check_metric_names(metrics: Sequence[str] | str) -> tuple[str, ...]:
@@ -422,6 +427,75 @@ def evaluate_generator(
     results["num_real"] = real.num_images
     results["num_fake"] = len(fake)
     return results
+
+
+class SnapshotMetrics:
+    """Metrics a trainer computes at every snapshot (`gan.metrics`), real statistics once.
+
+    The feature network is built at construction, so a missing InceptionV3 weights file
+    stops a run before training; the real statistics are computed (or read from the cache)
+    at the first call and kept.
+
+    Args:
+        real_dataset: real images in [-1, 1] (array or `tf.data.Dataset` of images or
+            (image, label) pairs).
+        metrics: any of `fid`, `kid`.
+        features: feature network spec (`inception_v3`, `classifier:RUN_DIR`) or network.
+        num_images: images per set.
+        batch_size, cache_dir, data_key, seed: as in `evaluate_generator`.
+        inception_weights: local InceptionV3 weights file.
+
+    Example:
+        >>> metrics = SnapshotMetrics(reals, metrics=("fid",), features="classifier:runs/c/00000",
+        ...                           num_images=2000, data_key=to_dict(cfg.data))
+        >>> results = metrics(lambda z: G_ema(z).numpy(), z_dim=64)  # {"fid": ..., ...}
+        >>> log_metrics(run_dir, results, step=kimg, extra={"kimg": kimg})
+    """
+
+    def __init__(
+        self,
+        real_dataset: Any,
+        *,
+        metrics: Sequence[str] = ("fid",),
+        features: str | FeatureNetwork | Any = "inception_v3",
+        num_images: int = DEFAULT_NUM_IMAGES,
+        batch_size: int = 64,
+        cache_dir: str | os.PathLike | None = None,
+        data_key: Any = None,
+        inception_weights: str | os.PathLike | None = None,
+        seed: int = 0,
+    ):
+        self.metrics = check_metric_names(metrics)
+        self.network = feature_network(features, inception_weights=inception_weights)
+        self.real_dataset = real_dataset
+        self.num_images = int(num_images)
+        self.batch_size = int(batch_size)
+        self.cache_dir = cache_dir
+        self.data_key = data_key
+        self.seed = int(seed)
+        self._real: RealStatistics | None = None
+
+    def __call__(self, generate_fn: Callable[[np.ndarray], Any], z_dim: int) -> dict[str, float]:
+        """The metrics of `generate_fn` (z -> images in [-1, 1]) with latents of `z_dim`."""
+        if self._real is None:
+            self._real = real_statistics(
+                self.real_dataset,
+                self.network,
+                self.num_images,
+                self.batch_size,
+                cache_dir=self.cache_dir,
+                data_key=self.data_key,
+            )
+        return evaluate_generator(
+            generate_fn,
+            self._real,
+            self.network,
+            self.metrics,
+            self.num_images,
+            self.batch_size,
+            z_dim=z_dim,
+            seed=self.seed,
+        )
 
 
 def log_metrics(
