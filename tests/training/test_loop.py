@@ -190,6 +190,32 @@ def test_nan_policy_skip_step_skips_the_update():
     assert int(loop.step.numpy()) == 10
 
 
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    class Term(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(loop.step.numpy()) == 7:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    loop = make_loop(steps=10, epochs=3, checkpoint_dir=tmp_path, callbacks=[Term()])
+    loop.run()
+    assert loop.stopped_by_signal
+    assert int(loop.step.numpy()) == 7
+    assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-7"
+    assert signal.getsignal(signal.SIGTERM) is not loop._on_sigterm  # handler restored
+
+
+def test_mixed_precision_uses_loss_scaling_and_learns():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        loop = make_loop(steps=15, epochs=2)
+        assert isinstance(loop.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = loop.run()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert history["loss"][-1] < history["loss"][0]
+    assert np.isfinite(history["loss"]).all()
+
+
 def test_global_batch_not_divisible_by_replicas():
     with pytest.raises(
         UserError,

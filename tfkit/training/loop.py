@@ -374,6 +374,11 @@ class Loop:
 
         return iter(strategy.distribute_datasets_from_function(repeated))
 
+    @property
+    def stopped_by_signal(self) -> bool:
+        """Whether the last `run()` stopped early on SIGTERM (after saving a checkpoint)."""
+        return self._stop_signal is not None
+
     def _set_monitor_modes(self) -> None:
         """Tell `mode: auto` monitor callbacks (ModelCheckpoint, EarlyStopping, ...) whether
         their metric goes up or down; Keras looks only at compiled metrics for that."""
@@ -419,6 +424,7 @@ class Loop:
         except ValueError:  # not the main thread
             pass
         self.model.stop_training = False
+        self._stop_signal = None
         callbacks.on_train_begin()
         logs: dict[str, float] = {}
         try:
@@ -487,6 +493,8 @@ class Loop:
             if self._stop_signal is not None or self.model.stop_training:
                 break
         seconds = time.perf_counter() - start
+        if self._stop_signal is not None:  # interrupted: no validation or epoch-end hooks
+            return logs
         if self.val_data is not None and (epoch + 1) % self.validation_freq == 0:
             val = self.evaluate(self.val_data, self.validation_steps)
             logs.update({f"val_{k}": v for k, v in val.items()})
@@ -636,6 +644,9 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
         start = time.perf_counter()
         history = loop.run(resume=False)
         train_seconds = time.perf_counter() - start
+        if loop.stopped_by_signal:
+            print(f"tfkit train: stopped; continue with --resume {run_dir}", flush=True)
+            return {"stopped_at_step": int(loop.step.numpy())}
         result: dict[str, Any] = {}
         for split in ("test", "val"):
             if getattr(splits, split, None) is not None:
