@@ -2,7 +2,7 @@
 
 Figures: search wall time, best val_accuracy, resident memory after each trial (bounded
 across trials: the Keras session is cleared between trials). Ratios: the mean trial time
-against one plain `model.fit` of the same model measured in this run (the tuning overhead),
+against `tfkit train` of the default trial measured in this run (the tuning overhead),
 and RSS after the last trial against RSS after the first.
 
     python benchmarks/bench_tune.py [--quick] --json out.json
@@ -50,26 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         result = search_lib.run_search(config, raw, os.path.join(tmp, "run"))
         wall = time.perf_counter() - start
 
-        # baseline: the default trial as a plain keras fit (same data pipeline and model)
-        import keras
-
-        import tfkit.data
-        import tfkit.models
-        from tfkit.training.fit import compile_model
+        # baseline: the default trial trained by `tfkit train` (same data, model, callbacks)
+        from tfkit.training.fit import fit
 
         base = validate({k: v for k, v in raw.items() if k != "tune"})
-        splits = tfkit.data.build(base.data, seed=base.runtime.seed)
-        keras.backend.clear_session()
-        model = tfkit.models.build(base.model, splits.spec)
-        compile_model(model, base.train, splits.spec, base.runtime)
         t = time.perf_counter()
-        model.fit(splits.train, validation_data=splits.val, epochs=base.train.epochs, verbose=0)
+        fit(base, os.path.join(tmp, "train"))
         plain = time.perf_counter() - t
 
     mean_trial = sum(trial_seconds) / len(trial_seconds)
     out = {
         "ratios": {
-            "tune_trial_vs_plain_fit": mean_trial / plain,
+            "tune_trial_vs_tfkit_train": mean_trial / plain,
             "rss_last_vs_first_trial": rss[-1] / rss[0],
         },
         "figures": {
@@ -78,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "best_val_accuracy": result["best"]["objective"],
             "best_values": result["best"]["values"],
             "mean_trial_s": round(mean_trial, 2),
-            "plain_fit_s": round(plain, 2),
+            "tfkit_train_s": round(plain, 2),
             "rss_mb_per_trial": [round(r) for r in rss],
             "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20),
             "max_rss_mb": round(__import__("resource").getrusage(0).ru_maxrss / 1024),
