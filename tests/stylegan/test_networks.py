@@ -45,7 +45,7 @@ def test_mapping_truncation_and_w_avg():
     assert ws.shape == (5, 6, 8)
     np.testing.assert_allclose(ws[:, 0], ws[:, 5])  # broadcast
     m.update_w_avg(tf.reduce_mean(ws[:, 0], 0))
-    np.testing.assert_allclose(m.w_avg, 0.005 * tf.reduce_mean(ws[:, 0], 0), rtol=1e-5)
+    np.testing.assert_allclose(m.w_avg, 0.005 * tf.reduce_mean(ws[:, 0], 0), rtol=1e-4)
     m.w_avg.assign(tf.range(8, dtype=tf.float32))
     t = m(z, psi=0.0)
     np.testing.assert_allclose(t, np.broadcast_to(np.arange(8.0), (5, 6, 8)), atol=1e-6)
@@ -90,3 +90,15 @@ def test_noise_seed_reproducible():
     seed = tf.constant([3, 4])
     np.testing.assert_array_equal(G(z, seed=seed), G(z, seed=seed))
     assert not np.allclose(G(z, seed=seed), G(z, seed=tf.constant([5, 6])))
+
+
+def test_checkpoint_tracks_every_weight(tmp_path):
+    G = Generator(16, z_dim=8, w_dim=8, mapping_layers=2, **SMALL)
+    D = Discriminator(16, mbstd_group=2, **SMALL)
+    path = tf.train.Checkpoint(G=G, D=D).write(str(tmp_path / "ck"))
+    saved = [n for n, _ in tf.train.list_variables(path) if n.startswith(("G/", "D/"))]
+    assert len(saved) == len(G.weights) + len(D.weights)
+    G2 = Generator(16, z_dim=8, w_dim=8, mapping_layers=2, **SMALL)
+    tf.train.Checkpoint(G=G2).read(path).expect_partial()
+    for a, b in zip(G.weights, G2.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

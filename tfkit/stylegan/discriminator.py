@@ -90,6 +90,10 @@ class Discriminator(keras.Model):
                     ch(r // 2), 1, down=True, use_bias=False, gain=math.sqrt(0.5), name=f"b{r}_skip"
                 )
             self.blocks.append(block)
+        # direct attributes, so tf.train.Checkpoint tracks every block layer by name
+        for block in self.blocks:
+            for layer in block.values():
+                setattr(self, layer.name, layer)
         self.mbstd = MinibatchStdDev(self.mbstd_group, self.mbstd_channels, name="mbstd")
         self.conv = EqualizedConv2D(ch(4), 3, activation="lrelu", clamp=clamp, name="b4_conv")
         self.fc = EqualizedDense(ch(4), activation="lrelu", name="b4_fc")

@@ -57,6 +57,8 @@ class MappingNetwork(keras.layers.Layer):
             )
             for i in range(self.num_layers)
         ]
+        for layer in self.dense:  # direct attributes, tracked by tf.train.Checkpoint
+            setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
         self.w_avg = self.add_weight(

@@ -91,7 +91,7 @@ PRESETS: dict[str, dict] = {
     # CPU presets for the embedded shapes data: small nets that learn visibly in minutes
     "shapes16": dict(
         _REF,
-        kimg=20,
+        kimg=10,
         batch=16,
         mbstd_group=4,
         z_dim=64,
@@ -108,7 +108,7 @@ PRESETS: dict[str, dict] = {
     ),
     "shapes32": dict(
         _REF,
-        kimg=50,
+        kimg=10,
         batch=32,
         mbstd_group=4,
         z_dim=64,
@@ -120,7 +120,7 @@ PRESETS: dict[str, dict] = {
         ema_kimg=2.0,
         ema_rampup=0.05,
         map_layers=2,
-        tick_kimg=2.0,
+        tick_kimg=1.0,
         snapshot_ticks=5,
     ),
 }

@@ -130,6 +130,10 @@ class SynthesisNetwork(keras.layers.Layer):
             self.blocks.append(block)
         if arch == "stylegan":
             self.torgb = EqualizedConv2D(self.channels, 1, name="torgb")
+        # direct attributes, so tf.train.Checkpoint tracks every block layer by name
+        for block in self.blocks:
+            for layer in block.values():
+                setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
         c4 = self.block_channels[4]
