@@ -391,12 +391,6 @@ def gan_checkpoint(config, run_dir):
     return G_ema, nimg
 
 
-@pytest.mark.xfail(
-    reason="trainer checkpoints track only 2 of G_ema's variables (Keras 3 layers in lists "
-    "are not tf.train.Checkpoint children); fixed when the trainer saves variables by path",
-    raises=(RuntimeError, AssertionError),
-    strict=False,
-)
 def test_g_ema_loads_from_a_trainer_checkpoint(tmp_path):
     import tensorflow as tf
 
@@ -411,6 +405,7 @@ def test_g_ema_loads_from_a_trainer_checkpoint(tmp_path):
     trainer.save()
     loaded = load_g_ema(config, run_dir, 16, 0)
     assert loaded.kimg == 1.5
+    assert len(loaded.G.weights) == len(trainer.G_ema.weights)
     for got, want in zip(loaded.G.weights, trainer.G_ema.weights, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
@@ -465,3 +460,17 @@ def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch
     assert "tfkit gan metrics: error: InceptionV3 weights not found locally" in err
     assert main(["gan", "metrics", str(run_dir), "--metrics", "fid,lpips"]) == 2
     assert "Unknown metric `lpips`" in capsys.readouterr().err
+
+
+def test_partial_g_ema_checkpoint_is_refused(tmp_path):
+    import tensorflow as tf
+
+    from tfkit.stylegan.metrics import load_g_ema
+
+    config = gan_config()
+    run_dir = create_run_dir(config, root=tmp_path)
+    G_ema, _ = gan_checkpoint(config, tmp_path / "full")
+    partial = {v.path: v for v in G_ema.variables[:3]}
+    tf.train.Checkpoint(G_ema=partial).save(str(run_dir / "checkpoints" / "ckpt"))
+    with pytest.raises(RuntimeError, match="holds 3 values under G_ema/"):
+        load_g_ema(config, run_dir, 16, 0)
