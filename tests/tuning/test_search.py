@@ -242,3 +242,34 @@ def test_each_trial_can_train_under_a_mirrored_strategy(tmp_path):
     assert result["replicas"] == 2
     assert result["trials"][0]["status"] == "COMPLETED"
     assert result["best"]["objective"] > 0.5
+
+
+def test_interrupted_search_continues_without_redoing_completed_trials(tmp_path, monkeypatch):
+    from tfkit.tuning import hypermodel
+
+    raw = with_tune(RAW, max_trials=2)
+    original = hypermodel.TfkitHyperModel.fit
+    calls = []
+
+    def interrupt_second_trial(self, hp, model, *args, **kwargs):
+        calls.append(hp.values)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second trial
+        return original(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(hypermodel.TfkitHyperModel, "fit", interrupt_second_trial)
+    with pytest.raises(KeyboardInterrupt):
+        search(raw, tmp_path / "run")
+    monkeypatch.setattr(hypermodel.TfkitHyperModel, "fit", original)
+    ran = []
+    monkeypatch.setattr(
+        hypermodel.TfkitHyperModel,
+        "fit",
+        lambda self, hp, model, *a, **k: (
+            ran.append(hp.values) or original(self, hp, model, *a, **k)
+        ),
+    )
+    result = search(raw, tmp_path / "run")
+    assert len(ran) == 1  # only the interrupted trial runs again
+    assert ran[0] == calls[1]
+    assert [t["status"] for t in result["trials"]] == ["COMPLETED", "COMPLETED"]
