@@ -77,6 +77,13 @@ def test_evaluate_and_predict_commands(run_root, tmp_path, capsys):
     assert table.shape == (50, 11)
     assert (table["class"].to_numpy() == digits.target[:50]).mean() > 0.8
 
+    np.savez(tmp_path / "x.npz", x=(digits.data[:20] / 16.0).astype("float32"))
+    args.input, args.output = str(tmp_path / "x.npz"), str(tmp_path / "p.npz")
+    assert predict_command(args) == 0
+    with np.load(tmp_path / "p.npz") as saved:
+        assert saved["predictions"].shape == (20, 10)
+        np.testing.assert_array_equal(saved["classes"], table["class"].to_numpy()[:20])
+
     np.save(tmp_path / "bad.npy", np.zeros((4, 8, 8), "float32"))
     args.input = str(tmp_path / "bad.npy")
     with pytest.raises(UserError, match=r"shape \(4, 8, 8\).*expects \(64,\) per example"):
