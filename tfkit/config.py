@@ -237,6 +237,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
+    verify: bool = True  # read every TFRecord once at build: corrupt files fail at once, named
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
     num_classes: int | None = Field(None, ge=2)  # default: from the labels or the schema
@@ -556,9 +557,7 @@ class HyperParameterConfig(Strict):
         if bounds is not None:
             low, high = bounds
             if low > high:
-                raise ValueError(
-                    f"range low must be <= high. Received: {given[0]}=[{low}, {high}]"
-                )
+                raise ValueError(f"range low must be <= high. Received: {given[0]}=[{low}, {high}]")
             if self.sampling != "linear" and low <= 0:
                 raise ValueError(
                     f"`sampling: {self.sampling}` needs positive bounds. "
@@ -745,42 +744,58 @@ def apply_overrides(tree: dict, overrides: list[str] | None, source: str = "--se
     return tree
 
 
-def _resolve_loc(raw: dict, loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+def _resolve_loc(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
     """Turn a pydantic error location into the user's dotted path and the owning model.
 
-    Discriminated unions add the tag to the location (`model.cnn.filters`); the user wrote
-    `model.filters`, so tags are dropped and the tagged member class is tracked instead.
+    Discriminated unions add the tag to the location (`model.cnn.filters`) while the user
+    wrote `model.filters`, so tags are dropped; dict-valued fields (`tune.space`) take any
+    key. The owner is the model class that holds the last key (for listing valid keys).
     """
     import typing
 
     path: list[str] = []
-    model: Any = ExperimentConfig
-    node: Any = raw
+    current: Any = ExperimentConfig
+    owner: type[BaseModel] | None = None
     for part in loc:
         if isinstance(part, int):
             path.append(f"[{part}]")
-            node = node[part] if isinstance(node, list) and part < len(node) else None
             continue
-        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+        members = _union_members(current, typing)
+        holder = next((m for m in members if part in _field_names(m)), None)
+        if holder is not None:
+            owner = holder
             path.append(part)
-            node = node.get(part) if isinstance(node, dict) else None
-            model = model.model_fields[part].annotation
+            current = holder.model_fields[_field_names(holder)[part]].annotation
             continue
-        # a union tag or a member class name: find the member whose tag equals `part`
-        members = _union_members(model, typing)
-        chosen = next((m for m in members if part in _tags_of(m)), None)
-        if chosen is None:
-            chosen = next((m for m in members if m.__name__ == part), None)
-        if chosen is not None:
-            model = chosen
+        tagged = next((m for m in members if part in _tags_of(m) or m.__name__ == part), None)
+        if tagged is not None:
+            current = tagged
             continue
-        path.append(part)  # an extra key: the leaf
-        model = None
-    owner = model if isinstance(model, type) and issubclass(model, BaseModel) else None
-    if owner is None and path:
-        # the owner of the leaf is the model that held the previous key
-        owner = _owner_of(loc, typing)
+        value_type = _dict_value_type(current, typing)
+        if value_type is not None:
+            path.append(part)
+            current = value_type
+            continue
+        path.append(part)  # a key no model knows: the leaf of an extra_forbidden error
+        owner = members[0] if len(members) == 1 else owner
+        current = None
     return path, owner
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, str]:
+    """The keys a model accepts in YAML (aliases where set) -> its field names."""
+    return {(f.alias or name): name for name, f in model.model_fields.items()}
+
+
+def _dict_value_type(annotation, typing) -> Any:
+    """The value type of a `dict[...]` annotation (inside Optional/Annotated), else None."""
+    if typing.get_origin(annotation) is dict:
+        return typing.get_args(annotation)[1]
+    for arg in typing.get_args(annotation):
+        found = _dict_value_type(arg, typing)
+        if found is not None:
+            return found
+    return None
 
 
 def _union_members(annotation, typing) -> list[type[BaseModel]]:
@@ -803,37 +818,15 @@ def _tags_of(model: type[BaseModel]) -> tuple[str, ...]:
     return ()
 
 
-def _owner_of(loc: tuple, typing) -> type[BaseModel] | None:
-    model: Any = ExperimentConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
-            model = model.model_fields[part].annotation
-            members = _union_members(model, typing)
-            if len(members) == 1:
-                model = members[0]
-            continue
-        members = _union_members(model, typing)
-        chosen = next((m for m in members if part in _tags_of(m) or m.__name__ == part), None)
-        if chosen is None:
-            return None
-        model = chosen
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return model
-    members = _union_members(model, typing)
-    return members[0] if len(members) == 1 else None
-
-
 def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
     """One readable message per problem: file, dotted key, expected and received."""
     lines = []
     for e in err.errors():
-        path, owner = _resolve_loc(raw, tuple(e["loc"]))
+        path, owner = _resolve_loc(tuple(e["loc"]))
         key = ".".join(path).replace(".[", "[") or "(top level)"
         received = e.get("input")
         if e["type"] == "extra_forbidden":
-            valid = sorted(owner.model_fields) if owner else []
+            valid = sorted(_field_names(owner)) if owner else []
             leaf = path[-1] if path else ""
             hint = ""
             close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.6)
