@@ -281,6 +281,7 @@ class MLPModel(Strict):
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
+    batch_norm_momentum: float = Field(0.9, gt=0, lt=1)  # see CNNModel
     outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
@@ -334,6 +335,9 @@ class CNNModel(Strict):
     padding: Literal["same", "valid"] = "same"
     activation: str = "relu"
     batch_norm: bool = True
+    # 0.9 (PyTorch's 0.1): Keras' 0.99 needs ~500 steps before the moving variance forgets
+    # its initial 1.0, so small data sets validate at chance for many epochs.
+    batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
     pool: Literal["max", "average", "none"] = "max"
     pool_size: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)

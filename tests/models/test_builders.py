@@ -248,3 +248,15 @@ def test_builds_inside_a_mirrored_strategy_scope():
         isinstance(w.value, tf.distribute.DistributedValues) for w in model.trainable_weights
     )
     assert model.predict(features(TWO_INPUT), verbose=0).shape == (N, 5)
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_batch_norm_momentum_comes_from_the_config(name):
+    spec = (
+        spec_of("multiclass", ("x", (8, 8, 1)), num_classes=3)
+        if name == "cnn"
+        else spec_of("binary", ("x", (6,)))
+    )
+    model = build(model_cfg(name=name, batch_norm=True, batch_norm_momentum=0.8), spec)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == pytest.approx(0.8) for layer in norms)

@@ -165,7 +165,9 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
     def conv_unit(x, layer, name):
         x = layer(x)
         if cfg.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.BatchNormalization(
+                momentum=cfg.batch_norm_momentum, name=f"{name}_bn"
+            )(x)
         return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
 
     inputs = keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)

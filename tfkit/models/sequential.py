@@ -35,7 +35,11 @@ def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
         act = None if cfg.batch_norm else cfg.activation
         layers.append(dense(width, act, cfg.dense_impl, name=f"dense_{i}"))
         if cfg.batch_norm:
-            layers.append(keras.layers.BatchNormalization(name=f"batch_norm_{i}"))
+            layers.append(
+                keras.layers.BatchNormalization(
+                    momentum=cfg.batch_norm_momentum, name=f"batch_norm_{i}"
+                )
+            )
             layers.append(keras.layers.Activation(cfg.activation, name=f"activation_{i}"))
         if cfg.dropout:
             layers.append(keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}"))
