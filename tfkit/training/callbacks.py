@@ -79,6 +79,8 @@ class MetricsLogger(keras.callbacks.Callback):
 class Throughput(keras.callbacks.Callback):
     """Measure examples/s and step time with the epoch and batch hooks.
 
+    The step time is the mean interval between two `on_train_batch_begin` calls of an epoch
+    (with `steps_per_execution` > 1, one interval covers that many steps).
     At each epoch end it adds `examples_per_sec` and `step_ms` (mean train step time) to the
     epoch logs (so `MetricsLogger` records them) and writes them to TensorBoard under
     `log_dir` as `throughput/examples_per_sec` and `throughput/step_ms`.
@@ -94,22 +96,25 @@ class Throughput(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else str(log_dir)
         self._writer = None
         self._epoch_start = 0.0
-        self._batch_start = 0.0
+        self._batch_start: float | None = None
         self._step_seconds = 0.0
         self._steps = 0
         self.history: list[dict[str, float]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_start = time.perf_counter()
+        self._batch_start = None
         self._step_seconds = 0.0
         self._steps = 0
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._batch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._step_seconds += time.perf_counter() - self._batch_start
-        self._steps += 1
+        # a step lasts from one batch start to the next; timing only the begin hook keeps
+        # `on_train_batch_end` unimplemented, so Keras may dispatch batch ends asynchronously
+        now = time.perf_counter()
+        if self._batch_start is not None:
+            self._step_seconds += now - self._batch_start
+            self._steps += 1
+        self._batch_start = now
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self._steps:
