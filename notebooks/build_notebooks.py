@@ -14,7 +14,9 @@ interpreter (`sys.executable`), so run the script with the virtual environment's
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from textwrap import dedent
@@ -1822,7 +1824,18 @@ def execute(nb, timeout: int = 300) -> None:
     """Run `nb` in place with nbclient from the notebooks directory."""
     from nbclient import NotebookClient
 
-    NotebookClient(nb, **client_options(timeout)).execute()
+    # The kernel inherits TMPDIR, so everything the notebook writes (its `WORK` directory)
+    # lands in a directory removed afterwards.
+    previous = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="tfkit-nb-build-") as tmp:
+        os.environ["TMPDIR"] = tmp
+        try:
+            NotebookClient(nb, **client_options(timeout)).execute()
+        finally:
+            if previous is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous
 
 
 def client_options(timeout: int = 300) -> dict:

@@ -100,7 +100,7 @@ def test_kernel_runs_this_interpreter():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path: Path, tmp_path: Path):
+def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     from nbclient import NotebookClient
@@ -111,6 +111,7 @@ def test_notebook_executes(path: Path, tmp_path: Path):
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel writes its files under tmp_path
     client = NotebookClient(nb, **builder.client_options(CELL_TIMEOUT_S))
     assert client.kernel_name == "python3"
     client.execute()  # raises CellExecutionError on the first failing cell
