@@ -75,3 +75,10 @@ def test_internal_error_exits_1(monkeypatch, capsys):
     monkeypatch.setitem(cli.HANDLERS, "config show", "tfkit.cli:config_show")
     assert main(["config", "show", "x.yaml"]) == 1
     assert "internal error" in capsys.readouterr().err
+
+
+def test_unknown_name_lists_valid_names_with_a_suggestion():
+    from tfkit.errors import unknown_name
+
+    msg = str(unknown_name("loss", "mse2", ["mse", "mae", "huber"]))
+    assert msg == "Unknown loss `mse2`. Did you mean `mse`? Valid losses: huber, mae, mse"

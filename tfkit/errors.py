@@ -30,6 +30,7 @@ def did_you_mean(name: str, valid: list[str] | tuple[str, ...]) -> str:
 def unknown_name(kind: str, name: str, valid) -> UserError:
     """A `UserError` for an unknown registry name that lists the valid ones."""
     valid = sorted(valid)
+    plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
     return UserError(
-        f"Unknown {kind} `{name}`.{did_you_mean(name, valid)} Valid {kind}s: {', '.join(valid)}"
+        f"Unknown {kind} `{name}`.{did_you_mean(name, valid)} Valid {plural}: {', '.join(valid)}"
     )
