@@ -51,6 +51,7 @@ def both(overrides, root):
 def test_loop_matches_fit(overrides, min_acc, tmp_path):
     fit_result, loop_result, run_dir = both(overrides, tmp_path)
     f, c = fit_result["test"], loop_result["test"]
+    print(f"fit test {f} | loop test {c}")
     assert c["accuracy"] >= min_acc
     assert abs(f["accuracy"] - c["accuracy"]) <= 0.03, (f, c)
     assert abs(f["loss"] - c["loss"]) <= 0.15 * f["loss"] + 0.02, (f, c)
@@ -67,3 +68,67 @@ def test_resume_with_changed_model_is_refused(tmp_path):
     changed = load_config(None, [*DIGITS, "train.loop=custom", "model.units=[32]"])
     with pytest.raises(UserError, match=r"changed at model\.units"):
         check_resume_compatible(run_dir, changed)
+
+
+@pytest.mark.slow
+def test_cli_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    """`tfkit train` (custom loop) killed with SIGKILL mid-run, then `--resume`d, ends with
+    the weights of an uninterrupted run (the weights checksum line of both)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    config = tmp_path / "c.yaml"
+    config.write_text("name: resume\n")
+    sets = [
+        *DIGITS,
+        "model={name: mlp, units: [64], dropout: 0.2}",
+        "train.loop=custom",
+        "train.checkpoint_every=10",
+        "train.epochs=3",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+
+    def tfkit(*extra):
+        return [sys.executable, "-m", "tfkit.cli", "train", *extra]
+
+    straight = subprocess.run(
+        tfkit(str(config), *args, "--run-dir", str(tmp_path / "a")),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    run_dir = tmp_path / "b"
+    proc = subprocess.Popen(
+        tfkit(str(config), *args, "--run-dir", str(run_dir)),
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoints" / "loop" / "ckpt-50.index").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    resumed = subprocess.run(
+        tfkit("--resume", str(run_dir)),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert re.search(r"resuming at step (5|6|7|8|9|10|11)0", resumed.stdout)
+    pattern = r"final weights checksum: ([\d.]+)"
+    assert re.findall(pattern, resumed.stdout) == re.findall(pattern, straight.stdout) != []
