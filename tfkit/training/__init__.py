@@ -1,9 +1,9 @@
-"""Training: losses, optimizers, metrics, callbacks and the compile/fit path.
+"""Training: losses, optimizers, metrics, callbacks, the compile/fit path and the loop.
 
-The public names import TensorFlow, so they load on first use:
+Importing this package imports TensorFlow (`import tfkit` alone does not).
 
-- `compile_model(model, train_cfg, spec, runtime_cfg=None)` (tfkit.training.fit)
-- `fit(config, run_dir, *, resume=False)` (tfkit.training.fit)
+- `compile_model(model, train_cfg, spec, runtime_cfg=None)`, `fit(config, run_dir, *,
+  resume=False)` (tfkit.training.fit)
 - `build_callbacks(train_cfg, run_dir, ...)`, `MetricsLogger`, `Throughput`,
   `LastCheckpoint` (tfkit.training.callbacks)
 - `build_loss`, `huber`, `HuberLoss` (tfkit.training.losses)
@@ -11,33 +11,35 @@ The public names import TensorFlow, so they load on first use:
 - `build_metrics`, `resolve_class_weight` (tfkit.training.metrics)
 """
 
-from __future__ import annotations
+# Imported eagerly on purpose: the function `fit` must shadow the submodule of the same name.
+# A lazy `__getattr__` lets a later `import tfkit.training.fit` rebind the package attribute
+# to the module, after which `tfkit.training.fit(...)` fails with "module is not callable".
+from tfkit.training.callbacks import (
+    LastCheckpoint,
+    MetricsLogger,
+    Throughput,
+    build_callback,
+    build_callbacks,
+)
+from tfkit.training.fit import compile_model, fit
+from tfkit.training.losses import HuberLoss, build_loss, huber
+from tfkit.training.metrics import build_metrics, resolve_class_weight
+from tfkit.training.optimizers import WarmupSchedule, build_optimizer, build_schedule
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "compile_model": "tfkit.training.fit",
-    "fit": "tfkit.training.fit",
-    "build_callbacks": "tfkit.training.callbacks",
-    "build_callback": "tfkit.training.callbacks",
-    "MetricsLogger": "tfkit.training.callbacks",
-    "Throughput": "tfkit.training.callbacks",
-    "LastCheckpoint": "tfkit.training.callbacks",
-    "build_loss": "tfkit.training.losses",
-    "huber": "tfkit.training.losses",
-    "HuberLoss": "tfkit.training.losses",
-    "build_optimizer": "tfkit.training.optimizers",
-    "build_schedule": "tfkit.training.optimizers",
-    "WarmupSchedule": "tfkit.training.optimizers",
-    "build_metrics": "tfkit.training.metrics",
-    "resolve_class_weight": "tfkit.training.metrics",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tfkit.training' has no attribute {name!r}")
+__all__ = [
+    "HuberLoss",
+    "LastCheckpoint",
+    "MetricsLogger",
+    "Throughput",
+    "WarmupSchedule",
+    "build_callback",
+    "build_callbacks",
+    "build_loss",
+    "build_metrics",
+    "build_optimizer",
+    "build_schedule",
+    "compile_model",
+    "fit",
+    "huber",
+    "resolve_class_weight",
+]
