@@ -99,3 +99,17 @@ def test_callbacks_run_with_plain_hooks(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["loss"] == pytest.approx(0.4)
     assert lines[0]["examples_per_sec"] > 0 and len(throughput.history) == 2
+
+
+def test_file_callbacks_create_their_folder(tmp_path):
+    from tfkit.config import CallbackConfig
+    from tfkit.training.callbacks import build_callback
+
+    run_dir = tmp_path / "not" / "yet"
+    cb = build_callback(CallbackConfig(name="csv_logger", args={"filename": "logs/h.csv"}), run_dir)
+    assert (run_dir / "logs").is_dir()
+    cb.set_model(__import__("keras").Sequential())
+    cb.on_train_begin()
+    cb.on_epoch_end(0, {"loss": 1.0})
+    cb.on_train_end()
+    assert (run_dir / "logs" / "h.csv").read_text().startswith("epoch,loss")

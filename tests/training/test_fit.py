@@ -127,6 +127,9 @@ def test_model_that_does_not_fit_data_fails_before_training(run_root):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax")])
     with pytest.raises(UserError, match=r"model outputs 5 values.*data has 10 classes"):
         compile_model(model, TrainConfig(), spec)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
+    with pytest.raises(UserError, match=r"binary_crossentropy` is for 0/1 labels.*10 classes"):
+        compile_model(model, TrainConfig(loss="binary_crossentropy"), spec)
 
 
 def test_sample_weights_from_data_weigh_the_loss():

@@ -255,6 +255,8 @@ def build_callback(
     for key in _PATH_ARGS & set(args):
         if args[key] is not None and not os.path.isabs(str(args[key])):
             args[key] = str(Path(run_dir) / str(args[key]))
+        if args[key] is not None and key in ("filename", "filepath", "path"):
+            Path(str(args[key])).parent.mkdir(parents=True, exist_ok=True)
     missing = [k for k, p in params.items() if p.default is p.empty and k not in args]
     if missing:
         raise UserError(f"{where} needs {', '.join(missing)}. Valid args: {', '.join(params)}")

@@ -63,6 +63,13 @@ def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) ->
             f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
             f"Set model.outputs: {spec.num_classes} (or `auto`)"
         )
+    if spec.task == "multiclass" and loss_name.startswith("binary"):
+        raise UserError(
+            f"`train.loss: {loss_name}` is for 0/1 labels, but the data has "
+            f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
+            "Use sparse_categorical_crossentropy (integer labels) or "
+            "categorical_crossentropy (one-hot labels)"
+        )
     if spec.task == "binary" and loss_name.startswith("binary") and units != 1:
         raise UserError(
             f"The model outputs {units} values per example, but `{loss_name}` on binary labels "
@@ -199,6 +206,7 @@ def fit(
             validation_steps=config.train.validation_steps,
             validation_freq=config.train.validation_freq,
             class_weight=class_weight,
+            shuffle=False,  # the tf.data pipeline already shuffles, under the data seed
             callbacks=callbacks,
             verbose=config.train.verbose,
         )
