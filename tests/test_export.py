@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from tfkit.cli import main
 from tfkit.config import load_config
-from tfkit.errors import UserError
 from tfkit.export import FORMATS, export_run, load_exported
 from tfkit.runs import create_run_dir
 from tfkit.training.commands import load_run_model
@@ -255,11 +254,6 @@ def test_gan_export_has_z_and_class_inputs(gan_run, tmp_path):
     assert image.shape == (4, 8, 8, 3) and np.isfinite(image).all()
 
 
-@pytest.mark.xfail(
-    reason="stylegan: the trainer's tf.train.Checkpoint tracks only G_ema's `const` and `w_avg` "
-    "(not its layers), so G_ema cannot be restored from a run yet",
-    strict=False,
-)
 def test_gan_export_matches_trainer_g_ema(gan_run, tmp_path):
     run_dir, trainer = gan_run
     export_run(run_dir, tmp_path / "gan", "saved_model")
@@ -271,12 +265,6 @@ def test_gan_export_matches_trainer_g_ema(gan_run, tmp_path):
     assert np.abs(got - np.asarray(expected)).max() <= TOLERANCE
 
 
-@pytest.mark.xfail(
-    reason="stylegan.layers.upsample2d zero-inserts with a 6-D tf.Pad, which LiteRT's builtin "
-    "ops lack (a 5-D tf.stack + reshape converts and gives identical values)",
-    raises=UserError,
-    strict=False,
-)
 def test_gan_litert_matches_trainer_g_ema(gan_run, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

@@ -57,8 +57,11 @@ def fir_filter(x: tf.Tensor, pad: tuple[int, int], gain: float = 1.0, stride: in
 def upsample2d(x: tf.Tensor) -> tf.Tensor:
     """2x upsampling: zero insertion then the [1,3,3,1] FIR filter with gain 4 (NHWC)."""
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    x = tf.reshape(x, [-1, height, 1, width, 1, channels])
-    x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]])
+    # zero insertion with 4-D ops only (LiteRT's builtins lack a 6-D pad): interleave
+    # zero columns through the channel axis, then zero rows through the width axis
+    x = tf.concat([x, tf.zeros_like(x)], axis=3)
+    x = tf.reshape(x, [-1, height, width * 2, channels])
+    x = tf.concat([x, tf.zeros_like(x)], axis=2)
     x = tf.reshape(x, [-1, height * 2, width * 2, channels])
     return fir_filter(x, (2, 1), gain=4.0)
 
