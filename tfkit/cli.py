@@ -101,9 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y", default="y", help="npz: label array name")
     p.add_argument("--overwrite", action="store_true")
     p = data_sub.add_parser("inspect", help="read every record, print schema, count and examples")
-    p.add_argument("path", help="TFRecord directory, file or glob")
+    p.add_argument(
+        "path",
+        help="TFRecord directory, file or glob; or an experiment YAML: its train split as "
+        "the model (or the GAN) sees it",
+    )
     p.add_argument("--examples", type=int, default=3)
     p.add_argument("--grid", metavar="OUT_PNG", help="write a PNG grid of image examples")
+    _add_config_args(p, config_required=False)
     p.add_argument(
         "--ignore-errors", action="store_true", help="skip corrupt records and count them"
     )

@@ -51,12 +51,23 @@ def load_image_folder(
     """
     from PIL import Image
 
-    from tfkit.data.sources import list_images
+    from tfkit.data.sources import IMAGE_EXTENSIONS, list_images
 
     files, ys, classes = list_images(src, labels, "--from images SRC")
     mode = "RGB" if color_mode == "rgb" else "L"
     h, w = size
     images, kept, skipped = [], [], {}
+    listed = set(files)
+    for f in sorted(Path(src).rglob("*")):
+        hidden = any(part.startswith(".") for part in f.relative_to(src).parts)
+        if f.is_file() and not hidden and str(f) not in listed:
+            skipped[str(f)] = (
+                f"not an image file (extension {f.suffix or 'none'})"
+                if f.suffix.lower() not in IMAGE_EXTENSIONS
+                else "outside the class subfolders"
+            )
+            if report:
+                report(f"skipped {f}: {skipped[str(f)]}")
     for f, y in zip(files, ys, strict=True):
         try:
             with Image.open(f) as img:
@@ -148,7 +159,9 @@ def convert_command(args: argparse.Namespace) -> int:
     )
     feats = ", ".join(f"{f['name']} {f['dtype']}{f['shape']}" for f in schema["features"])
     skipped_note = (
-        f"; skipped {len(meta['skipped'])} undecodable files" if meta.get("skipped") else ""
+        f"; skipped {len(meta['skipped'])} files (reasons above and in schema.json)"
+        if meta.get("skipped")
+        else ""
     )
     print(
         f"wrote {schema['count']} examples in {len(schema['shards'])} shard(s) to {args.out} "
@@ -223,8 +236,95 @@ def write_grid(images: list[np.ndarray], path: str) -> Path:
     return out
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def display_range(normalize: str) -> tuple[float, float] | None:
+    """The value range images have after `data.normalize` (None: unknown, use min/max)."""
+    return {"rescale": (0.0, 1.0), "minus_one_one": (-1.0, 1.0)}.get(normalize)
+
+
+def to_display(images: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """Map model-range float images back to uint8 for display (min/max when unknown)."""
+    x = np.asarray(images, np.float32)
+    low, high = value_range if value_range else (float(x.min()), float(x.max()))
+    x = (x - low) / max(high - low, 1e-8)
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def config_images(cfg, count: int) -> tuple[np.ndarray, str]:
+    """Up to `count` training images of an experiment as its model sees them.
+
+    With a `gan` section the images come from the GAN trainer's own reader (square RGB in
+    [-1, 1], x-flipped when `data.xflip`); otherwise from the train split of
+    `tfkit.data.build` (after augmentation and `data.normalize`).
+
+    Returns:
+        (float images (N, H, W, C), a one-line description of what they are).
+    """
+    if cfg.gan is not None:
+        from tfkit.stylegan.trainer import load_images
+
+        ds, resolution, num_classes = load_images(cfg)
+        ds = ds.map(lambda x, y: x).batch(count)
+        what = f"GAN input {resolution}x{resolution}, {num_classes or 'no'} classes"
+    else:
+        from tfkit.data import build
+
+        ds = build(cfg.data, seed=cfg.runtime.seed).train
+        ds = ds.map(lambda x, *rest: x)
+        what = "train split"
+    batches, n = [], 0
+    for batch in ds.as_numpy_iterator():
+        if isinstance(batch, dict):
+            raise UserError(
+                f"--grid: the model of {cfg.name} takes several inputs ({', '.join(batch)}); "
+                "inspect one image source with a TFRecord path instead"
+            )
+        batches.append(batch)
+        n += len(batch)
+        if n >= count:
+            break
+    images = np.concatenate(batches)[:count]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise UserError(
+            f"--grid: {cfg.name}'s inputs are not images (N, H, W, C). "
+            f"Received: shape {list(images.shape)}"
+        )
+    return images, (f"{what}; normalize {cfg.data.normalize}, xflip {cfg.data.xflip}")
+
+
+def inspect_config(args: argparse.Namespace) -> int:
+    """`tfkit data inspect CONFIG.yaml`: the train images as the model (or GAN) sees them."""
+    from tfkit.config import load_config
+
+    cfg = load_config(args.path, getattr(args, "overrides", None) or [])
+    want = max(args.examples, 64 if args.grid else 0, 1)
+    images, what = config_images(cfg, want)
+    print(f"{args.path}: {what}")
+    print(
+        f"images: shape {list(images.shape[1:])} {images.dtype}, range "
+        f"[{images.min():.4g}, {images.max():.4g}] over {len(images)} examples"
+    )
+    for i, img in enumerate(images[: args.examples]):
+        print(f"example {i}: {_summary(img)}")
+    if args.grid:
+        shown = to_display(images[:64], display_range(cfg.data.normalize))
+        out = write_grid(list(shown), args.grid)
+        print(f"grid: {out} ({len(shown)} images, {cfg.data.normalize} mapped back to 0-255)")
+    return 0
+
+
 def inspect_command(args: argparse.Namespace) -> int:
-    """`tfkit data inspect`: verify every record, print schema, count and a few examples."""
+    """`tfkit data inspect`: verify every record, print schema, count and a few examples.
+
+    PATH may also be an experiment YAML: then the train images are shown as the model (or,
+    with a `gan` section, the GAN) receives them; see `inspect_config`.
+    """
+    if Path(args.path).suffix.lower() in CONFIG_SUFFIXES:
+        return inspect_config(args)
+    if getattr(args, "overrides", None):
+        raise UserError(f"--set applies to an experiment YAML, not to the TFRecords at {args.path}")
     files, schema = tfr.resolve_files(args.path, "PATH")
     compression = tfr.detect_compression(
         files[0], schema.get("compression", "auto") if schema else "auto"
