@@ -661,9 +661,19 @@ class GanConfig(Strict):
     g_reg_interval: int = Field(4, ge=1)
     d_reg_interval: int = Field(16, ge=1)
     noise_mode: Literal["random", "const", "none"] = "random"
-    clamp: float | None = Field(None, gt=0)  # conv output clamp (reference: 256)
+    clamp: float | None = Field(None, gt=0)  # conv_clamp; default 256 with mixed precision
+    # mixed precision in the top `num_fp16_res` resolutions of G and D (reference: 4);
+    # auto: float16/bfloat16 when runtime.mixed_precision is mixed_float16/mixed_bfloat16
+    mixed_precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    num_fp16_res: int | None = Field(None, ge=0)  # default: 4 with mixed precision, else 0
+    # per-replica batch of one accumulation round (reference: batch_gpu); default: all of
+    # it. Gradients accumulate over batch / (batch_per_replica * replicas) rounds.
+    batch_per_replica: int | None = Field(None, ge=1)
     grid: tuple[int, int] = (8, 4)  # snapshot grid columns, rows
     grid_seed: int = 0
+    metrics: list[Literal["fid", "kid"]] = []  # computed at every snapshot
+    metrics_features: str = "inception_v3"  # or classifier:RUN_DIR (offline)
+    metrics_num_images: int = Field(50000, ge=2)  # real and generated images per metric
 
     @field_validator("preset")
     @classmethod

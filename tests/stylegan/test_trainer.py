@@ -222,3 +222,57 @@ def test_presets_published_values():
     )
     opts = resolve_options(GanConfig(preset="cifar", gamma=0.05, batch=16), 32)
     assert opts.gamma == 0.05 and opts.batch == 16 and opts.lr == 0.0025 and opts.map_layers == 2
+
+
+@pytest.mark.parametrize("precision", ["float16", pytest.param("bfloat16", marks=pytest.mark.slow)])
+def test_mixed_precision_step_is_finite_and_close_to_float32(tmp_path, precision):
+    gan = dict(g_reg_interval=1, d_reg_interval=1)  # every phase in the first iteration
+    mixed = _trainer(tmp_path, run=precision, mixed_precision=precision, **gan)
+    assert mixed.opts.num_fp16_res == 4 and mixed.opts.clamp == 256.0
+    # 8x8: the top block computes in reduced precision, the 4x4 block and D's epilogue not
+    assert mixed.G.synthesis.b8_conv1.dtype_policy.name == f"mixed_{precision}"
+    assert mixed.G.synthesis.b4_conv1.dtype_policy.name == "float32"
+    assert mixed.D.b8_conv0.dtype_policy.name == f"mixed_{precision}"
+    assert mixed.D.conv.dtype_policy.name == "float32"
+    assert all(v.dtype == "float32" for v in mixed.G.weights + mixed.D.weights)
+    full = _trainer(tmp_path, run="fp32", **gan)
+    a, b = mixed.train_iteration(), full.train_iteration()
+    assert set(a) == set(b) and len(a) == 7
+    for k in a:
+        assert math.isfinite(a[k]), k
+        assert a[k] == pytest.approx(b[k], rel=0.05, abs=0.02), k
+    img = mixed.G(tf.random.normal([2, 8], seed=0))
+    assert img.dtype == tf.float32 and mixed.D(img).dtype == tf.float32
+    assert np.isfinite(img.numpy()).all()
+
+
+def test_gradient_accumulation_matches_full_batch(tmp_path):
+    gan = dict(noise_mode="const", style_mixing=0.0, mbstd_group=2)
+    full = _trainer(tmp_path, run="full", **gan)
+    acc = _trainer(tmp_path, run="acc", batch_per_replica=4, **gan)
+    assert (full.rounds, acc.rounds) == (1, 2) and acc.opts.batch_per_replica == 4
+    for net in ("G", "D", "G_ema"):
+        _copy(getattr(acc, net), getattr(full, net))
+    initial_d = [v.numpy() for v in full.D.weights]
+    reals, labels = full.next_reals()
+    for name in ("D-main", "G-main", "D-reg"):
+        a = full.run_phase(name, full.make_inputs(name, reals, labels))
+        b = acc.run_phase(name, acc.make_inputs(name, reals, labels))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    for net in ("G", "D"):
+        diff = max(
+            np.max(np.abs(x.numpy() - y.numpy()))
+            for x, y in zip(getattr(full, net).weights, getattr(acc, net).weights, strict=True)
+        )
+        assert diff <= 1e-5, (net, diff)
+    moved = max(
+        np.max(np.abs(x.numpy() - y)) for x, y in zip(acc.D.weights, initial_d, strict=True)
+    )
+    assert moved > 1e-4  # the steps did train
+    # a round that does not divide the per-replica batch is refused up front
+    from tfkit.stylegan.presets import resolve_options
+
+    with pytest.raises(UserError, match=r"`gan.batch_per_replica` \(3\) must divide"):
+        resolve_options(GanConfig(**{**TINY, "batch_per_replica": 3}), 8)

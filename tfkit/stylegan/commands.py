@@ -42,7 +42,13 @@ def train_command(args: argparse.Namespace) -> int:
         from tfkit.stylegan.trainer import load_images
 
         _, resolution, num_classes = load_images(cfg)
-        opts = resolve_options(cfg.gan, resolution, strategy.num_replicas_in_sync, num_classes)
+        opts = resolve_options(
+            cfg.gan,
+            resolution,
+            strategy.num_replicas_in_sync,
+            num_classes,
+            cfg.runtime.mixed_precision,
+        )
         print(dump_yaml(cfg), end="")
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))

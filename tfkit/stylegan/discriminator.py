@@ -8,7 +8,13 @@ import keras
 import tensorflow as tf
 
 from tfkit.stylegan.layers import EqualizedConv2D, EqualizedDense, MinibatchStdDev
-from tfkit.stylegan.synthesis import ARCHS, channels_at, check_resolution
+from tfkit.stylegan.synthesis import (
+    ARCHS,
+    block_dtype,
+    channels_at,
+    check_resolution,
+    float32_default_policy,
+)
 
 
 class Discriminator(keras.Model):
@@ -27,6 +33,8 @@ class Discriminator(keras.Model):
         mbstd_group: minibatch-stddev group size. mbstd_channels: its appended channels.
         num_classes: 0 for unconditional. cmap_dim: projection size (default channels at 4).
         clamp: clamp conv outputs.
+        num_fp16_res: from-RGB and the blocks of the top N resolutions compute in
+            `precision` (`float16` or `bfloat16`); the 4x4 epilogue stays float32.
 
     Call arguments:
         img: (N, R, R, channels). c: (N,) integer labels or None.
@@ -44,9 +52,44 @@ class Discriminator(keras.Model):
         num_classes: int = 0,
         cmap_dim: int | None = None,
         clamp: float | None = None,
+        num_fp16_res: int = 0,
+        precision: str = "float32",
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        with float32_default_policy():
+            self._create_layers(
+                resolution,
+                channels,
+                channel_base,
+                channel_max,
+                arch,
+                mbstd_group,
+                mbstd_channels,
+                num_classes,
+                cmap_dim,
+                clamp,
+                num_fp16_res,
+                precision,
+            )
+        self.build_all()
+
+    def _create_layers(
+        self,
+        resolution,
+        channels,
+        channel_base,
+        channel_max,
+        arch,
+        mbstd_group,
+        mbstd_channels,
+        num_classes,
+        cmap_dim,
+        clamp,
+        num_fp16_res,
+        precision,
+    ) -> None:
         log2 = check_resolution(resolution)
         if arch not in ARCHS:
             raise ValueError(f"`arch` must be one of {', '.join(ARCHS)}. Received: arch={arch!r}")
@@ -59,6 +102,9 @@ class Discriminator(keras.Model):
         self.mbstd_channels = int(mbstd_channels)
         self.num_classes = int(num_classes)
         self.clamp = clamp
+        self.num_fp16_res = int(num_fp16_res)
+        self.precision = precision
+        dt = lambda r: block_dtype(r, self.resolution, self.num_fp16_res, precision)  # noqa: E731
         ch = lambda r: channels_at(r, self.channel_base, self.channel_max)  # noqa: E731
         self.cmap_dim = int(cmap_dim or ch(4)) if self.num_classes else 0
         self.fromrgb = EqualizedConv2D(
@@ -66,6 +112,7 @@ class Discriminator(keras.Model):
             1,
             activation="lrelu",
             clamp=clamp,
+            dtype=dt(self.resolution),
             name=f"b{self.resolution}_fromrgb",
         )
         self.blocks = []
@@ -73,7 +120,7 @@ class Discriminator(keras.Model):
             r = 2**i
             block = {
                 "conv0": EqualizedConv2D(
-                    ch(r), 3, activation="lrelu", clamp=clamp, name=f"b{r}_conv0"
+                    ch(r), 3, activation="lrelu", clamp=clamp, dtype=dt(r), name=f"b{r}_conv0"
                 ),
                 "conv1": EqualizedConv2D(
                     ch(r // 2),
@@ -82,12 +129,19 @@ class Discriminator(keras.Model):
                     down=True,
                     clamp=clamp,
                     gain=math.sqrt(0.5) if arch == "stylegan2" else 1.0,
+                    dtype=dt(r),
                     name=f"b{r}_conv1",
                 ),
             }
             if arch == "stylegan2":
                 block["skip"] = EqualizedConv2D(
-                    ch(r // 2), 1, down=True, use_bias=False, gain=math.sqrt(0.5), name=f"b{r}_skip"
+                    ch(r // 2),
+                    1,
+                    down=True,
+                    use_bias=False,
+                    gain=math.sqrt(0.5),
+                    dtype=dt(r),
+                    name=f"b{r}_skip",
                 )
             self.blocks.append(block)
         # direct attributes, so tf.train.Checkpoint tracks every block layer by name
@@ -99,7 +153,6 @@ class Discriminator(keras.Model):
         self.fc = EqualizedDense(ch(4), activation="lrelu", name="b4_fc")
         self.out = EqualizedDense(self.cmap_dim or 1, name="b4_out")
         self.embed = EqualizedDense(self.cmap_dim, name="cmap_embed") if self.num_classes else None
-        self.build_all()
 
     def build_all(self) -> None:
         """Create every weight (the input shape is known from the constructor)."""
@@ -149,4 +202,6 @@ class Discriminator(keras.Model):
             "num_classes": self.num_classes,
             "cmap_dim": self.cmap_dim or None,
             "clamp": self.clamp,
+            "num_fp16_res": self.num_fp16_res,
+            "precision": self.precision,
         }

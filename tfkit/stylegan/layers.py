@@ -453,8 +453,15 @@ class ModulatedConv2D(keras.layers.Layer):
 
     def call(self, inputs):
         x, styles = inputs
+        w = self.kernel
+        if x.dtype == tf.float16 and self.demodulate:
+            # keep float16 in range, as the reference: demodulation cancels both scalings
+            styles = tf.cast(styles, w.dtype)
+            styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
+            fan_in = float(np.prod(w.shape[:3]))
+            w = w / (math.sqrt(fan_in) * tf.reduce_max(tf.abs(w), axis=[0, 1, 2], keepdims=True))
         styles = tf.cast(styles, x.dtype)
-        w = tf.cast(self.kernel, x.dtype)
+        w = tf.cast(w, x.dtype)
         if self.up:
             x = upsample2d(x)
         if self.fused:

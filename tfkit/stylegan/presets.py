@@ -160,6 +160,11 @@ class GanOptions:
     noise_mode: str
     clamp: float | None
     grid: tuple[int, int]
+    # defaults keep older runs' gan_options.json loadable
+    precision: str = "float32"  # dtype of the top `num_fp16_res` resolutions
+    num_fp16_res: int = 0
+    batch_per_replica: int = 0  # examples per replica and accumulation round
+    rounds: int = 1  # gradient-accumulation rounds per step
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for logs)."""
@@ -188,7 +193,16 @@ def check_power_of_two(resolution: int, where: str) -> None:
         )
 
 
-def resolve_options(gan, resolution: int, replicas: int = 1, num_classes: int = 0) -> GanOptions:
+RUNTIME_PRECISION = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+def resolve_options(
+    gan,
+    resolution: int,
+    replicas: int = 1,
+    num_classes: int = 0,
+    mixed_precision: str = "float32",
+) -> GanOptions:
     """Resolve a `GanConfig` into `GanOptions` for data of `resolution` on `replicas` replicas.
 
     Args:
@@ -196,6 +210,7 @@ def resolve_options(gan, resolution: int, replicas: int = 1, num_classes: int = 
         resolution: the image size of the training data.
         replicas: replicas in sync (the global batch is split across them).
         num_classes: classes of the data (used when `gan.conditional`).
+        mixed_precision: `runtime.mixed_precision` (used when `gan.mixed_precision` is auto).
 
     Raises:
         UserError: unknown preset, resolution not a power of two or not matching the data,
@@ -240,17 +255,33 @@ def resolve_options(gan, resolution: int, replicas: int = 1, num_classes: int = 
             f"Use e.g. --set gan.batch={max(replicas, v['batch'] // replicas * replicas)}"
         )
     per_replica = v["batch"] // replicas
+    batch_per_replica = gan.batch_per_replica or per_replica
+    if batch_per_replica > per_replica or per_replica % batch_per_replica:
+        raise UserError(
+            f"`gan.batch_per_replica` ({batch_per_replica}) must divide the per-replica batch "
+            f"({per_replica} = gan.batch {v['batch']} / {replicas} replicas)."
+        )
+    rounds = per_replica // batch_per_replica
+    per_replica = batch_per_replica  # one accumulation round
     group = min(v["mbstd_group"], per_replica)
     if per_replica % group:
         raise UserError(
-            f"The per-replica batch ({per_replica} = gan.batch {v['batch']} / {replicas} replicas) must be divisible by "
-            f"`gan.mbstd_group` ({v['mbstd_group']})."
+            f"The per-replica batch of one round ({per_replica} = gan.batch {v['batch']} / {replicas} replicas"
+            f"{f' / {rounds} rounds' if rounds > 1 else ''}) must be divisible by `gan.mbstd_group` ({v['mbstd_group']})."
         )
     shrunk = max(per_replica // gan.pl_batch_shrink, 1)
     if v["pl_weight"] and shrunk % min(group, shrunk):
         raise UserError(
             f"The path-length batch ({shrunk}) must be divisible by `gan.mbstd_group` ({group})."
         )
+    precision = gan.mixed_precision
+    if precision == "auto":
+        precision = RUNTIME_PRECISION.get(mixed_precision, "float32")
+    num_fp16_res = (
+        0 if precision == "float32" else 4 if gan.num_fp16_res is None else gan.num_fp16_res
+    )
+    if precision != "float32" and not num_fp16_res:
+        precision = "float32"
     if gan.conditional and not num_classes:
         raise UserError(
             "`gan.conditional` is true but the data has no class labels (set gan.conditional=false)."
@@ -266,7 +297,11 @@ def resolve_options(gan, resolution: int, replicas: int = 1, num_classes: int = 
         g_reg_interval=gan.g_reg_interval,
         d_reg_interval=gan.d_reg_interval,
         noise_mode=gan.noise_mode,
-        clamp=gan.clamp,
+        clamp=gan.clamp if gan.clamp is not None or not num_fp16_res else 256.0,
         grid=tuple(gan.grid),
+        precision=precision,
+        num_fp16_res=num_fp16_res,
+        batch_per_replica=batch_per_replica,
+        rounds=rounds,
         **v,
     )

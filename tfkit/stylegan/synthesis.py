@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -42,6 +43,36 @@ def num_ws_for(resolution: int) -> int:
     return 2 * check_resolution(resolution) - 2
 
 
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+def block_dtype(res: int, resolution: int, num_fp16_res: int, precision: str) -> str:
+    """Dtype policy of the block at `res`: mixed in the top `num_fp16_res` resolutions.
+
+    As stylegan2-ada-pytorch: blocks at res >= max(2 ** (log2(resolution) + 1 -
+    num_fp16_res), 8) compute in `precision` (float16 or bfloat16) with float32 weights.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"`precision` must be one of {', '.join(PRECISIONS)}. Received: precision={precision!r}"
+        )
+    if precision == "float32" or num_fp16_res <= 0:
+        return "float32"
+    low = max(2 ** (check_resolution(resolution) + 1 - num_fp16_res), 8)
+    return f"mixed_{precision}" if res >= low else "float32"
+
+
+@contextlib.contextmanager
+def float32_default_policy():
+    """Build layers under a float32 global policy: GAN networks choose their own precision."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def _fold(seed, i):
     return None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
 
@@ -62,6 +93,8 @@ class SynthesisNetwork(keras.layers.Layer):
         noise_mode: default noise mode of the AddNoise layers.
         clamp: clamp conv outputs to [-clamp, clamp] (256 in the reference's fp16 layers).
         fused: fused modulated convolutions.
+        num_fp16_res: blocks of the top N resolutions compute in `precision`.
+        precision: `float32`, `float16` or `bfloat16` (the image stays float32).
 
     Call arguments:
         ws: (N, num_ws, w_dim). seed: optional int32 [2] stateless noise seed.
@@ -79,6 +112,8 @@ class SynthesisNetwork(keras.layers.Layer):
         noise_mode: str = "random",
         clamp: float | None = None,
         fused: bool = False,
+        num_fp16_res: int = 0,
+        precision: str = "float32",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +129,8 @@ class SynthesisNetwork(keras.layers.Layer):
         self.noise_mode = _check_noise_mode(noise_mode)
         self.clamp = clamp
         self.fused = fused
+        self.num_fp16_res = int(num_fp16_res)
+        self.precision = precision
         self.num_ws = num_ws_for(resolution)
         self.resolutions = [2**i for i in range(2, self.log2_res + 1)]
         ch = {r: channels_at(r, self.channel_base, self.channel_max) for r in self.resolutions}
@@ -101,12 +138,18 @@ class SynthesisNetwork(keras.layers.Layer):
         self.blocks = []
         for r in self.resolutions:
             c = ch[r]
+            dt = block_dtype(r, self.resolution, self.num_fp16_res, precision)
             if arch == "stylegan2":
                 block = {
                     "conv1": SynthesisLayer(
-                        c, noise_mode=noise_mode, clamp=clamp, fused=fused, name=f"b{r}_conv1"
+                        c,
+                        noise_mode=noise_mode,
+                        clamp=clamp,
+                        fused=fused,
+                        dtype=dt,
+                        name=f"b{r}_conv1",
                     ),
-                    "torgb": ToRGB(self.channels, clamp=clamp, name=f"b{r}_torgb"),
+                    "torgb": ToRGB(self.channels, clamp=clamp, dtype=dt, name=f"b{r}_torgb"),
                 }
                 if r > 4:
                     block["conv0"] = SynthesisLayer(
@@ -115,6 +158,7 @@ class SynthesisNetwork(keras.layers.Layer):
                         noise_mode=noise_mode,
                         clamp=clamp,
                         fused=fused,
+                        dtype=dt,
                         name=f"b{r}_conv0",
                     )
             else:
@@ -122,14 +166,14 @@ class SynthesisNetwork(keras.layers.Layer):
                 for j in (0, 1):
                     if r > 4 or j == 1:
                         block[f"conv{j}"] = EqualizedConv2D(
-                            c, 3, up=(j == 0), use_bias=False, name=f"b{r}_conv{j}"
+                            c, 3, up=(j == 0), use_bias=False, dtype=dt, name=f"b{r}_conv{j}"
                         )
-                    block[f"noise{j}"] = AddNoise(noise_mode, name=f"b{r}_noise{j}")
-                    block[f"act{j}"] = BiasAct("lrelu", clamp=clamp, name=f"b{r}_act{j}")
-                    block[f"adain{j}"] = AdaIN(name=f"b{r}_adain{j}")
+                    block[f"noise{j}"] = AddNoise(noise_mode, dtype=dt, name=f"b{r}_noise{j}")
+                    block[f"act{j}"] = BiasAct("lrelu", clamp=clamp, dtype=dt, name=f"b{r}_act{j}")
+                    block[f"adain{j}"] = AdaIN(dtype=dt, name=f"b{r}_adain{j}")
             self.blocks.append(block)
         if arch == "stylegan":
-            self.torgb = EqualizedConv2D(self.channels, 1, name="torgb")
+            self.torgb = EqualizedConv2D(self.channels, 1, dtype=dt, name="torgb")
         # direct attributes, so tf.train.Checkpoint tracks every block layer by name
         for block in self.blocks:
             for layer in block.values():
@@ -177,7 +221,7 @@ class SynthesisNetwork(keras.layers.Layer):
                     idx, layer = idx + 1, layer + 1
                 x = block["conv1"]([x, ws[:, idx]], seed=_fold(seed, layer), noise_mode=noise_mode)
                 layer += 1
-                y = block["torgb"]([x, ws[:, idx + 1]])
+                y = tf.cast(block["torgb"]([x, ws[:, idx + 1]]), tf.float32)
                 img = y if img is None else upsample2d(img) + y
                 idx += 1
             else:
@@ -189,7 +233,7 @@ class SynthesisNetwork(keras.layers.Layer):
                     x = block[f"adain{j}"]([x, ws[:, idx]])
                     idx, layer = idx + 1, layer + 1
         if self.arch == "stylegan":
-            img = self.torgb(x)
+            img = tf.cast(self.torgb(x), tf.float32)
         return img
 
     def get_config(self):
@@ -204,6 +248,8 @@ class SynthesisNetwork(keras.layers.Layer):
             "noise_mode": self.noise_mode,
             "clamp": self.clamp,
             "fused": self.fused,
+            "num_fp16_res": self.num_fp16_res,
+            "precision": self.precision,
         }
 
 
@@ -213,8 +259,8 @@ class Generator(keras.Model):
     Args:
         resolution: image size (power of two, 8..1024). z_dim, w_dim: latent sizes.
         num_classes: 0 for unconditional. mapping_layers: depth of the mapping network.
-        channels, channel_base, channel_max, arch, noise_mode, clamp, fused: see
-            `SynthesisNetwork`.
+        channels, channel_base, channel_max, arch, noise_mode, clamp, fused, num_fp16_res,
+            precision: see `SynthesisNetwork`.
 
     Call arguments:
         z: (N, z_dim). c: (N,) integer labels or None.
@@ -238,8 +284,11 @@ class Generator(keras.Model):
         noise_mode: str = "random",
         clamp: float | None = None,
         fused: bool = False,
+        num_fp16_res: int = 0,
+        precision: str = "float32",
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.resolution = int(resolution)
         self.z_dim = int(z_dim)
@@ -253,24 +302,29 @@ class Generator(keras.Model):
         self.noise_mode = noise_mode
         self.clamp = clamp
         self.fused = fused
-        self.synthesis = SynthesisNetwork(
-            resolution,
-            w_dim,
-            channels,
-            channel_base,
-            channel_max,
-            arch,
-            noise_mode,
-            clamp,
-            fused,
-            name="synthesis",
-        )
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(
-            z_dim, w_dim, self.num_ws, mapping_layers, num_classes, name="mapping"
-        )
-        self.mapping.build()
-        self.synthesis.build()
+        self.num_fp16_res = int(num_fp16_res)
+        self.precision = precision
+        with float32_default_policy():
+            self.synthesis = SynthesisNetwork(
+                resolution,
+                w_dim,
+                channels,
+                channel_base,
+                channel_max,
+                arch,
+                noise_mode,
+                clamp,
+                fused,
+                num_fp16_res,
+                precision,
+                name="synthesis",
+            )
+            self.num_ws = self.synthesis.num_ws
+            self.mapping = MappingNetwork(
+                z_dim, w_dim, self.num_ws, mapping_layers, num_classes, name="mapping"
+            )
+            self.mapping.build()
+            self.synthesis.build()
         self.built = True
 
     def call(
@@ -312,4 +366,6 @@ class Generator(keras.Model):
             "noise_mode": self.noise_mode,
             "clamp": self.clamp,
             "fused": self.fused,
+            "num_fp16_res": self.num_fp16_res,
+            "precision": self.precision,
         }

@@ -69,6 +69,8 @@ def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
         opts.arch,
         opts.noise_mode,
         opts.clamp,
+        num_fp16_res=opts.num_fp16_res,
+        precision=opts.precision,
         name="G",
     )
     d_arch = "stylegan2" if opts.arch == "stylegan2" and opts.d_residual else "stylegan"
@@ -81,6 +83,8 @@ def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
         opts.mbstd_group,
         num_classes=opts.num_classes,
         clamp=opts.clamp,
+        num_fp16_res=opts.num_fp16_res,
+        precision=opts.precision,
         name="D",
     )
     return G, D
@@ -199,10 +203,13 @@ class Trainer:
                     f"GAN training needs square images (H, W, C). Received: image shape {shape}"
                 )
             resolution = int(shape[0])
-        self.opts = opts = resolve_options(self.gan_cfg, resolution, self.replicas, num_classes)
+        self.opts = opts = resolve_options(
+            self.gan_cfg, resolution, self.replicas, num_classes, cfg.runtime.mixed_precision
+        )
         self.batch = opts.batch
         self.per_replica = opts.batch // self.replicas
-        self.pl_per_replica = max(self.per_replica // opts.pl_batch_shrink, 1)
+        self.rounds = opts.rounds  # gradient accumulation of batch_per_replica examples
+        self.pl_per_replica = max(opts.batch_per_replica // opts.pl_batch_shrink, 1) * self.rounds
         seed = cfg.runtime.seed
         keras.utils.set_random_seed(seed)  # same seed: same initial weights and data order
         self.base_dataset = (
@@ -343,75 +350,145 @@ class Trainer:
         mixed = G.mix(ws, G.mapping(inp["mix_z"], inp["c"]), inp["mix_cutoff"])
         return ws, mixed
 
+    def _round_inputs(self, inp, r: int, n_round: int):
+        """Inputs of accumulation round `r` of a per-replica batch of `rounds * n_round`.
+
+        Each round takes whole minibatch-stddev groups (examples i with equal
+        i % (n / group)), so the rounds see the groups a full batch would see and their
+        summed gradients equal the full batch's.
+        """
+        if self.rounds == 1:
+            return inp
+        group = min(self.opts.mbstd_group, n_round)
+        m = n_round // group
+        out = {}
+        for k, v in inp.items():
+            if k.startswith("seed"):
+                out[k] = tf.random.experimental.stateless_fold_in(v, r)
+            else:
+                rest = tf.shape(v)[1:]
+                grouped = tf.reshape(v, tf.concat([[group, -1], rest], 0))
+                out[k] = tf.reshape(
+                    grouped[:, r * m : (r + 1) * m], tf.concat([[n_round], rest], 0)
+                )
+        return out
+
+    def _accumulate(self, optimizer, variables, round_loss, inp, n_round: int):
+        """Sum the gradients of `round_loss` over the accumulation rounds, then apply them.
+
+        `round_loss(sub_inputs, tape)` returns (loss, stats, extra); stats and extra are
+        summed over the rounds and returned.
+        """
+        total_grads, total_stats, total_extra = None, {}, None
+        for r in range(self.rounds):
+            sub = self._round_inputs(inp, r, n_round)
+            with tf.GradientTape() as tape:
+                loss, stats, extra = round_loss(sub, tape)
+            grads = tape.gradient(loss, variables)
+            if total_grads is None:
+                total_grads, total_stats, total_extra = grads, stats, extra
+            else:
+                total_grads = [
+                    None if a is None else a + b for a, b in zip(total_grads, grads, strict=True)
+                ]
+                total_stats = {k: total_stats[k] + v for k, v in stats.items()}
+                total_extra = None if extra is None else total_extra + extra
+        _apply(optimizer, total_grads, variables, sanitize=self.opts.num_fp16_res > 0)
+        return total_stats, total_extra
+
     def _g_main_replica(self, inp):
         G, D = self.G, self.D
-        with tf.GradientTape() as tape:
-            ws, mixed = self._fake_ws(G, inp)
-            img = G.synthesis(mixed, seed=self._replica_seed(inp["seed"]))
-            per = losses.g_main_loss(D(img, inp["c"]))
+
+        def round_loss(sub, tape):
+            ws, mixed = self._fake_ws(G, sub)
+            img = G.synthesis(mixed, seed=self._replica_seed(sub["seed"]))
+            per = losses.g_main_loss(D(img, sub["c"]))
             loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
-        _apply(self.g_opt, tape.gradient(loss, G.trainable_variables), G.trainable_variables)
+            return loss, {"Loss/G/loss": loss}, tf.reduce_sum(ws[:, 0], 0)
+
+        stats, w_sum = self._accumulate(
+            self.g_opt, G.trainable_variables, round_loss, inp, self.opts.batch_per_replica
+        )
         ctx = tf.distribute.get_replica_context()
-        w_mean = ctx.all_reduce("sum", tf.reduce_sum(ws[:, 0], 0)) / self.batch
-        G.mapping.update_w_avg(w_mean)
-        return {"Loss/G/loss": loss}
+        G.mapping.update_w_avg(ctx.all_reduce("sum", w_sum) / self.batch)
+        return stats
 
     def _g_reg_replica(self, inp):
         G, opts = self.G, self.opts
         n_global = self.pl_per_replica * self.replicas
-        with tf.GradientTape() as tape:
-            _, mixed = self._fake_ws(G, inp)
+        n_round = self.pl_per_replica // self.rounds
+
+        def round_loss(sub, tape):
+            # the path-length mean moves every round, as in the reference
+            _, mixed = self._fake_ws(G, sub)
             lengths = losses.path_lengths(
                 G.synthesis,
                 mixed,
-                self._replica_seed(inp["seed2"]),
-                self._replica_seed(inp["seed"]),
+                self._replica_seed(sub["seed2"]),
+                self._replica_seed(sub["seed"]),
             )
             ctx = tf.distribute.get_replica_context()
-            mean = tf.stop_gradient(ctx.all_reduce("sum", tf.reduce_sum(lengths)) / n_global)
+            round_global = n_round * self.replicas
+            mean = tf.stop_gradient(ctx.all_reduce("sum", tf.reduce_sum(lengths)) / round_global)
             pl_mean = self.pl_mean + (mean - self.pl_mean) * opts.pl_decay
             penalty = losses.pl_penalty(lengths, tf.stop_gradient(pl_mean))
             loss = tf.nn.compute_average_loss(
                 penalty * opts.pl_weight * opts.g_reg_interval, global_batch_size=n_global
             )
-        _apply(self.g_opt, tape.gradient(loss, G.trainable_variables), G.trainable_variables)
-        self.pl_mean.assign(pl_mean)
-        return {
-            "Loss/pl_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=n_global),
-            "Loss/pl_mean": pl_mean / self.replicas,
-        }
+            self.pl_mean.assign(pl_mean)
+            stats = {
+                "Loss/pl_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=n_global),
+                "Loss/pl_mean": pl_mean / (self.replicas * self.rounds),
+            }
+            return loss, stats, None
+
+        stats, _ = self._accumulate(self.g_opt, G.trainable_variables, round_loss, inp, n_round)
+        return stats
 
     def _d_main_replica(self, inp):
         G, D = self.G, self.D
-        _, mixed = self._fake_ws(G, inp)
-        fakes = tf.stop_gradient(G.synthesis(mixed, seed=self._replica_seed(inp["seed"])))
-        with tf.GradientTape() as tape:
-            fake_logits = D(fakes, inp["c"])
-            real_logits = D(inp["reals"], inp["real_c"])
+
+        def round_loss(sub, tape):
+            with tape.stop_recording():
+                _, mixed = self._fake_ws(G, sub)
+                fakes = G.synthesis(mixed, seed=self._replica_seed(sub["seed"]))
+            fake_logits = D(tf.stop_gradient(fakes), sub["c"])
+            real_logits = D(sub["reals"], sub["real_c"])
             per = losses.d_main_loss(real_logits, fake_logits)
             loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
-        _apply(self.d_opt, tape.gradient(loss, D.trainable_variables), D.trainable_variables)
-        return {
-            "Loss/D/loss": loss,
-            "Loss/scores/real": tf.nn.compute_average_loss(
-                tf.reshape(real_logits, [-1]), global_batch_size=self.batch
-            ),
-            "Loss/scores/fake": tf.nn.compute_average_loss(
-                tf.reshape(fake_logits, [-1]), global_batch_size=self.batch
-            ),
-        }
+            stats = {
+                "Loss/D/loss": loss,
+                "Loss/scores/real": tf.nn.compute_average_loss(
+                    tf.reshape(real_logits, [-1]), global_batch_size=self.batch
+                ),
+                "Loss/scores/fake": tf.nn.compute_average_loss(
+                    tf.reshape(fake_logits, [-1]), global_batch_size=self.batch
+                ),
+            }
+            return loss, stats, None
+
+        stats, _ = self._accumulate(
+            self.d_opt, D.trainable_variables, round_loss, inp, self.opts.batch_per_replica
+        )
+        return stats
 
     def _d_reg_replica(self, inp):
         D, opts = self.D, self.opts
-        with tf.GradientTape() as tape:
-            penalty, _ = losses.r1_penalty(D, inp["reals"], inp["real_c"])
+
+        def round_loss(sub, tape):
+            penalty, _ = losses.r1_penalty(D, sub["reals"], sub["real_c"])
             loss = tf.nn.compute_average_loss(
                 penalty * (opts.gamma / 2) * opts.d_reg_interval, global_batch_size=self.batch
             )
-        _apply(self.d_opt, tape.gradient(loss, D.trainable_variables), D.trainable_variables)
-        return {
-            "Loss/r1_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=self.batch)
-        }
+            stats = {
+                "Loss/r1_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=self.batch)
+            }
+            return loss, stats, None
+
+        stats, _ = self._accumulate(
+            self.d_opt, D.trainable_variables, round_loss, inp, self.opts.batch_per_replica
+        )
+        return stats
 
     def _reduce(self, stats):
         return {k: self.strategy.reduce("sum", v, axis=None) for k, v in stats.items()}
@@ -601,9 +678,18 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
 
-def _apply(optimizer, grads, variables) -> None:
-    """Apply the gradients that exist (a regularizer does not reach every bias)."""
+def _apply(optimizer, grads, variables, sanitize: bool = False) -> None:
+    """Apply the gradients that exist (a regularizer does not reach every bias).
+
+    With `sanitize` (mixed precision) NaN becomes 0 and +-inf +-1e5, as the reference's
+    `nan_to_num` on reduced-precision gradients.
+    """
     pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+    if sanitize:
+        pairs = [
+            (tf.where(tf.math.is_nan(g), tf.zeros_like(g), tf.clip_by_value(g, -1e5, 1e5)), v)
+            for g, v in pairs
+        ]
     optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
 
