@@ -29,3 +29,15 @@ def pytest_configure(config):
 def run_root(tmp_path):
     """A fresh root for run directories."""
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def two_replicas():
+    """The process-wide MirroredStrategy over the 2 logical CPUs (see tfkit.distribute.mirrored)."""
+    import tensorflow as tf
+
+    from tfkit.distribute import mirrored
+
+    cpus = tf.config.list_logical_devices("CPU")
+    assert len(cpus) >= 2, "pytest_configure should have split the CPU into 2 logical devices"
+    return mirrored(("CPU:0", "CPU:1"))

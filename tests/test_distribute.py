@@ -143,3 +143,27 @@ def test_unreachable_worker_fails_within_the_timeout(tmp_path):
     assert "collective_timeout_s=3 s" in proc.stderr
     assert "unexpected" not in proc.stdout
     assert time.monotonic() - start < 90  # TF start-up plus the 3 s timeout, never a hang
+
+
+def test_mirrored_strategy_is_reused_so_successive_models_train():
+    """A new MirroredStrategy per model made the second model's all-reduce fail
+    ("Shape mismatch in the collective instance"); tfkit reuses one per device set."""
+    import keras
+    import numpy as np
+
+    from tfkit.config import RuntimeConfig
+    from tfkit.distribute import strategy
+
+    cfg = RuntimeConfig(strategy="mirrored", devices=["/cpu:0", "/cpu:1"])
+    first, second = strategy(cfg), strategy(cfg)
+    assert first is second and first.num_replicas_in_sync == 2
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    for units in (7, 13):  # different variable shapes in the collectives
+        with strategy(cfg).scope():
+            model = keras.Sequential(
+                [keras.Input((6,)), keras.layers.Dense(units), keras.layers.Dense(1)]
+            )
+            model.compile(optimizer="adam", loss="mse")
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])

@@ -13,6 +13,7 @@ Under MultiWorkerMirrored only the chief writes to the run directory (`worker_di
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -244,13 +245,23 @@ def _eager_context():
 
 
 def _mirrored(devices: list[str] | None) -> tf.distribute.Strategy:
-    if devices:
-        return tf.distribute.MirroredStrategy(devices=devices)
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
-    cpus = tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
+    if not devices:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return mirrored(tuple(_canonical(d) for d in devices))
+
+
+@functools.cache
+def mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+    """One `MirroredStrategy` per device set and process, e.g. `mirrored(("CPU:0", "CPU:1"))`.
+
+    Two MirroredStrategy objects over the same devices in one process number their
+    collective ops alike, and the second one's all-reduce then fails with "Shape mismatch
+    in the collective instance" (seen with tuning trials and notebooks that build a
+    strategy per model). Reusing the strategy avoids it; models built in its scope at
+    different times stay independent.
+    """
+    return tf.distribute.MirroredStrategy(devices=[f"/device:{d}" for d in devices])
 
 
 def strategy(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:

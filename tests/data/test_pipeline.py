@@ -106,11 +106,8 @@ def test_input_context_shards_disjoint(source, npz_cfg, id_records):
     assert len(shards[0]) + len(shards[1]) == expected
 
 
-def test_distribute_datasets_from_function_on_two_replicas(npz_cfg):
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+def test_distribute_datasets_from_function_on_two_replicas(npz_cfg, two_replicas):
+    strategy = two_replicas
     cfg = npz_cfg(split={"train": 1.0, "val": 0.0, "test": 0.0}, drop_remainder=True)
     dist = strategy.distribute_datasets_from_function(
         lambda ctx: build(cfg, input_context=ctx).train

@@ -235,14 +235,10 @@ def test_mixed_precision_keeps_float32_outputs(name):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
 
 
-def test_builds_inside_a_mirrored_strategy_scope():
+def test_builds_inside_a_mirrored_strategy_scope(two_replicas):
     import tensorflow as tf
 
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPU devices of conftest.py")
-    strategy = tf.distribute.MirroredStrategy(devices[:2])
-    with strategy.scope():
+    with two_replicas.scope():
         model = build(model_cfg(name="two_input"), TWO_INPUT)
     assert all(
         isinstance(w.value, tf.distribute.DistributedValues) for w in model.trainable_weights

@@ -75,10 +75,10 @@ def max_diff(a: keras.Model, b: keras.Model) -> float:
 
 
 def mirrored_2cpu():
-    cpus = tf.config.list_logical_devices("CPU")
-    if len(cpus) < 2:
-        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
-    return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+    from tfkit.distribute import mirrored
+
+    assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest gives 2 logical CPUs"
+    return mirrored(("CPU:0", "CPU:1"))
 
 
 def test_loop_learns_and_reports_keras_logs():
