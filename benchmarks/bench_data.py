@@ -15,11 +15,11 @@ cache (every epoch reads and parses the files) and the textbook map with AUTOTUN
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
+
+from common import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -138,16 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             "nocache_vs_textbook": round(a_nocache / c, 3),
             "data_vs_generator": round(a / d, 3),
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "platform": platform.platform(),
-        },
     }
-    print(json.dumps(out, indent=1))
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
+    write_result(args.json, **out)
     return 0
 
 

@@ -17,12 +17,12 @@ a / b of the same run (adjacent runs share the machine's load); figures add best
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from common import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    import tensorflow as tf
 
     count, epochs, runs = (100_000, 3, 3) if args.quick else (200_000, 5, 5)
     rng = np.random.default_rng(0)
@@ -133,16 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             "tfkit_runs": [round(r, 1) for r in rates["tfkit"]],
             "keras_runs": [round(r, 1) for r in rates["keras"]],
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "platform": platform.platform(),
-        },
     }
-    print(json.dumps(out, indent=1))
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
+    write_result(args.json, **out)
     return 0
 
 

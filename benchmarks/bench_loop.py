@@ -13,12 +13,12 @@ each), and `loop_vs_fit` is their geometric mean (target >= 1.0).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import tempfile
 from pathlib import Path
+
+from common import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -95,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in r.items()
             },
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-    print(json.dumps(out["ratios"]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.json, **out)
     return 0
 
 

@@ -11,11 +11,11 @@ and RSS after the last trial against RSS after the first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
+
+from common import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,11 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20),
             "max_rss_mb": round(__import__("resource").getrusage(0).ru_maxrss / 1024),
         },
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    print(json.dumps(out, indent=1))
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
+    write_result(args.json, **out)
     return 0
 
 

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         for script in scripts:
             name = script.stem.removeprefix("bench_")
             out = Path(tmp) / f"{name}.json"
-            cmd = [sys.executable, str(script), "--json", str(out)] + (["--quick"] if args.quick else [])
+            cmd = [sys.executable, str(script), "--json", str(out)] + (
+                ["--quick"] if args.quick else []
+            )
             print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
             start = time.perf_counter()
             proc = subprocess.run(cmd)

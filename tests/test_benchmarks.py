@@ -1,0 +1,48 @@
+"""Every benchmark follows the convention `make bench` relies on."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_every_benchmark_takes_quick_and_json_and_writes_the_shared_format():
+    scripts = sorted(BENCH.glob("bench_*.py"))
+    assert {s.stem for s in scripts} >= {"bench_data", "bench_fit", "bench_loop", "bench_stylegan"}
+    for script in scripts:
+        text = script.read_text()
+        assert '"--quick"' in text and '"--json"' in text, script.name
+
+
+def test_write_result_and_run_all_table(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from common import write_result
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "r.json"
+    result = write_result(str(out), {"x_vs_y": 1.5}, {"x_per_s": 3})
+    assert json.loads(out.read_text()) == result
+    assert result["machine"]["cpus"] >= 1
+    # run_all on a fake benchmark directory: one table row per ratio, merged JSON
+    fake = tmp_path / "benchmarks"
+    fake.mkdir()
+    (fake / "run_all.py").write_text((BENCH / "run_all.py").read_text())
+    (fake / "bench_fake.py").write_text(
+        "import argparse, json\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--quick', action='store_true')\n"
+        "p.add_argument('--json'); a = p.parse_args()\n"
+        "json.dump({'ratios': {'fake_vs_base': 2.0}, 'figures': {}, 'machine': {'cpus': 2}}, open(a.json, 'w'))\n"
+    )
+    merged = tmp_path / "all.json"
+    proc = subprocess.run(
+        [sys.executable, str(fake / "run_all.py"), "--quick", "--json", str(merged)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| fake | fake_vs_base | 2.000 |" in proc.stdout
+    assert json.loads(merged.read_text())["benchmarks"]["fake"]["ratios"] == {"fake_vs_base": 2.0}
