@@ -16,13 +16,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tfkit.config import load_config
-
 __all__ = ["load_config", "data", "models", "training", "distribute"]
 _SUBMODULES = {"data", "models", "training", "distribute"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "load_config":  # lazy too: pydantic's import alone costs ~0.2 s of `tfkit --help`
+        from tfkit.config import load_config
+
+        return load_config
     if name in _SUBMODULES:
         return importlib.import_module(f"tfkit.{name}")
     raise AttributeError(f"module 'tfkit' has no attribute {name!r}")
