@@ -47,8 +47,9 @@ def tf_configs(ports: list[int]) -> list[str]:
 
 
 def _with_run_dir(command: list[str]) -> list[str]:
-    """For `train CONFIG` without --run-dir/--resume, add one run dir every worker shares."""
-    if not command or command[0] != "train":
+    """For `train CONFIG` (or `gan train CONFIG`) without --run-dir/--resume, add one run
+    dir every worker shares."""
+    if not command or (command[0] != "train" and command[:2] != ["gan", "train"]):
         return command
     if any(
         a in ("--run-dir", "--resume", "--dry-run") or a.startswith("--run-dir=") for a in command

@@ -149,3 +149,75 @@ def test_shapes16_learns(tmp_path):
     assert all(math.isfinite(t["Loss/G/loss"]) and math.isfinite(t["Loss/D/loss"]) for t in ticks)
     end = trainer.grid_images().astype(np.float32)
     assert np.mean(np.abs(end - start)) > 5.0  # the EMA generator's grid changed
+
+
+@pytest.mark.slow
+def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
+    """`tfkit launch --workers 2 -- gan train configs/stylegan_shapes32.yaml` on 127.0.0.1."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TMPDIR": str(scratch),
+    }
+    small = {
+        "data.source.count": 64,
+        "gan.kimg": 0.048,
+        "gan.batch": 8,
+        "gan.channel_base": 256,
+        "gan.channel_max": 16,
+        "gan.z_dim": 16,
+        "gan.w_dim": 16,
+        "gan.tick_kimg": 0.016,
+        "gan.snapshot_ticks": 2,
+        "gan.grid": "[2, 2]",
+    }
+    sets = [a for k, v in small.items() for a in ("--set", f"{k}={v}")]
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfkit.cli",
+            "launch",
+            "--workers",
+            "2",
+            "--timeout",
+            "400",
+            "--",
+            "gan",
+            "train",
+            str(root / "configs" / "stylegan_shapes32.yaml"),
+            "--run-dir",
+            str(run_dir),
+            *sets,
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=450,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    sums = dict(re.findall(r"\[worker (\d)\] final weights checksum: (.+)", out))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
+    assert "on 2 replica(s)" in out
+    assert sorted(p.name for p in run_dir.glob("fakes*.png")) == [
+        "fakes000000032.png",
+        "fakes000000048.png",
+        "fakes_init.png",
+    ]
+    assert (run_dir / "checkpoints" / "ckpt-6.index").exists()
+    ticks = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(ticks) == 3  # the chief's ticks only
+    assert not list(scratch.glob("tfkit-*"))  # worker 1's temp output was removed

@@ -276,3 +276,70 @@ def test_gradient_accumulation_matches_full_batch(tmp_path):
 
     with pytest.raises(UserError, match=r"`gan.batch_per_replica` \(3\) must divide"):
         resolve_options(GanConfig(**{**TINY, "batch_per_replica": 3}), 8)
+
+
+def test_non_chief_worker_writes_only_to_a_removed_temp_dir(tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    lines = []
+    t = Trainer(
+        _cfg(kimg=0.016, tick_kimg=0.008, pl_weight=0.0, gamma=0.0),
+        tmp_path / "run",
+        dataset=_data(),
+        strategy=tf.distribute.get_strategy(),
+        log=lines.append,
+    )
+    assert not t.chief and t.out_dir.parent == scratch
+    assert t.run() == "done"
+    assert not (tmp_path / "run").exists()  # the chief's run dir is left to the chief
+    # the worker's own checkpoints, grids and logs went to a temp dir, removed at the end
+    assert t.out_dir.name.startswith("tfkit-worker1") and not t.out_dir.exists()
+    assert not [p for p in scratch.iterdir() if p.name.startswith("tfkit-")]
+    sums = t.weights_checksums()
+    assert lines[-1] == "final weights checksum: " + " ".join(
+        f"{k} {v:.6f}" for k, v in sums.items()
+    )
+    assert any("peak rss" in line for line in lines)
+
+
+def test_snapshot_metrics_and_memory_are_logged(tmp_path, monkeypatch):
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from .test_metrics import saved_classifier
+
+    monkeypatch.setenv("TFKIT_METRICS_CACHE", str(tmp_path / "cache"))
+    clf_dir, _ = saved_classifier(tmp_path / "clf")
+    t = _trainer(
+        tmp_path,
+        kimg=0.016,
+        tick_kimg=0.008,
+        snapshot_ticks=2,
+        pl_weight=0.0,
+        gamma=0.0,
+        metrics=["fid", "kid"],
+        metrics_features=f"classifier:{clf_dir}",
+        metrics_num_images=16,
+    )
+    assert t.run() == "done"
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ticks = [r for r in records if "sec_per_kimg" in r]
+    snaps = [r for r in records if "fid" in r]
+    assert len(ticks) == 2 and all(r["peak_rss_gb"] > 0.1 for r in ticks)
+    assert "peak_gpu_mem_gb" not in ticks[0]  # CPU only
+    assert [r["kimg"] for r in snaps] == [0.016]  # the snapshot at tick 2
+    assert snaps[0]["fid"] > 0 and math.isfinite(snaps[0]["kid"])
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # real statistics cached
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"] + acc.Tags()["tensors"]
+    assert "Metrics/fid" in tags and "peak_rss_gb" in tags

@@ -15,7 +15,7 @@ RESUMABLE_CHANGES = {"gan.kimg", "gan.tick_kimg", "gan.snapshot_ticks"}
 def train_command(args: argparse.Namespace) -> int:
     """Train a StyleGAN: resolve and check everything, then run (or print with --dry-run)."""
     from tfkit.config import diff_keys, dump_yaml, load_config, to_dict
-    from tfkit.runs import create_run_dir, load_run_config
+    from tfkit.runs import load_run_config
 
     cfg = load_config(args.config, args.overrides)
     if cfg.gan is None:
@@ -53,11 +53,16 @@ def train_command(args: argparse.Namespace) -> int:
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0
+    # multi-worker: the chief creates the run dir, the other workers wait for it
     run_dir = (
-        Path(args.resume) if args.resume else create_run_dir(cfg, args.run_dir, args.runs_root)
+        Path(args.resume)
+        if args.resume
+        else distribute.worker_run_dir(cfg, args.run_dir, args.runs_root)
     )
     trainer = Trainer(cfg, run_dir, strategy=strategy, resume=bool(args.resume))
-    print(f"run directory: {run_dir}")
+    print(
+        f"run directory: {run_dir}{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
+    )
     status = trainer.run()
     return 143 if status == "stopped" else 0
 

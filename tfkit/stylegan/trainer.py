@@ -23,9 +23,12 @@ finishes the current iteration, writes a checkpoint and stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,7 +163,9 @@ class Trainer:
 
     Args:
         cfg: the experiment config (its `gan` section may be None: defaults are used).
-        run_dir: the run directory (tb/, checkpoints/, grids, metrics.jsonl go here).
+        run_dir: the run directory (tb/, checkpoints/, grids, metrics.jsonl go here). Under
+            MultiWorkerMirroredStrategy only the chief writes there; the other workers
+            write to temporary directories removed by `close` (or at the end of `run`).
         strategy: a tf.distribute strategy (default: `tfkit.distribute.strategy(cfg.runtime)`).
         dataset: unbatched (image, label) dataset in [-1, 1] (default: from `cfg.data`).
         num_classes: classes of `dataset` (0: unlabelled).
@@ -187,6 +192,7 @@ class Trainer:
         self.cfg = cfg
         self.gan_cfg = cfg.gan or GanConfig()
         self.run_dir = Path(run_dir)
+        self._exit_stack = contextlib.ExitStack()
         self.log = log
         if strategy is None:
             from tfkit import distribute
@@ -194,6 +200,13 @@ class Trainer:
             strategy = distribute.strategy(cfg.runtime)
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
+        from tfkit import distribute as tfkit_distribute
+
+        self.chief = tfkit_distribute.is_chief(strategy)
+        # where this worker writes: run_dir on the chief, a temporary directory elsewhere
+        self.out_dir = Path(
+            self._exit_stack.enter_context(tfkit_distribute.worker_dir(self.run_dir, strategy))
+        )
         if dataset is None:
             dataset, resolution, num_classes = load_images(cfg)
         else:
@@ -206,6 +219,7 @@ class Trainer:
         self.opts = opts = resolve_options(
             self.gan_cfg, resolution, self.replicas, num_classes, cfg.runtime.mixed_precision
         )
+        self.snapshot_metrics = self._build_metrics(dataset)
         self.batch = opts.batch
         self.per_replica = opts.batch // self.replicas
         self.rounds = opts.rounds  # gradient accumulation of batch_per_replica examples
@@ -260,16 +274,16 @@ class Trainer:
             tick_start_nimg=self.tick_start_nimg,
         )
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3
+            self.checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=3
         )
         if resume:
-            if self.manager.latest_checkpoint is None:
+            # every worker restores the chief's checkpoint
+            latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
+            if latest is None:
                 raise UserError(
                     f"--resume {self.run_dir}: no checkpoint in {self.run_dir / 'checkpoints'}"
                 )
-            self.checkpoint.restore(
-                self.manager.latest_checkpoint
-            ).assert_existing_objects_matched()
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
         self._fns = {
             "G-main": tf.function(self._g_main),
             "G-reg": tf.function(self._g_reg),
@@ -280,6 +294,24 @@ class Trainer:
         self._iterator = None
         self._stop_requested = False
         self._writer = None
+
+    def _build_metrics(self, dataset: tf.data.Dataset):
+        """`SnapshotMetrics` for `gan.metrics` on the chief (None when off); the feature
+        network is built now, so a bad `gan.metrics_features` fails before training."""
+        if not self.gan_cfg.metrics or not self.chief:
+            return None
+        from tfkit.config import to_dict
+        from tfkit.stylegan.metrics import SnapshotMetrics, default_cache_dir
+
+        return SnapshotMetrics(
+            dataset,
+            metrics=tuple(self.gan_cfg.metrics),
+            features=self.gan_cfg.metrics_features,
+            num_images=self.gan_cfg.metrics_num_images,
+            cache_dir=default_cache_dir(),
+            data_key=to_dict(self.cfg.data),
+            seed=self.cfg.runtime.seed,
+        )
 
     # ---------------------------------------------------------------- inputs
 
@@ -572,7 +604,7 @@ class Trainer:
         from PIL import Image
 
         grid = self.grid_images()
-        path = self.run_dir / f"fakes{tag}.png"
+        path = self.out_dir / f"fakes{tag}.png"
         Image.fromarray(grid).save(path)
         if self._writer is not None:
             with self._writer.as_default():
@@ -587,14 +619,12 @@ class Trainer:
         Returns:
             "done", "stopped" (SIGTERM or `request_stop`) or "paused" (max_iterations).
         """
-        import psutil
-
         opts = self.opts
         total_nimg = int(opts.kimg * 1000)
         tick_nimg = int(opts.tick_kimg * 1000)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
-        self._writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
+        self._writer = tf.summary.create_file_writer(str(self.out_dir / "tb"))
         previous = None
         try:
             previous = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
@@ -625,14 +655,13 @@ class Trainer:
                     or finished
                     or self._stop_requested
                 ):
-                    self._end_tick(
-                        sums, time.time() - tick_start, psutil.Process().memory_info().rss
-                    )
+                    self._end_tick(sums, time.time() - tick_start)
                     sums = {}
-                    tick_start = time.time()
                     if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
                         self._write_grid(f"{nimg:09d}")
                         self.save()
+                        self._evaluate_metrics()
+                    tick_start = time.time()
                 if self._stop_requested:
                     self.save()
                     status = "stopped"
@@ -641,13 +670,55 @@ class Trainer:
                 if max_iterations is not None and done >= max_iterations:
                     status = "paused"
                     break
+            if status == "done":
+                sums_line = " ".join(f"{k} {v:.6f}" for k, v in self.weights_checksums().items())
+                self.log(f"final weights checksum: {sums_line}")
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             self._writer.flush()
+            if status != "paused":
+                self.close()
         return status
 
-    def _end_tick(self, sums: dict[str, list[float]], seconds: float, rss: int) -> None:
+    def close(self) -> None:
+        """Remove a non-chief worker's temporary output directory (no-op on the chief)."""
+        self._exit_stack.close()
+
+    def weights_checksums(self) -> dict[str, float]:
+        """Sum of |w| over the weights of G, D and G_ema (equal on every worker)."""
+        return {
+            name: float(sum(np.abs(w.numpy()).astype("float64").sum() for w in net.weights))
+            for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema))
+        }
+
+    def _evaluate_metrics(self) -> dict[str, float] | None:
+        """`gan.metrics` of G_ema, logged to metrics.jsonl and TensorBoard (chief only)."""
+        if self.snapshot_metrics is None:
+            return None
+        from tfkit.stylegan.metrics import log_metrics
+
+        num_classes = self.opts.num_classes
+        rng = np.random.default_rng(self.cfg.runtime.seed)
+
+        def generate(z):
+            c = rng.integers(0, num_classes, len(z)).astype(np.int32) if num_classes else None
+            return self.G_ema(tf.convert_to_tensor(z), c, noise_mode="const").numpy()
+
+        start = time.time()
+        results = self.snapshot_metrics(generate, z_dim=self.opts.z_dim)
+        nimg = int(self.nimg.numpy())
+        log_metrics(
+            self.out_dir,
+            results,
+            step=_tb_step(nimg),
+            extra={"kimg": nimg / 1000, "tick": int(self.tick.numpy())},
+        )
+        shown = " ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, (int, float)))
+        self.log(f"metrics at kimg {nimg / 1000:.3f}: {shown} ({time.time() - start:.1f} s)")
+        return results
+
+    def _end_tick(self, sums: dict[str, list[float]], seconds: float) -> None:
         nimg = int(self.nimg.numpy())
         tick_imgs = nimg - int(self.tick_start_nimg.numpy())
         self.tick.assign_add(1)
@@ -659,23 +730,48 @@ class Trainer:
             "sec_per_tick": seconds,
             "sec_per_kimg": seconds / max(tick_imgs / 1000, 1e-9),
             "img_per_sec": tick_imgs / max(seconds, 1e-9),
-            "peak_rss_gb": rss / 2**30,
+            **memory_stats(),
             **means,
         }
+        gpu = record.get("peak_gpu_mem_gb")
         self.log(
             f"tick {record['tick']:<4d} kimg {record['kimg']:<8.3f} sec/tick {seconds:<6.1f} "
             f"sec/kimg {record['sec_per_kimg']:<7.2f} img/s {record['img_per_sec']:<7.1f} "
             f"G {means.get('Loss/G/loss', math.nan):.3f} D {means.get('Loss/D/loss', math.nan):.3f} "
             f"R1 {means.get('Loss/r1_penalty', math.nan):.4f} pl {means.get('Loss/pl_mean', math.nan):.3f} "
-            f"rss {record['peak_rss_gb']:.2f}GB"
+            f"peak rss {record['peak_rss_gb']:.2f}GB"
+            + ("" if gpu is None else f" peak gpumem {gpu:.2f}GB")
         )
         with self._writer.as_default():
-            step = int(nimg // 1000) if nimg >= 1000 else nimg
+            step = _tb_step(nimg)
             for k, v in record.items():
                 if k not in ("tick", "kimg"):
                     tf.summary.scalar(k, v, step=step)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _tb_step(nimg: int) -> int:
+    """TensorBoard step of a tick: kimg once past 1000 images, images before."""
+    return int(nimg // 1000) if nimg >= 1000 else nimg
+
+
+def memory_stats() -> dict[str, float]:
+    """Peak resident memory of this process and, with GPUs, their peak memory (GB).
+
+    The GPU peak covers the time since the previous call (its counters are reset), the
+    reference's `peak_gpu_mem_gb` per tick; the RSS peak is the process's lifetime peak.
+    """
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats = {"peak_rss_gb": peak / (2**30 if sys.platform == "darwin" else 2**20)}
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        peaks = []
+        for i in range(len(gpus)):
+            peaks.append(tf.config.experimental.get_memory_info(f"GPU:{i}")["peak"])
+            tf.config.experimental.reset_memory_stats(f"GPU:{i}")
+        stats["peak_gpu_mem_gb"] = max(peaks) / 2**30
+    return stats
 
 
 def _apply(optimizer, grads, variables, sanitize: bool = False) -> None:
