@@ -53,7 +53,8 @@ def test_shapes32_fcd_falls_by_70_percent(tmp_path):
     accuracy = json.loads((clf_dir / "metrics.json").read_text())["test"]["accuracy"]
     assert accuracy >= 0.97
 
-    cfg = load_config(str(CONFIGS / "stylegan_shapes32.yaml"), [f"gan.kimg={QUALITY_KIMG}"])
+    extra = os.environ.get("TFKIT_QUALITY_SET", "").split()  # e.g. "gan.gamma=1.0": to explore
+    cfg = load_config(str(CONFIGS / "stylegan_shapes32.yaml"), [f"gan.kimg={QUALITY_KIMG}", *extra])
     source = cfg.data.source
     reals = shapes(source.count, source.resolution, seed=source.seed).x * 2.0 - 1.0
     fcd = SnapshotMetrics(
@@ -79,6 +80,7 @@ def test_shapes32_fcd_falls_by_70_percent(tmp_path):
     first, last = run_dir / "fakes_init.png", run_dir / f"fakes{int(trainer.nimg.numpy()):09d}.png"
     result = {
         "kimg": QUALITY_KIMG,
+        "overrides": extra,
         "train_minutes": seconds / 60,
         "fcd_init": fcd_init,
         "fcd_final": fcd_final,
