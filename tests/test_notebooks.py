@@ -28,7 +28,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 MAX_BYTES = 1_500_000  # committed notebooks stay small enough to read on a code host
 CELL_TIMEOUT_S = 300
 
-nbformat = pytest.importorskip("nbformat")
+import nbformat  # noqa: E402  (a dev dependency: missing it is an error, not a skip)
 
 
 def _load_builder():
@@ -90,7 +90,6 @@ def test_builder_sources_match_committed_notebooks():
 
 def test_kernel_runs_this_interpreter():
     """The `python3` kernel starts with the test's Python (the venv with tfkit installed)."""
-    pytest.importorskip("ipykernel")
     from jupyter_client.manager import KernelManager
 
     command = KernelManager(kernel_name="python3").format_kernel_cmd()
@@ -101,8 +100,6 @@ def test_kernel_runs_this_interpreter():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     from nbclient import NotebookClient
 
     builder = _load_builder()

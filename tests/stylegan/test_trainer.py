@@ -129,15 +129,10 @@ def _copy(dst, src):
         a.assign(b)
 
 
-def test_two_replicas_match_one(tmp_path):
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
+def test_two_replicas_match_one(tmp_path, two_replicas):
     gan = dict(noise_mode="const", style_mixing=0.0, mbstd_group=1)
     one = _trainer(tmp_path, run="one", **gan)
-    two = _trainer(
-        tmp_path, tf.distribute.MirroredStrategy([d.name for d in devices[:2]]), run="two", **gan
-    )
+    two = _trainer(tmp_path, two_replicas, run="two", **gan)
     for net in ("G", "D", "G_ema"):
         _copy(getattr(two, net), getattr(one, net))
     reals, labels = one.next_reals()

@@ -231,11 +231,7 @@ def test_tfkit_train_best_yaml_reproduces_the_best_trial(tmp_path):
     assert reproduced == pytest.approx(best, abs=0.05)
 
 
-def test_each_trial_can_train_under_a_mirrored_strategy(tmp_path):
-    import tensorflow as tf
-
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("needs the 2 logical CPU devices of tests/conftest.py")
+def test_each_trial_can_train_under_a_mirrored_strategy(tmp_path, two_replicas):
     raw = with_tune(RAW, max_trials=1)
     raw["runtime"] = {"seed": 0, "strategy": "mirrored"}
     result = search(raw, tmp_path / "run")
