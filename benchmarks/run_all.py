@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| benchmark | ratio | value |\n|---|---|---|")
     for name, res in results.items():
         for key, value in res.get("ratios", {}).items():
-            print(f"| {name} | {key} | {value:.3f} |")
+            shown = f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
+            print(f"| {name} | {key} | {shown} |")
     machine = next((r.get("machine") for r in results.values() if r.get("machine")), {})
     if machine:
         print(f"\nmachine: {json.dumps(machine)}")

@@ -129,5 +129,5 @@ class TfkitHyperModel(keras_tuner.HyperModel):
             class_weight=class_weight,
             callbacks=callbacks + tuner_callbacks,
             verbose=0,
-            **kwargs,
+            **{"shuffle": False, **kwargs},  # the tf.data pipeline shuffles under the data seed
         )
