@@ -251,3 +251,51 @@ def test_digits_cnn_reaches_99_percent(run_root):
     )
     assert result["epochs"] == config.train.epochs
     assert result["test"]["accuracy"] >= 0.99
+
+
+def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from tfkit.config import validate
+    from tfkit.training.commands import read_inputs
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "y": [0, 1, 0]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    config = validate(
+        {
+            "data": {
+                "source": {
+                    "kind": "parquet",
+                    "path": "t.parquet",
+                    "features": ["a", "b"],
+                    "label": "y",
+                }
+            }
+        }
+    )
+    x = read_inputs(tmp_path / "t.parquet", model, config)
+    np.testing.assert_array_equal(x, frame[["a", "b"]].to_numpy("float32"))
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, value in enumerate((0, 255, 0)):
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(folder / f"{i}.png")
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    source = {
+        "kind": "images",
+        "path": str(folder),
+        "image_size": [8, 8],
+        "color_mode": "grayscale",
+    }
+    for normalize, low, high in (("none", 0.0, 1.0), ("minus_one_one", -1.0, 1.0)):
+        config = validate({"data": {"source": source, "normalize": normalize}})
+        x = read_inputs(folder, model, config)
+        assert x.shape == (3, 8, 8, 1) and x.dtype == np.float32
+        assert x[0].max() == low and x[1].min() == high
+    config = validate({"data": {"source": source, "normalize": "standardize"}})
+    with pytest.raises(UserError, match="standardizes its images"):
+        read_inputs(folder, model, config)

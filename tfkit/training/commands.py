@@ -166,13 +166,17 @@ def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarr
         )
         for f in files
     ]
-    x = np.stack(images)
+    # as the `images` source does: 8-bit pixels become [0, 1], then `data.normalize` applies
+    x = np.stack(images) / 255.0
     normalize = config.data.normalize
-    if normalize == "rescale":
-        x = x / 255.0
-    elif normalize == "minus_one_one":
-        x = x / 127.5 - 1.0
-    return x
+    if normalize == "minus_one_one":
+        x = x * 2.0 - 1.0
+    elif normalize == "standardize":
+        raise UserError(
+            f"--input {path}: the run standardizes its images with statistics of its training "
+            "data (data.normalize: standardize); predict on arrays normalized the same way instead"
+        )
+    return x.astype(np.float32)
 
 
 def read_inputs(
