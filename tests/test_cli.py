@@ -82,3 +82,18 @@ def test_unknown_name_lists_valid_names_with_a_suggestion():
 
     msg = str(unknown_name("loss", "mse2", ["mse", "mae", "huber"]))
     assert msg == "Unknown loss `mse2`. Did you mean `mse`? Valid losses: huber, mae, mse"
+
+
+def test_bad_config_fails_before_tensorflow_is_imported(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {name: cnn, filtres: [8]}\n")
+    code = (
+        "import sys\n"
+        "from tfkit.cli import main\n"
+        f"for command in ('train', 'tune'):\n"
+        f"    assert main([command, {str(cfg)!r}]) == 2\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("unknown key `model.filtres`") == 2

@@ -254,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     if name not in HANDLERS:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
+    # TensorFlow's C++ INFO lines would bury tfkit's own messages; TF_CPP_MIN_LOG_LEVEL=0 restores them
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if args.command != "config" and getattr(args, "config", None):
+            # a bad config fails in well under a second, before the handler imports TensorFlow
+            from tfkit.config import load_config
+
+            load_config(args.config, getattr(args, "overrides", None))
         return int(_handler(name)(args) or 0)
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)
