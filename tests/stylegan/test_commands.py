@@ -51,6 +51,9 @@ def test_train_resume_generate(config, tmp_path, capsys):
     assert all(math.isfinite(t["Loss/G/loss"]) and math.isfinite(t["Loss/D/loss"]) for t in ticks)
     # a finished run resumes as done (kimg may grow); other changes are refused
     assert main(["gan", "train", config, "--resume", str(run)]) == 0
+    assert main(["gan", "train", "--resume", str(run)]) == 0  # the run's own config
+    assert main(["gan", "generate", str(run), "--out", str(tmp_path / "grid")]) == 2
+    assert "--out must name a .png file" in capsys.readouterr().err
     assert main(["gan", "train", config, "--resume", str(run), "--set", "gan.z_dim=16"]) == 2
     assert "gan.z_dim" in capsys.readouterr().err
     # generation is reproducible for the same seeds

@@ -60,6 +60,12 @@ def test_loop_matches_fit(overrides, min_acc, tmp_path):
     assert saved["test"]["accuracy"] == pytest.approx(c["accuracy"])
     assert (run_dir / "model.keras").exists()
     assert list((run_dir / "checkpoints" / "loop").glob("ckpt-*.index"))
+    # `tfkit evaluate` on a custom-loop run (its model.keras is saved uncompiled)
+    import argparse
+
+    from tfkit.training.commands import evaluate_command
+
+    assert evaluate_command(argparse.Namespace(run_dir=str(run_dir), split="test")) == 0
 
 
 def test_resume_with_changed_model_is_refused(tmp_path):

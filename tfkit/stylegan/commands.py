@@ -17,10 +17,21 @@ def train_command(args: argparse.Namespace) -> int:
     from tfkit.config import diff_keys, dump_yaml, load_config, to_dict
     from tfkit.runs import load_run_config
 
-    cfg = load_config(args.config, args.overrides)
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    elif args.resume:  # continue with the run's own resolved config (plus any --set)
+        from tfkit.config import apply_overrides, read_yaml, validate
+        from tfkit.runs import CONFIG_FILE
+
+        saved_path = Path(args.resume) / CONFIG_FILE
+        load_run_config(args.resume)  # names a directory that is not a run
+        raw = apply_overrides(read_yaml(saved_path), args.overrides)
+        cfg = validate(raw, str(saved_path))
+    else:
+        raise UserError("tfkit gan train needs a CONFIG file (or --resume RUN_DIR)")
     if cfg.gan is None:
         raise UserError(
-            f"{args.config} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
+            f"{args.config or args.resume} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
         )
     if args.resume:
         saved = to_dict(load_run_config(args.resume))
@@ -71,6 +82,8 @@ def generate_command(args: argparse.Namespace) -> int:
     """Write a seed grid, a style-mixing figure or an interpolation strip from a GAN run."""
     from tfkit.stylegan import generate
 
+    if Path(args.out).suffix.lower() != ".png":
+        raise UserError(f"--out must name a .png file. Received: --out {args.out}")
     G, _ = generate.load_generator(args.run_dir)
     kw = dict(psi=args.trunc, class_idx=args.class_idx, noise_mode=args.noise_mode)
     if args.style_mix:

@@ -129,6 +129,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     dataset = getattr(splits, args.split, None)
     if dataset is None:
         raise UserError(f"--split {args.split}: the run's data has no {args.split} split")
+    if not getattr(model, "compiled", False):  # the custom loop saves the model uncompiled
+        from tfkit.training.fit import compile_model
+
+        compile_model(model, config.train, splits.spec, config.runtime)
     logs = model.evaluate(dataset, verbose=0, return_dict=True)
     print(format_table({args.split: {k: float(v) for k, v in logs.items()}}))
     return 0
