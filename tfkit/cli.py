@@ -236,9 +236,12 @@ def config_validate(args: argparse.Namespace) -> int:
     from tfkit.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    print(
-        f"{args.config}: OK ({cfg.name}: data={cfg.data.source.kind}, model={cfg.model.name}, loop={cfg.train.loop})"
-    )
+    if cfg.gan is not None:
+        what = f"gan preset={cfg.gan.preset}, arch={cfg.gan.arch}"
+    else:
+        what = f"model={cfg.model.name}, loop={cfg.train.loop}"
+    tune = f", tune={cfg.tune.tuner}" if cfg.tune is not None else ""
+    print(f"{args.config}: OK ({cfg.name}: data={cfg.data.source.kind}, {what}{tune})")
     return 0
 
 
