@@ -136,6 +136,24 @@ def resolve_head(cfg: Any, spec: DataSpec) -> tuple[int, str]:
     return units, activation
 
 
+def dense_classifier_input(cfg: Any, spec: DataSpec) -> tuple[InputSpec, int, str]:
+    """Checks shared by the dense single-input builders (`mlp`, `simple_ann`).
+
+    Returns:
+        The data's input, and the output layer's units and activation.
+
+    Raises:
+        UserError: several inputs, an unknown dimension, an unknown activation, or an
+            output head that does not fit the labels.
+    """
+    inp = single_input(cfg, spec)
+    check_known(cfg.name, "(dense layers)", inp, range(len(inp.shape)))
+    units, activation = resolve_head(cfg, spec)
+    check_activation(cfg.name, "activation", cfg.activation)
+    check_labels(cfg.name, (units,), spec, f"with outputs={units}")
+    return inp, units, activation
+
+
 def check_labels(
     model: str, output_shape: tuple[int | None, ...], spec: DataSpec, what: str
 ) -> None:

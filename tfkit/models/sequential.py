@@ -21,11 +21,7 @@ def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
         UserError: the data has several inputs, a stated `input_shape` differs from the
             data's, or `outputs` does not fit the labels.
     """
-    inp = checks.single_input(cfg, spec)
-    checks.check_known(cfg.name, "(dense layers)", inp, range(len(inp.shape)))
-    units, activation = checks.resolve_head(cfg, spec)
-    checks.check_activation(cfg.name, "activation", cfg.activation)
-    checks.check_labels(cfg.name, (units,), spec, f"with outputs={units}")
+    inp, units, activation = checks.dense_classifier_input(cfg, spec)
 
     layers: list = [keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)]
     if len(inp.shape) > 1:

@@ -130,11 +130,7 @@ def build_simple_ann(cfg: SimpleANNModel, spec: DataSpec) -> SimpleANN:
         UserError: the data has several inputs, a stated `input_shape` differs from the
             data's, or `outputs` does not fit the labels.
     """
-    inp = checks.single_input(cfg, spec)
-    checks.check_known(cfg.name, "(dense layers)", inp, range(len(inp.shape)))
-    units, activation = checks.resolve_head(cfg, spec)
-    checks.check_activation(cfg.name, "activation", cfg.activation)
-    checks.check_labels(cfg.name, (units,), spec, f"with outputs={units}")
+    inp, units, activation = checks.dense_classifier_input(cfg, spec)
     model = SimpleANN(
         units=cfg.units,
         activation=cfg.activation,
