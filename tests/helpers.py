@@ -22,6 +22,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkit.config import validate
+from tfkit.data.spec import DataSpec, InputSpec
+
+
+def model_cfg(**fields: Any):
+    """A validated model section, as a YAML file would give it."""
+    return validate({"model": fields}).model
+
+
+def spec_of(task: str, *inputs: tuple, num_classes: int | None = None, label_shape=()) -> DataSpec:
+    """A `DataSpec` from `(name, shape)` pairs."""
+    return DataSpec(
+        tuple(InputSpec(name, shape) for name, shape in inputs),
+        task,
+        num_classes=num_classes,
+        label_shape=label_shape,
+    )
+
 
 def _structure_shape(x: Any) -> Any:
     if isinstance(x, Mapping):

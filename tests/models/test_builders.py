@@ -3,28 +3,12 @@
 import keras
 import numpy as np
 import pytest
-from helpers import capture_summary, run_model_test, run_serialization_test
+from helpers import capture_summary, model_cfg, run_model_test, run_serialization_test, spec_of
 
-from tfkit.config import validate
-from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 from tfkit.models import BUILDERS, SimpleANN, build
 
 N = 16
-
-
-def model_cfg(**fields):
-    """A validated model section, as a YAML file would give it."""
-    return validate({"model": fields}).model
-
-
-def spec_of(task, *inputs, num_classes=None, label_shape=()):
-    return DataSpec(
-        tuple(InputSpec(name, shape) for name, shape in inputs),
-        task,
-        num_classes=num_classes,
-        label_shape=label_shape,
-    )
 
 
 def features(spec, n=N, seed=0):

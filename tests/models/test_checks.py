@@ -3,25 +3,10 @@
 import re
 
 import pytest
+from helpers import model_cfg, spec_of
 
-from tfkit.config import validate
-from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 from tfkit.models import build
-
-
-def model_cfg(**fields):
-    return validate({"model": fields}).model
-
-
-def spec_of(task, *inputs, num_classes=None, label_shape=()):
-    return DataSpec(
-        tuple(InputSpec(name, shape) for name, shape in inputs),
-        task,
-        num_classes=num_classes,
-        label_shape=label_shape,
-    )
-
 
 TABULAR = spec_of("binary", ("x", (50,)))
 TWO = spec_of("multiclass", ("a", (50,)), ("b", (10,)), num_classes=5)
