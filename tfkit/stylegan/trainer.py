@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import resource
 import signal
 import sys
@@ -551,8 +550,11 @@ class Trainer:
 
     def run_phase(self, name: str, inputs: dict[str, tf.Tensor]) -> dict[str, float]:
         """Run one phase on global inputs (see `make_inputs`); returns its statistics."""
-        stats = self._fns[name](self.distribute(inputs))
-        return {k: float(v) for k, v in stats.items()}
+        return {k: float(v) for k, v in self._phase(name, inputs).items()}
+
+    def _phase(self, name: str, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        # statistics stay tensors: reading them would wait for the device after every phase
+        return self._fns[name](self.distribute(inputs))
 
     def active_phases(self, step: int) -> list[Phase]:
         """The phases that run at iteration `step` (interval divides it; off when weight 0)."""
@@ -569,14 +571,16 @@ class Trainer:
 
     def train_iteration(self) -> dict[str, float]:
         """One global batch: the active phases, then the G_ema update and the counters."""
-        step = int(self.step.numpy())
+        stats = self._iteration(int(self.step.numpy()), int(self.nimg.numpy()))
+        return {k: float(v) for k, v in stats.items()}
+
+    def _iteration(self, step: int, nimg: int) -> dict[str, tf.Tensor]:
+        """`train_iteration` at a known `step`/`nimg`, without any read from the device."""
         reals, labels = self.next_reals()
-        stats: dict[str, float] = {}
+        stats: dict[str, tf.Tensor] = {}
         for phase in self.active_phases(step):
-            stats.update(self.run_phase(phase.name, self.make_inputs(phase.name, reals, labels)))
-        beta = losses.ema_beta(
-            self.batch, self.opts.ema_kimg, self.opts.ema_rampup, int(self.nimg.numpy())
-        )
+            stats.update(self._phase(phase.name, self.make_inputs(phase.name, reals, labels)))
+        beta = losses.ema_beta(self.batch, self.opts.ema_kimg, self.opts.ema_rampup, nimg)
         self._ema_fn(tf.constant(beta, tf.float32))
         self.step.assign_add(1)
         self.nimg.assign_add(self.batch)
@@ -637,25 +641,25 @@ class Trainer:
             f"{self.replicas} replica(s), G {self.G.count_params():,} / D {self.D.count_params():,} params, "
             f"from kimg {self.nimg.numpy() / 1000:.1f} to {opts.kimg:g}"
         )
-        sums: dict[str, list[float]] = {}
+        # the counters live in Python during the loop: no read from the device until a tick ends
+        step, nimg = int(self.step.numpy()), int(self.nimg.numpy())
+        tick_end = int(self.tick_start_nimg.numpy()) + tick_nimg
+        sums: dict[str, list[tf.Tensor]] = {}
         tick_start = time.time()
         done = 0
         status = "done"
         try:
-            while int(self.nimg.numpy()) < total_nimg:
-                for k, v in self.train_iteration().items():
+            while nimg < total_nimg:
+                for k, v in self._iteration(step, nimg).items():
                     sums.setdefault(k, []).append(v)
+                step, nimg = step + 1, nimg + self.batch
                 done += 1
                 if hook is not None:
                     hook(self)
-                nimg = int(self.nimg.numpy())
                 finished = nimg >= total_nimg
-                if (
-                    nimg >= int(self.tick_start_nimg.numpy()) + tick_nimg
-                    or finished
-                    or self._stop_requested
-                ):
-                    self._end_tick(sums, time.time() - tick_start)
+                if nimg >= tick_end or finished or self._stop_requested:
+                    self._end_tick(sums, tick_start)
+                    tick_end = nimg + tick_nimg
                     sums = {}
                     if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
                         self._write_grid(f"{nimg:09d}")
@@ -665,7 +669,7 @@ class Trainer:
                 if self._stop_requested:
                     self.save()
                     status = "stopped"
-                    self.log(f"stopped at kimg {self.nimg.numpy() / 1000:.3f}; checkpoint written")
+                    self.log(f"stopped at kimg {nimg / 1000:.3f}; checkpoint written")
                     break
                 if max_iterations is not None and done >= max_iterations:
                     status = "paused"
@@ -714,16 +718,25 @@ class Trainer:
             step=_tb_step(nimg),
             extra={"kimg": nimg / 1000, "tick": int(self.tick.numpy())},
         )
-        shown = " ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, (int, float)))
-        self.log(f"metrics at kimg {nimg / 1000:.3f}: {shown} ({time.time() - start:.1f} s)")
+        shown = " ".join(
+            f"{k} {v:.4f}"
+            for k, v in results.items()
+            if isinstance(v, (int, float)) and not k.startswith("num_")
+        )
+        self.log(
+            f"metrics at kimg {nimg / 1000:.3f}: {shown} "
+            f"({int(results.get('num_fake', 0))} images, {time.time() - start:.1f} s)"
+        )
         return results
 
-    def _end_tick(self, sums: dict[str, list[float]], seconds: float) -> None:
+    def _end_tick(self, sums: dict[str, list[tf.Tensor]], tick_start: float) -> None:
+        # reading the statistics waits for the tick's last step: time it after that
+        means = {k: float(np.mean([t.numpy() for t in v])) for k, v in sums.items()}
+        seconds = time.time() - tick_start
         nimg = int(self.nimg.numpy())
         tick_imgs = nimg - int(self.tick_start_nimg.numpy())
         self.tick.assign_add(1)
         self.tick_start_nimg.assign(nimg)
-        means = {k: float(np.mean(v)) for k, v in sums.items()}
         record = {
             "tick": int(self.tick.numpy()),
             "kimg": nimg / 1000,
@@ -737,9 +750,12 @@ class Trainer:
         self.log(
             f"tick {record['tick']:<4d} kimg {record['kimg']:<8.3f} sec/tick {seconds:<6.1f} "
             f"sec/kimg {record['sec_per_kimg']:<7.2f} img/s {record['img_per_sec']:<7.1f} "
-            f"G {means.get('Loss/G/loss', math.nan):.3f} D {means.get('Loss/D/loss', math.nan):.3f} "
-            f"R1 {means.get('Loss/r1_penalty', math.nan):.4f} pl {means.get('Loss/pl_mean', math.nan):.3f} "
-            f"peak rss {record['peak_rss_gb']:.2f}GB"
+            + "".join(
+                f"{label} {means[key]:.{digits}f} "
+                for label, key, digits in _TICK_STATS
+                if key in means
+            )
+            + f"peak rss {record['peak_rss_gb']:.2f}GB"
             + ("" if gpu is None else f" peak gpumem {gpu:.2f}GB")
         )
         with self._writer.as_default():
@@ -749,6 +765,15 @@ class Trainer:
                     tf.summary.scalar(k, v, step=step)
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# the statistics of the tick line: label, key, decimals (a phase that is off shows nothing)
+_TICK_STATS = (
+    ("G", "Loss/G/loss", 3),
+    ("D", "Loss/D/loss", 3),
+    ("R1", "Loss/r1_penalty", 4),
+    ("pl", "Loss/pl_mean", 3),
+)
 
 
 def _tb_step(nimg: int) -> int:
