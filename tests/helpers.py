@@ -188,3 +188,53 @@ def run_model_test(
     value = float(history.history["loss"][-1])
     assert np.isfinite(value), f"fit loss is {value}"
     return value
+
+
+def start_local_workers(args: list[str], out_dir, workers: int = 2, env=None):
+    """Start `python -m tfkit.cli ARGS` as `workers` processes of one 127.0.0.1 cluster.
+
+    Each worker's output goes to `out_dir/worker<i>.log`. Returns the processes and the
+    log paths; the caller waits for (or kills) them.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tfkit.launch import free_ports, tf_configs
+
+    root = Path(__file__).resolve().parents[1]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    procs, logs = [], []
+    for i, conf in enumerate(tf_configs(free_ports(workers))):
+        log = out_dir / f"worker{i}.log"
+        with open(log, "w") as f:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tfkit.cli", *args],
+                    env={**base, "TF_CONFIG": conf, "PYTHONUNBUFFERED": "1"},
+                    cwd=root,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        logs.append(log)
+    return procs, logs
+
+
+def wait_for_text(path, text: str, procs, timeout: float) -> None:
+    """Wait until file `path` contains `text`; fail if a process ended or time ran out."""
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(path).exists() and text in Path(path).read_text():
+            return
+        ended = [p.returncode for p in procs if p.poll() is not None]
+        if ended:
+            raise AssertionError(f"a worker ended ({ended}) before {text!r} appeared in {path}")
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout} s")

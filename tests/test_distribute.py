@@ -167,3 +167,35 @@ def test_mirrored_strategy_is_reused_so_successive_models_train():
             model.compile(optimizer="adam", loss="mse")
         history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][-1])
+
+
+def test_stop_agreement_in_one_process_is_the_local_request(two_replicas):
+    from tfkit.distribute import StopAgreement, spans_workers
+
+    for strategy in (tf.distribute.get_strategy(), two_replicas):
+        agreement = StopAgreement(strategy)
+        assert not spans_workers(strategy) and not agreement.enabled
+        assert agreement.should_stop(True) is True
+        assert agreement.should_stop(False) is False
+
+
+def test_thread_counts_apply_before_tensorflow_starts_and_fail_clearly_after():
+    from tfkit.distribute import set_threads
+
+    code = (
+        "import tensorflow as tf; from tfkit.distribute import set_threads; set_threads(1, 3); "
+        "tf.constant(1.0) + 1; t = tf.config.threading; "
+        "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "3"]
+    # this process runs TensorFlow already: the same counts are fine, others are refused
+    tf.reduce_sum(tf.ones([2])).numpy()  # make sure the runtime is initialised
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    set_threads(current, None)
+    with pytest.raises(UserError, match=r"runtime\.intra_op_threads.*already initialised"):
+        set_threads(current + 7, None)

@@ -164,3 +164,37 @@ def test_two_workers_train_digits(tmp_path):
         f"2-worker wall time {wall:.1f}s; accuracy {result['test']['accuracy']:.4f} "
         f"vs one process {alone['test']['accuracy']:.4f}"
     )
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
+    """A SIGTERM to the non-chief worker alone: the chief stops at the same step (it would
+    otherwise wait forever in the next collective) and writes the checkpoint."""
+    import signal
+
+    from helpers import start_local_workers, wait_for_text
+
+    config = tmp_path / "digits.yaml"
+    config.write_text("name: mw_digits\n")
+    run_dir = tmp_path / "run"
+    args = ["train", str(config), *SMALL, "--set", "train.epochs=500", "--run-dir", str(run_dir)]
+    args += ["--set", "train.steps_per_loop=5"]
+    procs, logs = start_local_workers(args, tmp_path / "logs")
+    try:
+        wait_for_text(logs[0], "custom loop", procs, timeout=300)
+        time.sleep(5)  # some steps in
+        procs[1].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    out = [log.read_text() for log in logs]
+    assert codes == [0, 0], out
+    steps = [re.search(r"Stopped by (.+) at step (\d+); checkpoint saved", o) for o in out]
+    assert steps[0] and steps[1], out
+    assert steps[0].group(1) == "a signal to another worker" and steps[1].group(1) == "signal 15"
+    assert steps[0].group(2) == steps[1].group(2)
+    stopped_at = int(steps[0].group(2))
+    assert stopped_at > 0
+    assert (run_dir / "checkpoints" / "loop" / f"ckpt-{stopped_at}.index").exists()

@@ -492,6 +492,10 @@ class RuntimeConfig(Strict):
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = "auto"
     devices: list[str] | None = None  # for one_device / mirrored
     logical_cpus: int | None = Field(None, ge=1)  # split the CPU into N logical devices
+    # CPU threads: within one op (intra) and across independent ops (inter); None: TensorFlow
+    # picks (the number of cores); like torch.set_num_threads
+    intra_op_threads: int | None = Field(None, ge=1)
+    inter_op_threads: int | None = Field(None, ge=1)
     seed: int = 0
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"

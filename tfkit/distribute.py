@@ -65,14 +65,48 @@ def split_cpu(count: int) -> None:
         )
 
 
+def set_threads(intra: int | None, inter: int | None) -> None:
+    """Set TensorFlow's intra-/inter-op thread pools (None leaves one as it is).
+
+    Raises:
+        UserError: TensorFlow already runs with other thread counts (they are fixed once
+            the first op has run).
+    """
+    for name, value, getter, setter in (
+        (
+            "intra_op_threads",
+            intra,
+            tf.config.threading.get_intra_op_parallelism_threads,
+            tf.config.threading.set_intra_op_parallelism_threads,
+        ),
+        (
+            "inter_op_threads",
+            inter,
+            tf.config.threading.get_inter_op_parallelism_threads,
+            tf.config.threading.set_inter_op_parallelism_threads,
+        ),
+    ):
+        if value is None or getter() == value:
+            continue
+        try:
+            setter(value)
+        except RuntimeError:
+            raise UserError(
+                f"`runtime.{name}` ({value}) cannot be applied: TensorFlow is already "
+                f"initialised in this process with {getter() or 'its default'}. Set it "
+                "before any TensorFlow op runs."
+            ) from None
+
+
 def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
-    """Apply the runtime section: logical CPUs, seed, op determinism, mixed precision.
+    """Apply the runtime section: logical CPUs, threads, seed, op determinism, mixed precision.
 
     Call it before building datasets or models. The seed goes to
     `keras.utils.set_random_seed` (Python, NumPy and TensorFlow).
     """
     if runtime_cfg.logical_cpus:
         split_cpu(runtime_cfg.logical_cpus)
+    set_threads(runtime_cfg.intra_op_threads, runtime_cfg.inter_op_threads)
     keras.utils.set_random_seed(runtime_cfg.seed)
     if runtime_cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -422,3 +456,51 @@ def worker_run_dir(
             )
         time.sleep(0.2)
     return path
+
+
+def spans_workers(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` has replicas in more than one process (multi-worker)."""
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    if resolver is None:
+        return False
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for name, tasks in spec.items() if name in ("chief", "worker")) > 1
+
+
+class StopAgreement:
+    """Make every worker of a multi-worker run stop at the same step.
+
+    A SIGTERM reaches the workers at different steps (or only one of them). A worker that
+    stopped alone would leave the others waiting in the next step's collective, so each
+    worker asks `should_stop(local_request)` at the same points of its loop, and every
+    worker gets True when any of them asked to stop. Single-process strategies return the
+    local request without any collective.
+
+    Example:
+        agreement = StopAgreement(strategy)
+        for step in ...:
+            train_step()
+            if agreement.should_stop(sigterm_received):
+                save(); break
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        self.strategy = strategy
+        self.enabled = spans_workers(strategy)
+        self._fn = None
+
+    def should_stop(self, requested: bool) -> bool:
+        """True when this worker or any other worker asked to stop (a small all-reduce
+        over the cluster under a multi-worker strategy)."""
+        if not self.enabled:
+            return bool(requested)
+        if self._fn is None:
+            strategy = self.strategy
+
+            def any_requested(flag):
+                per_replica = strategy.run(lambda f: tf.identity(f), args=(flag,))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+            self._fn = tf.function(any_requested)
+        flag = tf.constant(1.0 if requested else 0.0)
+        return bool(self._fn(flag).numpy() > 0)

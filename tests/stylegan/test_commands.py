@@ -154,6 +154,20 @@ def test_shapes16_learns(tmp_path):
     assert np.mean(np.abs(end - start)) > 5.0  # the EMA generator's grid changed
 
 
+# configs/stylegan_shapes32.yaml made tiny for the multi-worker tests
+SMALL_MULTI_WORKER = {
+    "data.source.count": 64,
+    "gan.batch": 8,
+    "gan.channel_base": 256,
+    "gan.channel_max": 16,
+    "gan.z_dim": 16,
+    "gan.w_dim": 16,
+    "gan.tick_kimg": 0.016,
+    "gan.snapshot_ticks": 2,
+    "gan.grid": "[2, 2]",
+}
+
+
 @pytest.mark.slow
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
     """`tfkit launch --workers 2 -- gan train configs/stylegan_shapes32.yaml` on 127.0.0.1."""
@@ -172,18 +186,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path)
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "TMPDIR": str(scratch),
     }
-    small = {
-        "data.source.count": 64,
-        "gan.kimg": 0.048,
-        "gan.batch": 8,
-        "gan.channel_base": 256,
-        "gan.channel_max": 16,
-        "gan.z_dim": 16,
-        "gan.w_dim": 16,
-        "gan.tick_kimg": 0.016,
-        "gan.snapshot_ticks": 2,
-        "gan.grid": "[2, 2]",
-    }
+    small = {**SMALL_MULTI_WORKER, "gan.kimg": 0.048}
     sets = [a for k, v in small.items() for a in ("--set", f"{k}={v}")]
     run_dir = tmp_path / "run"
     proc = subprocess.run(
@@ -224,3 +227,38 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path)
     ticks = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(ticks) == 3  # the chief's ticks only
     assert not list(scratch.glob("tfkit-*"))  # worker 1's temp output was removed
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_path):
+    """Only the chief gets SIGTERM: worker 1 must stop with it (not hang in the next
+    collective), both at the same kimg, and the chief writes the checkpoint to resume from."""
+    import re
+    import signal
+    from pathlib import Path
+
+    from helpers import start_local_workers, wait_for_text
+
+    root = Path(__file__).resolve().parents[2]
+    small = {**SMALL_MULTI_WORKER, "gan.kimg": 100, "gan.tick_kimg": 0.008}
+    sets = [a for k, v in small.items() for a in ("--set", f"{k}={v}")]
+    run_dir = tmp_path / "run"
+    config = str(root / "configs" / "stylegan_shapes32.yaml")
+    args = ["gan", "train", config, "--run-dir", str(run_dir), *sets]
+    procs, logs = start_local_workers(args, tmp_path / "logs", env={"TMPDIR": str(tmp_path)})
+    try:
+        wait_for_text(logs[0], "tick 3 ", procs, timeout=300)
+        procs[0].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    out = [log.read_text() for log in logs]
+    assert codes == [143, 143], out  # `gan train` exits 143 when stopped by SIGTERM
+    stops = [re.search(r"stopped at kimg ([\d.]+); checkpoint written", o) for o in out]
+    assert stops[0] and stops[1], out
+    assert stops[0].group(1) == stops[1].group(1)
+    steps = round(float(stops[0].group(1)) * 1000 / 8)
+    assert steps % 4 == 0  # workers agree on a stop every STOP_CHECK_EVERY iterations
+    assert (run_dir / "checkpoints" / f"ckpt-{steps}.index").exists()

@@ -45,6 +45,8 @@ from tfkit.stylegan.presets import GanOptions, resolve_options
 from tfkit.stylegan.synthesis import Generator
 
 OPTIONS_FILE = "gan_options.json"
+# multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
+STOP_CHECK_EVERY = 4
 
 
 @dataclass
@@ -292,6 +294,8 @@ class Trainer:
         self._ema_fn = tf.function(self._ema_update)
         self._iterator = None
         self._stop_requested = False
+        # multi-worker: a SIGTERM to any worker stops every worker after the same iteration
+        self._stop_agreement = tfkit_distribute.StopAgreement(strategy)
         self._writer = None
 
     def _build_metrics(self, dataset: tf.data.Dataset):
@@ -657,7 +661,12 @@ class Trainer:
                 if hook is not None:
                     hook(self)
                 finished = nimg >= total_nimg
-                if nimg >= tick_end or finished or self._stop_requested:
+                # a stop request (SIGTERM) is honoured where every worker agrees on it: at
+                # once in one process, every STOP_CHECK_EVERY iterations across workers
+                stopping = False
+                if not self._stop_agreement.enabled or step % STOP_CHECK_EVERY == 0:
+                    stopping = self._stop_agreement.should_stop(self._stop_requested)
+                if nimg >= tick_end or finished or stopping:
                     self._end_tick(sums, tick_start)
                     tick_end = nimg + tick_nimg
                     sums = {}
@@ -666,7 +675,7 @@ class Trainer:
                         self.save()
                         self._evaluate_metrics()
                     tick_start = time.time()
-                if self._stop_requested:
+                if stopping:
                     self.save()
                     status = "stopped"
                     self.log(f"stopped at kimg {nimg / 1000:.3f}; checkpoint written")

@@ -145,7 +145,12 @@ class Loop:
         self.validation_freq = validation_freq
         self.validation_steps = validation_steps
         self.verbose = verbose
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # the signal this process received
+        self._stopping = False  # every worker agreed to stop (see StopAgreement)
+        from tfkit.distribute import StopAgreement
+
+        # multi-worker: a SIGTERM to any worker stops every worker at the same step
+        self._stop_agreement = StopAgreement(self.strategy)
 
         with self.strategy.scope():
             if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
@@ -377,7 +382,7 @@ class Loop:
     @property
     def stopped_by_signal(self) -> bool:
         """Whether the last `run()` stopped early on SIGTERM (after saving a checkpoint)."""
-        return self._stop_signal is not None
+        return self._stopping
 
     def _set_monitor_modes(self) -> None:
         """Tell `mode: auto` monitor callbacks (ModelCheckpoint, EarlyStopping, ...) whether
@@ -425,16 +430,21 @@ class Loop:
             pass
         self.model.stop_training = False
         self._stop_signal = None
+        self._stopping = False
         callbacks.on_train_begin()
         logs: dict[str, float] = {}
         try:
             for epoch in range(start_epoch, self.epochs):
                 logs = self._run_epoch(epoch, iterator, callbacks, writer)
-                if self._stop_signal is not None:
+                if self._stopping:
                     self.save()
+                    cause = (
+                        f"signal {self._stop_signal}"
+                        if self._stop_signal is not None
+                        else "a signal to another worker"
+                    )
                     print(
-                        f"Stopped by signal {self._stop_signal} at step {int(self.step)}; "
-                        "checkpoint saved",
+                        f"Stopped by {cause} at step {int(self.step.numpy())}; checkpoint saved",
                         file=sys.stderr,
                     )
                     break
@@ -490,10 +500,12 @@ class Loop:
                     tf.summary.scalar("train/step_loss", float(losses[done - 1]))
             if self.checkpoint_every and int(self.step.numpy()) % self.checkpoint_every == 0:
                 self.save()
-            if self._stop_signal is not None or self.model.stop_training:
+            # chunk ends are the same steps on every worker: agree there on a stop request
+            self._stopping = self._stop_agreement.should_stop(self._stop_signal is not None)
+            if self._stopping or self.model.stop_training:
                 break
         seconds = time.perf_counter() - start
-        if self._stop_signal is not None:  # interrupted: no validation or epoch-end hooks
+        if self._stopping:  # interrupted: no validation or epoch-end hooks
             return logs
         if self.val_data is not None and (epoch + 1) % self.validation_freq == 0:
             val = self.evaluate(self.val_data, self.validation_steps)
