@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -46,3 +48,20 @@ def test_write_result_and_run_all_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| fake | fake_vs_base | 2.000 |" in proc.stdout
     assert json.loads(merged.read_text())["benchmarks"]["fake"]["ratios"] == {"fake_vs_base": 2.0}
+
+
+@pytest.mark.slow
+def test_paper256_figure_code_runs_on_cpu_with_tiny_channels():
+    """`--device gpu` measures paper256 s/kimg; no GPU here, so run the same function on CPU
+    with tiny channels and batch: the 256x256 networks, the phases and the keys it reports."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_stylegan
+    finally:
+        sys.path.remove(str(BENCH))
+    tiny = dict(batch=8, channel_base=512, channel_max=8, z_dim=16, w_dim=16)
+    figures = bench_stylegan.gpu_s_per_kimg(tiny, iterations=1)
+    assert figures["paper256_s_per_kimg"] > 0
+    assert figures["paper256_G_params"] > 0 and figures["paper256_D_params"] > 0
+    assert figures["published_paper256_v100_s_per_kimg"] == 21.6
+    assert figures["published_paper256_a100_s_per_kimg"] == 12.53
