@@ -96,6 +96,9 @@ def test_saved_model_signature_matches_keras(runs, tmp_path, name):
     ]
     assert manifest["source_run"] == str(Path(runs[name]).resolve())
     assert manifest["tfkit_version"]
+    spec_file = Path(runs[name]) / "spec.json"
+    if spec_file.exists():  # what predict applies to raw inputs travels with the export
+        assert manifest["normalization"] == json.loads(spec_file.read_text())["normalization"]
 
 
 @pytest.mark.parametrize("name", ["mlp", "two_input"])

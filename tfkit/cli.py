@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help=".npy, .npz, .csv, .parquet or image directory")
     p.add_argument("--output", required=True, help=".npy, .npz or .csv")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--normalized",
+        action="store_true",
+        help="the inputs are normalized already (default: raw; the run's data.normalize "
+        "is applied with its training statistics)",
+    )
 
     p = sub.add_parser("tune", help="Keras Tuner search over the config's `tune:` space")
     _add_config_args(p)

@@ -94,6 +94,13 @@ def _find_model_file(run_dir: Path) -> Path:
     )
 
 
+def _spec_normalization(run_dir: Path) -> dict[str, dict] | None:
+    spec_file = run_dir / "spec.json"
+    if not spec_file.is_file():
+        return None
+    return json.loads(spec_file.read_text()).get("normalization")
+
+
 def _data_inputs(run_dir: Path, config: Any) -> list[TensorInfo]:
     """The model inputs from the data schema: the run's `spec.json`, else `data.build`."""
     spec_file = run_dir / "spec.json"
@@ -322,6 +329,8 @@ def _manifest(
         "source_run": str(run_dir.resolve()),
         "source": servable.source,
         "config": to_dict(config),
+        # what `data.normalize` does to raw inputs before they reach the model
+        "normalization": _spec_normalization(run_dir),
         "tfkit_version": _tfkit_version(),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
@@ -426,7 +435,13 @@ def predict_exported(args: argparse.Namespace) -> int:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     model = load_exported(args.run_dir)
     config = validate(model.manifest["config"], str(Path(args.run_dir) / MANIFEST_FILE))
-    x = read_inputs(args.input, model, config)
+    x = read_inputs(
+        args.input,
+        model,
+        config,
+        normalization=model.manifest.get("normalization"),
+        normalized=getattr(args, "normalized", False),
+    )
     predictions = model.predict(x, batch_size=args.batch_size)
     if isinstance(predictions, dict):
         raise UserError(

@@ -299,3 +299,65 @@ def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(t
     config = validate({"data": {"source": source, "normalize": "standardize"}})
     with pytest.raises(UserError, match="standardizes its images"):
         read_inputs(folder, model, config)
+
+
+def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
+    """`data.normalize: standardize` statistics are saved in spec.json: `tfkit predict` on raw
+    arrays matches the model on normalized ones; `--normalized` takes them as they are."""
+    import json
+
+    from tfkit.cli import main
+    from tfkit.data.datasets import digits
+    from tfkit.data.pipeline import apply_normalization
+    from tfkit.training.commands import load_run_model
+
+    config = tmp_path / "digits.yaml"
+    config.write_text(
+        "name: std_digits\n"
+        "data:\n"
+        "  source: {kind: digits, layout: flat}\n"
+        "  split: {train: 0.8, val: 0.0, test: 0.2, seed: 0}\n"
+        "  normalize: standardize\n"
+        "  batch_size: 64\n"
+        "model: {name: mlp, units: [32]}\n"
+        "train: {epochs: 3, verbose: 0, tensorboard: false,"
+        " optimizer: {name: adam, learning_rate: 0.003}}\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run_dir)]) == 0
+    record = json.loads((run_dir / "spec.json").read_text())["normalization"]
+    assert set(record) == {"x"} and len(record["x"]["scale"]) == 64
+
+    data = digits("flat")
+    np.save(tmp_path / "raw.npy", data.x)
+    normalized = apply_normalization(data.x, record, ["x"])
+    informative = data.x.std(0) > 0.05  # the constant border pixels stay as they are
+    assert np.abs(normalized.mean(0)[informative]).max() < 0.25  # train stats: ~0 mean
+    assert np.abs(normalized.std(0)[informative] - 1).max() < 0.25  # ~unit variance
+
+    out_raw, out_norm = tmp_path / "p_raw.npy", tmp_path / "p_norm.npy"
+    assert (
+        main(
+            [
+                "predict",
+                str(run_dir),
+                "--input",
+                str(tmp_path / "raw.npy"),
+                "--output",
+                str(out_raw),
+            ]
+        )
+        == 0
+    )
+    np.save(tmp_path / "norm.npy", normalized)
+    args = ["--input", str(tmp_path / "norm.npy"), "--output", str(out_norm), "--normalized"]
+    assert main(["predict", str(run_dir), *args]) == 0
+    a, b = np.load(out_raw), np.load(out_norm)
+    expected = load_run_model(run_dir).predict(normalized, verbose=0)
+    np.testing.assert_allclose(a, expected, atol=1e-5)
+    np.testing.assert_allclose(b, expected, atol=1e-5)
+    assert (a.argmax(1) == data.y).mean() >= 0.9  # raw inputs are classified well
+    # the raw pixels taken as normalized give other probabilities: the normalization mattered
+    args = ["--input", str(tmp_path / "raw.npy"), "--output", str(tmp_path / "bad.npy")]
+    assert main(["predict", str(run_dir), *args, "--normalized"]) == 0
+    assert np.abs(np.load(tmp_path / "bad.npy") - expected).max() > 0.2

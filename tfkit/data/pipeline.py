@@ -10,10 +10,12 @@ their statistics come from the whole (unsharded) train split, so every worker ag
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -175,6 +177,42 @@ def make_normalizers(
             scale, offset = 2 * scale, 2 * offset - 1
         out[name] = keras.layers.Rescaling(scale, offset)
     return out
+
+
+def normalization_record(normalizers: dict[str, keras.layers.Layer]) -> dict[str, dict]:
+    """The normalizers as plain affine maps `x * scale + offset` (JSON data for the spec)."""
+    out = {}
+    for name, layer in normalizers.items():
+        if isinstance(layer, keras.layers.Normalization):
+            mean = np.asarray(layer.mean, np.float64).reshape(-1)
+            std = np.sqrt(np.asarray(layer.variance, np.float64).reshape(-1))
+            scale = 1.0 / np.maximum(std, keras.backend.epsilon())  # as the layer divides
+            offset = -mean * scale
+        else:  # Rescaling
+            scale = np.asarray([layer.scale], np.float64)
+            offset = np.asarray([layer.offset], np.float64)
+        out[name] = {"scale": scale.tolist(), "offset": offset.tolist()}
+    return out
+
+
+def apply_normalization(x: Any, record: dict[str, dict], input_names: list[str]) -> Any:
+    """Apply a spec's `normalization` to raw NumPy inputs (a dict for several inputs), as the
+    pipeline does: 8-bit arrays become [0, 1] first."""
+
+    def one(name, v):
+        v = np.asarray(v)
+        if v.dtype.kind in "SUO":
+            return v
+        v = v.astype(np.float32) / 255.0 if v.dtype == np.uint8 else v.astype(np.float32)
+        if name in record:
+            v = v * np.asarray(record[name]["scale"], np.float32) + np.asarray(
+                record[name]["offset"], np.float32
+            )
+        return v.astype(np.float32)
+
+    if isinstance(x, dict):
+        return {k: one(k, v) for k, v in x.items()}
+    return one(input_names[0], x)
 
 
 # --------------------------------------------------------------------------------------
@@ -389,7 +427,13 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
     for s_src, _ in sources.values():
         skipped.update(s_src.skipped)
     return Splits(
-        out["train"], out["val"], out["test"], spec=make_spec(src, cfg, counts), skipped=skipped
+        out["train"],
+        out["val"],
+        out["test"],
+        spec=dataclasses.replace(
+            make_spec(src, cfg, counts), normalization=normalization_record(normalizers)
+        ),
+        skipped=skipped,
     )
 
 

@@ -39,6 +39,9 @@ class DataSpec:
         has_sample_weight: elements carry a third `sample_weight` component.
         counts: number of examples per split (`train`, `val`, `test`) where known.
         class_names: class names where known (image folders, shapes).
+        normalization: per input name, the affine map `data.normalize` applies to its float
+            values (`{"scale": [...], "offset": [...]}`, per feature or one value; 8-bit
+            inputs are divided by 255 first), so `tfkit predict` can take raw inputs.
     """
 
     inputs: tuple[InputSpec, ...]
@@ -49,6 +52,7 @@ class DataSpec:
     has_sample_weight: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
+    normalization: dict[str, dict[str, list[float]]] | None = None
 
     @property
     def multi_input(self) -> bool:

@@ -170,30 +170,70 @@ def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarr
         )
         for f in files
     ]
-    # as the `images` source does: 8-bit pixels become [0, 1], then `data.normalize` applies
-    x = np.stack(images) / 255.0
+    # as the `images` source does: 8-bit pixels become [0, 1] (`data.normalize` comes after)
+    return (np.stack(images) / 255.0).astype(np.float32)
+
+
+def run_normalization(run_dir: str | Path | None) -> dict[str, dict] | None:
+    """The `normalization` a run's `spec.json` records (None for runs that predate it)."""
+    import json
+
+    spec_file = Path(run_dir) / "spec.json" if run_dir is not None else None
+    if spec_file is None or not spec_file.is_file():
+        return None
+    return json.loads(spec_file.read_text()).get("normalization")
+
+
+def _legacy_normalize(x: Any, path: Path, config: ExperimentConfig) -> Any:
+    # runs without a recorded normalization: images as the source reads them, arrays as given
+    if not path.is_dir():
+        return x
     normalize = config.data.normalize
     if normalize == "minus_one_one":
-        x = x * 2.0 - 1.0
-    elif normalize == "standardize":
+        return x * 2.0 - 1.0
+    if normalize == "standardize":
         raise UserError(
             f"--input {path}: the run standardizes its images with statistics of its training "
-            "data (data.normalize: standardize); predict on arrays normalized the same way instead"
+            "data, and this run does not record them (trained before tfkit saved them); "
+            "predict on arrays normalized the same way with --normalized instead"
         )
-    return x.astype(np.float32)
+    return x
 
 
 def read_inputs(
-    path: str | Path, model, config: ExperimentConfig, run_dir: str | Path | None = None
+    path: str | Path,
+    model,
+    config: ExperimentConfig,
+    run_dir: str | Path | None = None,
+    *,
+    normalization: dict[str, dict] | None = None,
+    normalized: bool = False,
 ) -> Any:
     """Read `--input` (.npy, .npz, .csv, .parquet or an image directory) for `model`.
+
+    Inputs are raw, as the run's data source holds them: `data.normalize` is applied with
+    the statistics of the run's training data (`normalization`, from its `spec.json`; 8-bit
+    arrays become [0, 1] first). With `normalized` they are taken as the model sees them.
 
     Raises:
         UserError: unknown file type, or arrays whose per-example shape differs from the
             model's input shape (naming both).
     """
+    from tfkit.data.pipeline import apply_normalization
+
     path = Path(path)
     inputs = _model_inputs(model, run_dir)
+    if normalization is None and run_dir is not None:
+        normalization = run_normalization(run_dir)
+    x = _read_raw(path, inputs, config)
+    if normalized:
+        return x
+    if normalization is None:
+        return _legacy_normalize(x, path, config)
+    return apply_normalization(x, normalization, [n for n, _ in inputs])
+
+
+def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentConfig) -> Any:
     if not path.exists():
         raise UserError(f"--input {path}: file not found")
     if path.is_dir():
@@ -281,7 +321,11 @@ def write_predictions(path: str | Path, predictions: np.ndarray) -> Path:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N]`."""
+    """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N] [--normalized]`.
+
+    Inputs are raw (as the data source holds them); the run's `data.normalize` is applied
+    with its training statistics unless `--normalized` says they are normalized already.
+    """
     from tfkit.runs import load_run_config
 
     if any((Path(args.run_dir) / f).is_file() for f in ("saved_model.pb", "export.json")):
@@ -293,7 +337,9 @@ def predict_command(args: argparse.Namespace) -> int:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     config = load_run_config(args.run_dir)
     model = load_run_model(args.run_dir)
-    x = read_inputs(args.input, model, config, args.run_dir)
+    x = read_inputs(
+        args.input, model, config, args.run_dir, normalized=getattr(args, "normalized", False)
+    )
     predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
     out = write_predictions(args.output, predictions)
     print(
