@@ -644,6 +644,9 @@ class GanConfig(Strict):
     resolution: int | None = None  # default: the data's image size
     conditional: bool = False  # class-conditional G and projection D (needs labels)
     kimg: float | None = Field(None, gt=0)  # training length in thousands of real images
+    # or stop earlier, after this many minutes of training (counted across resumes), like
+    # Lightning's max_time; the end is a normal one (snapshot, checkpoint, metrics)
+    max_minutes: float | None = Field(None, gt=0)
     tick_kimg: float | None = Field(None, gt=0)  # progress line every tick
     snapshot_ticks: int | None = Field(None, ge=1)  # image grid + checkpoint every N ticks
     batch: int | None = Field(None, ge=1)  # global batch

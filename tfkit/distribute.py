@@ -492,8 +492,12 @@ class StopAgreement:
     def should_stop(self, requested: bool) -> bool:
         """True when this worker or any other worker asked to stop (a small all-reduce
         over the cluster under a multi-worker strategy)."""
+        return self.agree(requested)[0]
+
+    def agree(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag OR-ed over every worker (one all-reduce for all of them)."""
         if not self.enabled:
-            return bool(requested)
+            return tuple(bool(f) for f in flags)
         if self._fn is None:
             strategy = self.strategy
 
@@ -502,5 +506,5 @@ class StopAgreement:
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
             self._fn = tf.function(any_requested)
-        flag = tf.constant(1.0 if requested else 0.0)
-        return bool(self._fn(flag).numpy() > 0)
+        summed = self._fn(tf.constant([1.0 if f else 0.0 for f in flags])).numpy()
+        return tuple(bool(v > 0) for v in summed)

@@ -342,3 +342,30 @@ def test_snapshot_metrics_and_memory_are_logged(tmp_path, monkeypatch):
     acc.Reload()
     tags = acc.Tags()["scalars"] + acc.Tags()["tensors"]
     assert "Metrics/fid" in tags and "peak_rss_gb" in tags
+
+
+def test_max_minutes_ends_training_early_and_counts_across_resumes(tmp_path, monkeypatch):
+    import itertools
+    import types
+
+    from tfkit.stylegan import trainer as trainer_mod
+
+    clock = itertools.count(0.0, 7.0)  # every reading of the clock: 7 seconds later
+    monkeypatch.setattr(trainer_mod, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    lines = []
+    cfg = _cfg(kimg=10.0, tick_kimg=0.016, snapshot_ticks=100, max_minutes=1.0)
+    t = Trainer(cfg, tmp_path / "run", dataset=_data(), log=lines.append)
+    assert t.opts.max_minutes == 1.0
+    assert t.run() == "done"  # a normal end, long before 10 kimg
+    nimg = int(t.nimg.numpy())
+    assert 0 < nimg < 10_000
+    assert float(t.train_seconds.numpy()) >= 60.0
+    assert any(line.startswith("gan.max_minutes (1) reached at kimg") for line in lines)
+    # the end writes the last snapshot and checkpoint, as at kimg
+    assert (tmp_path / "run" / f"fakes{nimg:09d}.png").exists()
+    assert (tmp_path / "run" / "checkpoints" / f"ckpt-{int(t.step.numpy())}.index").exists()
+    lines.clear()
+    again = Trainer(cfg, tmp_path / "run", dataset=_data(), resume=True, log=lines.append)
+    assert again.run() == "done"
+    assert int(again.nimg.numpy()) == nimg  # the time was spent already: nothing more
+    assert "gan.max_minutes (1) was reached already" in lines

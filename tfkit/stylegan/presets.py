@@ -165,6 +165,7 @@ class GanOptions:
     num_fp16_res: int = 0
     batch_per_replica: int = 0  # examples per replica and accumulation round
     rounds: int = 1  # gradient-accumulation rounds per step
+    max_minutes: float = 0.0  # 0: no time limit
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for logs)."""
@@ -298,6 +299,7 @@ def resolve_options(
         d_reg_interval=gan.d_reg_interval,
         noise_mode=gan.noise_mode,
         clamp=gan.clamp if gan.clamp is not None or not num_fp16_res else 256.0,
+        max_minutes=gan.max_minutes or 0.0,
         grid=tuple(gan.grid),
         precision=precision,
         num_fp16_res=num_fp16_res,

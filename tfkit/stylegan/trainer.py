@@ -255,6 +255,8 @@ class Trainer:
         self.nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.tick = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.tick_start_nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # training seconds so far (for gan.max_minutes; kept across resumes)
+        self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.phases = [
             Phase("G-main", "G", 1, self.g_opt),
             Phase("G-reg", "G", opts.g_reg_interval, self.g_opt),
@@ -273,6 +275,7 @@ class Trainer:
             nimg=self.nimg,
             tick=self.tick,
             tick_start_nimg=self.tick_start_nimg,
+            train_seconds=self.train_seconds,
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=3
@@ -647,12 +650,17 @@ class Trainer:
         )
         # the counters live in Python during the loop: no read from the device until a tick ends
         step, nimg = int(self.step.numpy()), int(self.nimg.numpy())
+        budget_s = opts.max_minutes * 60.0
+        run_start, seconds_before = time.time(), float(self.train_seconds.numpy())
         tick_end = int(self.tick_start_nimg.numpy()) + tick_nimg
         sums: dict[str, list[tf.Tensor]] = {}
         tick_start = time.time()
         done = 0
         status = "done"
         try:
+            if budget_s and seconds_before >= budget_s:
+                total_nimg = nimg  # resumed after the time limit: nothing left to train
+                self.log(f"gan.max_minutes ({opts.max_minutes:g}) was reached already")
             while nimg < total_nimg:
                 for k, v in self._iteration(step, nimg).items():
                     sums.setdefault(k, []).append(v)
@@ -661,12 +669,22 @@ class Trainer:
                 if hook is not None:
                     hook(self)
                 finished = nimg >= total_nimg
-                # a stop request (SIGTERM) is honoured where every worker agrees on it: at
-                # once in one process, every STOP_CHECK_EVERY iterations across workers
+                # a stop request (SIGTERM) and the end of gan.max_minutes take effect where
+                # every worker agrees on them: at once in one process, every
+                # STOP_CHECK_EVERY iterations across workers
                 stopping = False
                 if not self._stop_agreement.enabled or step % STOP_CHECK_EVERY == 0:
-                    stopping = self._stop_agreement.should_stop(self._stop_requested)
+                    elapsed = seconds_before + time.time() - run_start
+                    stopping, time_up = self._stop_agreement.agree(
+                        self._stop_requested, budget_s > 0 and elapsed >= budget_s
+                    )
+                    if time_up and not finished:
+                        finished = True
+                        self.log(
+                            f"gan.max_minutes ({opts.max_minutes:g}) reached at kimg {nimg / 1000:.3f}"
+                        )
                 if nimg >= tick_end or finished or stopping:
+                    self.train_seconds.assign(seconds_before + time.time() - run_start)
                     self._end_tick(sums, tick_start)
                     tick_end = nimg + tick_nimg
                     sums = {}
@@ -679,6 +697,8 @@ class Trainer:
                     self.save()
                     status = "stopped"
                     self.log(f"stopped at kimg {nimg / 1000:.3f}; checkpoint written")
+                    break
+                if finished:
                     break
                 if max_iterations is not None and done >= max_iterations:
                     status = "paused"
