@@ -369,3 +369,17 @@ def test_max_minutes_ends_training_early_and_counts_across_resumes(tmp_path, mon
     assert again.run() == "done"
     assert int(again.nimg.numpy()) == nimg  # the time was spent already: nothing more
     assert "gan.max_minutes (1) was reached already" in lines
+
+
+def test_resume_reads_checkpoints_written_before_max_minutes(tmp_path):
+    t = _trainer(tmp_path)
+    t.step.assign(2)
+    t.nimg.assign(16)
+    older = {k: v for k, v in t._checkpoint_items.items() if k != "train_seconds"}
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(**older), str(tmp_path / "run" / "checkpoints"), max_to_keep=1
+    )
+    manager.save(checkpoint_number=2)
+    resumed = _trainer(tmp_path, resume=True)
+    assert int(resumed.nimg.numpy()) == 16 and int(resumed.step.numpy()) == 2
+    assert float(resumed.train_seconds.numpy()) == 0.0

@@ -361,3 +361,43 @@ def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
     args = ["--input", str(tmp_path / "raw.npy"), "--output", str(tmp_path / "bad.npy")]
     assert main(["predict", str(run_dir), *args, "--normalized"]) == 0
     assert np.abs(np.load(tmp_path / "bad.npy") - expected).max() > 0.2
+
+
+def test_recorded_normalization_equals_the_pipeline_normalizers():
+    """`apply_normalization` with the spec's record gives what the pipeline feeds the model."""
+    import tfkit.data
+    from tfkit.config import validate
+    from tfkit.data.pipeline import apply_normalization
+
+    def data(normalize, source):
+        cfg = validate(
+            {
+                "data": {
+                    "source": source,
+                    "split": {"train": 0.8, "val": 0.0, "test": 0.2, "seed": 0},
+                    "normalize": normalize,
+                    "batch_size": 500,
+                }
+            }
+        ).data
+        return tfkit.data.build(cfg, seed=0)
+
+    sources = [
+        {"kind": "digits", "layout": "flat"},
+        {"kind": "digits", "layout": "image"},
+        {"kind": "two_input", "count": 300},
+    ]
+    for source in sources:
+        raw = next(iter(data("none", source).test))[0]
+        for normalize in ("standardize", "rescale", "minus_one_one"):
+            splits = data(normalize, source)
+            fed = next(iter(splits.test))[0]
+            names = [i.name for i in splits.spec.inputs]
+            raw_np = (
+                {k: v.numpy() for k, v in raw.items()} if isinstance(raw, dict) else raw.numpy()
+            )
+            got = apply_normalization(raw_np, splits.spec.normalization, names)
+            fed = fed if isinstance(fed, dict) else {names[0]: fed}
+            got = got if isinstance(got, dict) else {names[0]: got}
+            for name in names:
+                np.testing.assert_allclose(got[name], fed[name].numpy(), atol=1e-5, err_msg=name)

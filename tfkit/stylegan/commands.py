@@ -9,7 +9,7 @@ from pathlib import Path
 from tfkit.errors import UserError
 
 # keys that may change when resuming (training length and reporting only)
-RESUMABLE_CHANGES = {"gan.kimg", "gan.tick_kimg", "gan.snapshot_ticks"}
+RESUMABLE_CHANGES = {"gan.kimg", "gan.max_minutes", "gan.tick_kimg", "gan.snapshot_ticks"}
 
 
 def train_command(args: argparse.Namespace) -> int:

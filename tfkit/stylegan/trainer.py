@@ -263,7 +263,7 @@ class Trainer:
             Phase("D-main", "D", 1, self.d_opt),
             Phase("D-reg", "D", opts.d_reg_interval, self.d_opt),
         ]
-        self.checkpoint = tf.train.Checkpoint(
+        self._checkpoint_items = dict(
             G=self.G,
             D=self.D,
             G_ema=self.G_ema,
@@ -277,6 +277,7 @@ class Trainer:
             tick_start_nimg=self.tick_start_nimg,
             train_seconds=self.train_seconds,
         )
+        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=3
         )
@@ -287,7 +288,12 @@ class Trainer:
                 raise UserError(
                     f"--resume {self.run_dir}: no checkpoint in {self.run_dir / 'checkpoints'}"
                 )
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpoint = self.checkpoint
+            saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+            if "train_seconds" not in saved:  # written before gan.max_minutes existed
+                older = {k: v for k, v in self._checkpoint_items.items() if k != "train_seconds"}
+                checkpoint = tf.train.Checkpoint(**older)
+            checkpoint.restore(latest).assert_existing_objects_matched()
         self._fns = {
             "G-main": tf.function(self._g_main),
             "G-reg": tf.function(self._g_reg),
@@ -684,8 +690,8 @@ class Trainer:
                             f"gan.max_minutes ({opts.max_minutes:g}) reached at kimg {nimg / 1000:.3f}"
                         )
                 if nimg >= tick_end or finished or stopping:
+                    self._end_tick(sums, tick_start)  # waits for the device: time it after
                     self.train_seconds.assign(seconds_before + time.time() - run_start)
-                    self._end_tick(sums, tick_start)
                     tick_end = nimg + tick_nimg
                     sums = {}
                     if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
@@ -701,6 +707,7 @@ class Trainer:
                 if finished:
                     break
                 if max_iterations is not None and done >= max_iterations:
+                    self.train_seconds.assign(seconds_before + time.time() - run_start)
                     status = "paused"
                     break
             if status == "done":

@@ -185,10 +185,17 @@ def run_normalization(run_dir: str | Path | None) -> dict[str, dict] | None:
 
 
 def _legacy_normalize(x: Any, path: Path, config: ExperimentConfig) -> Any:
-    # runs without a recorded normalization: images as the source reads them, arrays as given
-    if not path.is_dir():
-        return x
+    # runs without a recorded normalization: images as the source reads them; arrays only
+    # when the run did not normalize (else the statistics are unknown here)
     normalize = config.data.normalize
+    if not path.is_dir():
+        if normalize != "none":
+            raise UserError(
+                f"--input {path}: the run normalizes its inputs (data.normalize: {normalize}) "
+                "but does not record how (trained before tfkit saved it in spec.json); pass "
+                "inputs normalized as the model sees them and add --normalized"
+            )
+        return x
     if normalize == "minus_one_one":
         return x * 2.0 - 1.0
     if normalize == "standardize":

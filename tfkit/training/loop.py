@@ -566,9 +566,11 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
     from tfkit.training.fit import (
         MODEL_FILE,
         RESULT_FILE,
+        SPEC_FILE,
         check_model_fits_data,
         format_table,
         save_model_atomic,
+        spec_to_dict,
         write_json_atomic,
     )
     from tfkit.training.losses import build_loss, resolve_loss_name
@@ -688,6 +690,7 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
         result["weights_checksum"] = round(checksum, 6)
         print(f"final weights checksum: {checksum:.6f}", flush=True)
         if chief:
+            write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
             save_model_atomic(model, run_dir / MODEL_FILE)
             write_json_atomic(run_dir / RESULT_FILE, result)
         print(format_table(result), flush=True)
