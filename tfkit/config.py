@@ -658,6 +658,10 @@ class GanConfig(Strict):
     mbstd_group: int | None = Field(None, ge=1)
     d_residual: bool | None = None  # residual discriminator (stylegan2 arch only)
     lr: float | None = Field(None, gt=0)  # G and D learning rate before lazy-reg scaling
+    # learning-rate decay to 0 at gan.kimg (from the fraction lr_decay_start of it); the
+    # reference keeps it constant (none)
+    lr_decay: Literal["none", "linear", "cosine"] | None = None
+    lr_decay_start: float | None = Field(None, ge=0, lt=1)
     gamma: float | None = Field(None, ge=0)  # R1 weight
     ema_kimg: float | None = Field(None, ge=0)  # G_ema half-life
     ema_rampup: float | None = Field(None, ge=0)  # 0: no ramp-up

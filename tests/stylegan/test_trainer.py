@@ -104,6 +104,31 @@ def test_lazy_regularization_and_ema_beta():
     )  # ramp-up limits
 
 
+def test_lr_decay_schedules():
+    assert [losses.lr_factor("none", n, 100) for n in (0, 50, 100)] == [1.0, 1.0, 1.0]
+    assert [losses.lr_factor("linear", n, 100) for n in (0, 25, 100, 150)] == [1, 0.75, 0, 0]
+    cosine = [losses.lr_factor("cosine", n, 100, start=0.5) for n in (0, 50, 75, 100)]
+    assert cosine == pytest.approx([1.0, 1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="step"):
+        losses.lr_factor("step", 1, 100)
+
+
+def test_lr_decay_reaches_the_optimizers_and_survives_resume(tmp_path):
+    gan = dict(kimg=0.048, lr_decay="linear", g_reg_interval=4, d_reg_interval=16)
+    t = _trainer(tmp_path, **gan)
+    g_base, d_base = t._base_lrs
+    assert float(t.g_opt.learning_rate) == pytest.approx(g_base)
+    t.train_iteration()  # at nimg 0: full rate
+    assert float(t.g_opt.learning_rate) == pytest.approx(g_base)
+    t.train_iteration()  # at nimg 8 of 48
+    assert float(t.g_opt.learning_rate) == pytest.approx(g_base * (1 - 8 / 48))
+    assert float(t.d_opt.learning_rate) == pytest.approx(d_base * (1 - 8 / 48))
+    t.save()
+    resumed = _trainer(tmp_path, resume=True, **gan)
+    resumed.train_iteration()  # at nimg 16
+    assert float(resumed.d_opt.learning_rate) == pytest.approx(d_base * (1 - 16 / 48))
+
+
 def test_phases_intervals_scaling_and_ema_update(tmp_path):
     t = _trainer(tmp_path, g_reg_interval=4, d_reg_interval=16, lr=0.002)
     names = {s: [p.name for p in t.active_phases(s)] for s in (0, 1, 4, 16)}

@@ -80,6 +80,23 @@ def lazy_regularization(
     return lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
 
 
+def lr_factor(schedule: str, cur_nimg: int, total_nimg: int, start: float = 0.0) -> float:
+    """Learning-rate multiplier at `cur_nimg` of `total_nimg` images.
+
+    `none` keeps 1 (the reference). `linear` and `cosine` hold 1 until the fraction `start`
+    of the run, then decay to 0 at its end (linear decay to 0 is SNGAN's CIFAR schedule):
+    the GAN game settles instead of ending mid-oscillation.
+    """
+    if schedule == "none" or total_nimg <= 0:
+        return 1.0
+    p = min(max((cur_nimg / total_nimg - start) / max(1.0 - start, 1e-8), 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - p
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
 def ema_beta(batch: int, ema_kimg: float, ema_rampup: float, cur_nimg: int) -> float:
     """Decay of the G_ema update p_ema <- p + (p_ema - p) * beta.
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from tfkit.errors import UserError, unknown_name
 
 _REF = dict(
+    lr_decay="none",
+    lr_decay_start=0.0,
     z_dim=512,
     w_dim=512,
     channel_max=512,
@@ -166,6 +168,8 @@ class GanOptions:
     batch_per_replica: int = 0  # examples per replica and accumulation round
     rounds: int = 1  # gradient-accumulation rounds per step
     max_minutes: float = 0.0  # 0: no time limit
+    lr_decay: str = "none"  # none | linear | cosine, to 0 at kimg
+    lr_decay_start: float = 0.0  # fraction of kimg where the decay starts
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for logs)."""
@@ -241,6 +245,8 @@ def resolve_options(
         "mbstd_group",
         "d_residual",
         "lr",
+        "lr_decay",
+        "lr_decay_start",
         "gamma",
         "ema_kimg",
         "ema_rampup",

@@ -240,6 +240,7 @@ class Trainer:
                 dst.assign(src)
             g_lr, g_betas = losses.lazy_regularization(opts.lr, opts.betas, opts.g_reg_interval)
             d_lr, d_betas = losses.lazy_regularization(opts.lr, opts.betas, opts.d_reg_interval)
+            self._base_lrs = (g_lr, d_lr)  # times losses.lr_factor with gan.lr_decay
             self.g_opt = keras.optimizers.Adam(
                 g_lr, beta_1=g_betas[0], beta_2=g_betas[1], epsilon=1e-8, name="g_opt"
             )
@@ -302,6 +303,7 @@ class Trainer:
         }
         self._ema_fn = tf.function(self._ema_update)
         self._iterator = None
+        self._lr_factor = 1.0
         self._stop_requested = False
         # multi-worker: a SIGTERM to any worker stops every worker after the same iteration
         self._stop_agreement = tfkit_distribute.StopAgreement(strategy)
@@ -589,6 +591,7 @@ class Trainer:
 
     def _iteration(self, step: int, nimg: int) -> dict[str, tf.Tensor]:
         """`train_iteration` at a known `step`/`nimg`, without any read from the device."""
+        self._set_lr(nimg)
         reals, labels = self.next_reals()
         stats: dict[str, tf.Tensor] = {}
         for phase in self.active_phases(step):
@@ -598,6 +601,16 @@ class Trainer:
         self.step.assign_add(1)
         self.nimg.assign_add(self.batch)
         return stats
+
+    def _set_lr(self, nimg: int) -> None:
+        """Apply `gan.lr_decay` at `nimg` (a function of the image count: the same on every
+        worker and after a resume)."""
+        opts = self.opts
+        factor = losses.lr_factor(opts.lr_decay, nimg, int(opts.kimg * 1000), opts.lr_decay_start)
+        if factor != self._lr_factor:
+            self._lr_factor = factor
+            for optimizer, base in zip((self.g_opt, self.d_opt), self._base_lrs, strict=True):
+                optimizer.learning_rate.assign(base * factor)
 
     def request_stop(self) -> None:
         """Stop after the current iteration and write a checkpoint (the SIGTERM handler)."""
