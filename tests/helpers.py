@@ -238,3 +238,22 @@ def wait_for_text(path, text: str, procs, timeout: float) -> None:
             raise AssertionError(f"a worker ended ({ended}) before {text!r} appeared in {path}")
         time.sleep(0.5)
     raise AssertionError(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+def sigterm_one_worker(procs, logs, ready_text: str, index: int, delay: float = 0.0):
+    """Once `ready_text` is in worker 0's log (and `delay` seconds later), SIGTERM worker
+    `index` alone; wait for every worker. Returns their exit codes and outputs (killing any
+    worker still running at the end)."""
+    import signal
+    import time
+
+    try:
+        wait_for_text(logs[0], ready_text, procs, timeout=300)
+        time.sleep(delay)
+        procs[index].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return codes, [log.read_text() for log in logs]

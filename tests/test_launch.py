@@ -170,9 +170,8 @@ def test_two_workers_train_digits(tmp_path):
 def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     """A SIGTERM to the non-chief worker alone: the chief stops at the same step (it would
     otherwise wait forever in the next collective) and writes the checkpoint."""
-    import signal
 
-    from helpers import start_local_workers, wait_for_text
+    from helpers import sigterm_one_worker, start_local_workers
 
     config = tmp_path / "digits.yaml"
     config.write_text("name: mw_digits\n")
@@ -180,16 +179,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     args = ["train", str(config), *SMALL, "--set", "train.epochs=500", "--run-dir", str(run_dir)]
     args += ["--set", "train.steps_per_loop=5"]
     procs, logs = start_local_workers(args, tmp_path / "logs")
-    try:
-        wait_for_text(logs[0], "custom loop", procs, timeout=300)
-        time.sleep(5)  # some steps in
-        procs[1].send_signal(signal.SIGTERM)
-        codes = [p.wait(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    out = [log.read_text() for log in logs]
+    codes, out = sigterm_one_worker(procs, logs, "custom loop", index=1, delay=5)  # steps in
     assert codes == [0, 0], out
     steps = [re.search(r"Stopped by (.+) at step (\d+); checkpoint saved", o) for o in out]
     assert steps[0] and steps[1], out

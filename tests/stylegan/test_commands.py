@@ -234,10 +234,9 @@ def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_pa
     """Only the chief gets SIGTERM: worker 1 must stop with it (not hang in the next
     collective), both at the same kimg, and the chief writes the checkpoint to resume from."""
     import re
-    import signal
     from pathlib import Path
 
-    from helpers import start_local_workers, wait_for_text
+    from helpers import sigterm_one_worker, start_local_workers
 
     root = Path(__file__).resolve().parents[2]
     small = {**SMALL_MULTI_WORKER, "gan.kimg": 100, "gan.tick_kimg": 0.008}
@@ -246,15 +245,7 @@ def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_pa
     config = str(root / "configs" / "stylegan_shapes32.yaml")
     args = ["gan", "train", config, "--run-dir", str(run_dir), *sets]
     procs, logs = start_local_workers(args, tmp_path / "logs", env={"TMPDIR": str(tmp_path)})
-    try:
-        wait_for_text(logs[0], "tick 3 ", procs, timeout=300)
-        procs[0].send_signal(signal.SIGTERM)
-        codes = [p.wait(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    out = [log.read_text() for log in logs]
+    codes, out = sigterm_one_worker(procs, logs, "tick 3 ", index=0)
     assert codes == [143, 143], out  # `gan train` exits 143 when stopped by SIGTERM
     stops = [re.search(r"stopped at kimg ([\d.]+); checkpoint written", o) for o in out]
     assert stops[0] and stops[1], out
