@@ -154,25 +154,29 @@ def _copy(dst, src):
         a.assign(b)
 
 
+def _assert_same_phases(a_trainer, b_trainer, rel: float) -> None:
+    """D-main, G-main and D-reg on the same real batch give the same statistics and G/D
+    weights (within `rel` / 1e-5) in both trainers."""
+    reals, labels = a_trainer.next_reals()
+    for name in ("D-main", "G-main", "D-reg"):
+        a = a_trainer.run_phase(name, a_trainer.make_inputs(name, reals, labels))
+        b = b_trainer.run_phase(name, b_trainer.make_inputs(name, reals, labels))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=rel, abs=1e-6), k
+    for net in ("G", "D"):
+        pairs = zip(getattr(a_trainer, net).weights, getattr(b_trainer, net).weights, strict=True)
+        diff = max(np.max(np.abs(x.numpy() - y.numpy())) for x, y in pairs)
+        assert diff <= 1e-5, (net, diff)
+
+
 def test_two_replicas_match_one(tmp_path, two_replicas):
     gan = dict(noise_mode="const", style_mixing=0.0, mbstd_group=1)
     one = _trainer(tmp_path, run="one", **gan)
     two = _trainer(tmp_path, two_replicas, run="two", **gan)
     for net in ("G", "D", "G_ema"):
         _copy(getattr(two, net), getattr(one, net))
-    reals, labels = one.next_reals()
-    for name in ("D-main", "G-main", "D-reg"):
-        a = one.run_phase(name, one.make_inputs(name, reals, labels))
-        b = two.run_phase(name, two.make_inputs(name, reals, labels))
-        assert a.keys() == b.keys()
-        for k in a:
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
-    for net in ("G", "D"):
-        diff = max(
-            np.max(np.abs(x.numpy() - y.numpy()))
-            for x, y in zip(getattr(one, net).weights, getattr(two, net).weights, strict=True)
-        )
-        assert diff <= 1e-5, (net, diff)
+    _assert_same_phases(one, two, rel=1e-4)
 
 
 def _state(t):
@@ -274,19 +278,7 @@ def test_gradient_accumulation_matches_full_batch(tmp_path):
     for net in ("G", "D", "G_ema"):
         _copy(getattr(acc, net), getattr(full, net))
     initial_d = [v.numpy() for v in full.D.weights]
-    reals, labels = full.next_reals()
-    for name in ("D-main", "G-main", "D-reg"):
-        a = full.run_phase(name, full.make_inputs(name, reals, labels))
-        b = acc.run_phase(name, acc.make_inputs(name, reals, labels))
-        assert a.keys() == b.keys()
-        for k in a:
-            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
-    for net in ("G", "D"):
-        diff = max(
-            np.max(np.abs(x.numpy() - y.numpy()))
-            for x, y in zip(getattr(full, net).weights, getattr(acc, net).weights, strict=True)
-        )
-        assert diff <= 1e-5, (net, diff)
+    _assert_same_phases(full, acc, rel=1e-5)
     moved = max(
         np.max(np.abs(x.numpy() - y)) for x, y in zip(acc.D.weights, initial_d, strict=True)
     )
