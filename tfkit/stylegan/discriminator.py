@@ -59,100 +59,74 @@ class Discriminator(keras.Model):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         with float32_default_policy():
-            self._create_layers(
-                resolution,
-                channels,
-                channel_base,
-                channel_max,
-                arch,
-                mbstd_group,
-                mbstd_channels,
-                num_classes,
-                cmap_dim,
-                clamp,
-                num_fp16_res,
-                precision,
+            log2 = check_resolution(resolution)
+            if arch not in ARCHS:
+                raise ValueError(
+                    f"`arch` must be one of {', '.join(ARCHS)}. Received: arch={arch!r}"
+                )
+            self.resolution = int(resolution)
+            self.channels = int(channels)
+            self.channel_base = int(channel_base)
+            self.channel_max = int(channel_max)
+            self.arch = arch
+            self.mbstd_group = int(mbstd_group)
+            self.mbstd_channels = int(mbstd_channels)
+            self.num_classes = int(num_classes)
+            self.clamp = clamp
+            self.num_fp16_res = int(num_fp16_res)
+            self.precision = precision
+            dt = lambda r: block_dtype(r, self.resolution, self.num_fp16_res, precision)  # noqa: E731
+            ch = lambda r: channels_at(r, self.channel_base, self.channel_max)  # noqa: E731
+            self.cmap_dim = int(cmap_dim or ch(4)) if self.num_classes else 0
+            self.fromrgb = EqualizedConv2D(
+                ch(self.resolution),
+                1,
+                activation="lrelu",
+                clamp=clamp,
+                dtype=dt(self.resolution),
+                name=f"b{self.resolution}_fromrgb",
+            )
+            self.blocks = []
+            for i in range(log2, 2, -1):
+                r = 2**i
+                block = {
+                    "conv0": EqualizedConv2D(
+                        ch(r), 3, activation="lrelu", clamp=clamp, dtype=dt(r), name=f"b{r}_conv0"
+                    ),
+                    "conv1": EqualizedConv2D(
+                        ch(r // 2),
+                        3,
+                        activation="lrelu",
+                        down=True,
+                        clamp=clamp,
+                        gain=math.sqrt(0.5) if arch == "stylegan2" else 1.0,
+                        dtype=dt(r),
+                        name=f"b{r}_conv1",
+                    ),
+                }
+                if arch == "stylegan2":
+                    block["skip"] = EqualizedConv2D(
+                        ch(r // 2),
+                        1,
+                        down=True,
+                        use_bias=False,
+                        gain=math.sqrt(0.5),
+                        dtype=dt(r),
+                        name=f"b{r}_skip",
+                    )
+                self.blocks.append(block)
+            # direct attributes, so tf.train.Checkpoint tracks every block layer by name
+            for block in self.blocks:
+                for layer in block.values():
+                    setattr(self, layer.name, layer)
+            self.mbstd = MinibatchStdDev(self.mbstd_group, self.mbstd_channels, name="mbstd")
+            self.conv = EqualizedConv2D(ch(4), 3, activation="lrelu", clamp=clamp, name="b4_conv")
+            self.fc = EqualizedDense(ch(4), activation="lrelu", name="b4_fc")
+            self.out = EqualizedDense(self.cmap_dim or 1, name="b4_out")
+            self.embed = (
+                EqualizedDense(self.cmap_dim, name="cmap_embed") if self.num_classes else None
             )
         self.build_all()
-
-    def _create_layers(
-        self,
-        resolution,
-        channels,
-        channel_base,
-        channel_max,
-        arch,
-        mbstd_group,
-        mbstd_channels,
-        num_classes,
-        cmap_dim,
-        clamp,
-        num_fp16_res,
-        precision,
-    ) -> None:
-        log2 = check_resolution(resolution)
-        if arch not in ARCHS:
-            raise ValueError(f"`arch` must be one of {', '.join(ARCHS)}. Received: arch={arch!r}")
-        self.resolution = int(resolution)
-        self.channels = int(channels)
-        self.channel_base = int(channel_base)
-        self.channel_max = int(channel_max)
-        self.arch = arch
-        self.mbstd_group = int(mbstd_group)
-        self.mbstd_channels = int(mbstd_channels)
-        self.num_classes = int(num_classes)
-        self.clamp = clamp
-        self.num_fp16_res = int(num_fp16_res)
-        self.precision = precision
-        dt = lambda r: block_dtype(r, self.resolution, self.num_fp16_res, precision)  # noqa: E731
-        ch = lambda r: channels_at(r, self.channel_base, self.channel_max)  # noqa: E731
-        self.cmap_dim = int(cmap_dim or ch(4)) if self.num_classes else 0
-        self.fromrgb = EqualizedConv2D(
-            ch(self.resolution),
-            1,
-            activation="lrelu",
-            clamp=clamp,
-            dtype=dt(self.resolution),
-            name=f"b{self.resolution}_fromrgb",
-        )
-        self.blocks = []
-        for i in range(log2, 2, -1):
-            r = 2**i
-            block = {
-                "conv0": EqualizedConv2D(
-                    ch(r), 3, activation="lrelu", clamp=clamp, dtype=dt(r), name=f"b{r}_conv0"
-                ),
-                "conv1": EqualizedConv2D(
-                    ch(r // 2),
-                    3,
-                    activation="lrelu",
-                    down=True,
-                    clamp=clamp,
-                    gain=math.sqrt(0.5) if arch == "stylegan2" else 1.0,
-                    dtype=dt(r),
-                    name=f"b{r}_conv1",
-                ),
-            }
-            if arch == "stylegan2":
-                block["skip"] = EqualizedConv2D(
-                    ch(r // 2),
-                    1,
-                    down=True,
-                    use_bias=False,
-                    gain=math.sqrt(0.5),
-                    dtype=dt(r),
-                    name=f"b{r}_skip",
-                )
-            self.blocks.append(block)
-        # direct attributes, so tf.train.Checkpoint tracks every block layer by name
-        for block in self.blocks:
-            for layer in block.values():
-                setattr(self, layer.name, layer)
-        self.mbstd = MinibatchStdDev(self.mbstd_group, self.mbstd_channels, name="mbstd")
-        self.conv = EqualizedConv2D(ch(4), 3, activation="lrelu", clamp=clamp, name="b4_conv")
-        self.fc = EqualizedDense(ch(4), activation="lrelu", name="b4_fc")
-        self.out = EqualizedDense(self.cmap_dim or 1, name="b4_out")
-        self.embed = EqualizedDense(self.cmap_dim, name="cmap_embed") if self.num_classes else None
 
     def build_all(self) -> None:
         """Create every weight (the input shape is known from the constructor)."""
