@@ -257,3 +257,23 @@ def sigterm_one_worker(procs, logs, ready_text: str, index: int, delay: float = 
             if p.poll() is None:
                 p.kill()
     return codes, [log.read_text() for log in logs]
+
+
+def run_launch(flags: list[str], command: list[str], timeout: float, env=None, cwd=None):
+    """`python -m tfkit.cli launch FLAGS --timeout T -- COMMAND` on CPU, waited for (output
+    captured); the subprocess gets `timeout` + 100 s before it is killed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tfkit.cli", "launch", *flags, "--timeout", str(timeout), "--"]
+        + command,
+        env=base,
+        cwd=cwd or Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 100,
+    )

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from helpers import run_launch
 
 from tfkit import launch as launch_mod
 from tfkit.errors import UserError
@@ -102,30 +103,9 @@ def test_two_workers_train_digits(tmp_path):
     config = tmp_path / "digits.yaml"
     config.write_text("name: mw_digits\n")
     run_dir = tmp_path / "run"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfkit.cli",
-            "launch",
-            "--workers",
-            "2",
-            "--timeout",
-            "500",
-            "--",
-            "train",
-            str(config),
-            *SMALL,
-            "--run-dir",
-            str(run_dir),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_launch(
+        ["--workers", "2"], ["train", str(config), *SMALL, "--run-dir", str(run_dir)], timeout=500
     )
     wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -138,6 +118,7 @@ def test_two_workers_train_digits(tmp_path):
     assert result["strategy"] == "CollectiveAllReduceStrategy" and result["replicas"] == 2
 
     single = tmp_path / "single"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     one = subprocess.run(
         [
             sys.executable,

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_launch
 from PIL import Image
 
 from tfkit.cli import main
@@ -171,47 +172,22 @@ SMALL_MULTI_WORKER = {
 @pytest.mark.slow
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
     """`tfkit launch --workers 2 -- gan train configs/stylegan_shapes32.yaml` on 127.0.0.1."""
-    import os
     import re
-    import subprocess
-    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    env = {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TMPDIR": str(scratch),
-    }
     small = {**SMALL_MULTI_WORKER, "gan.kimg": 0.048}
     sets = [a for k, v in small.items() for a in ("--set", f"{k}={v}")]
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfkit.cli",
-            "launch",
-            "--workers",
-            "2",
-            "--timeout",
-            "400",
-            "--",
-            "gan",
-            "train",
-            str(root / "configs" / "stylegan_shapes32.yaml"),
-            "--run-dir",
-            str(run_dir),
-            *sets,
-        ],
-        env=env,
+    config = str(root / "configs" / "stylegan_shapes32.yaml")
+    proc = run_launch(
+        ["--workers", "2"],
+        ["gan", "train", config, "--run-dir", str(run_dir), *sets],
+        timeout=400,
+        env={"TMPDIR": str(scratch)},
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=450,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

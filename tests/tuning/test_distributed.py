@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from helpers import run_launch
 
 from tfkit.tuning.launch import launch_tune
 
@@ -29,26 +30,7 @@ ARGS = [
 def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path):
     run_dir = tmp_path / "run"
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfkit.cli",
-            "launch",
-            "--tune-workers",
-            "2",
-            "--timeout",
-            "500",
-            "--",
-            *ARGS,
-            "--run-dir",
-            str(run_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    proc = run_launch(["--tune-workers", "2"], [*ARGS, "--run-dir", str(run_dir)], timeout=500)
     wall = time.perf_counter() - start
     out = proc.stdout
     print(f"distributed search wall time: {wall:.1f}s")
