@@ -156,6 +156,11 @@ def test_shapes16_learns(tmp_path):
 
 
 # configs/stylegan_shapes32.yaml made tiny for the multi-worker tests
+# the one line `gan train` prints when SIGTERM or Ctrl-C stopped it (group 1: the kimg)
+STOP_LINE = (
+    r"^tfkit gan train: stopped at kimg ([\d.]+); continue with: tfkit gan train --resume \S+$"
+)
+
 SMALL_MULTI_WORKER = {
     "data.source.count": 64,
     "gan.batch": 8,
@@ -223,7 +228,7 @@ def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_pa
     procs, logs = start_local_workers(args, tmp_path / "logs", env={"TMPDIR": str(tmp_path)})
     codes, out = sigterm_one_worker(procs, logs, "tick 3 ", index=0)
     assert codes == [143, 143], out  # `gan train` exits 143 when stopped by SIGTERM
-    stops = [re.search(r"stopped at kimg ([\d.]+); checkpoint written", o) for o in out]
+    stops = [re.search(STOP_LINE, o, re.MULTILINE) for o in out]
     assert stops[0] and stops[1], out
     assert stops[0].group(1) == stops[1].group(1)
     steps = round(float(stops[0].group(1)) * 1000 / 8)

@@ -75,7 +75,14 @@ def train_command(args: argparse.Namespace) -> int:
         f"run directory: {run_dir}{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
     )
     status = trainer.run()
-    return 143 if status == "stopped" else 0
+    if status in ("stopped", "interrupted"):
+        print(
+            f"tfkit gan train: stopped at kimg {trainer.nimg.numpy() / 1000:g}; "
+            f"continue with: tfkit gan train --resume {run_dir}",
+            flush=True,
+        )
+        return 143 if status == "stopped" else 130
+    return 0
 
 
 def generate_command(args: argparse.Namespace) -> int:
