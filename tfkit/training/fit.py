@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError
 from tfkit.keras_names import LOSSES
 from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, build_callbacks
-from tfkit.training.losses import build_loss, resolve_loss_name
+from tfkit.training.losses import build_loss, loss_name_of
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
 
@@ -49,8 +50,9 @@ def _output_units(model: keras.Model) -> int | None:
     return None if not shape or shape[-1] is None else int(shape[-1])
 
 
-def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) -> None:
-    """Refuse a model whose output cannot match the labels, naming both sides.
+def check_model_fits_data(model: keras.Model, loss_name: str | None, spec: DataSpec) -> None:
+    """Refuse a model whose output cannot match the labels, naming both sides (`loss_name`
+    None: a loss class of your own, whose labels tfkit cannot know).
 
     Raises:
         UserError: e.g. a 5-way softmax for 10 classes, or 10 outputs for binary labels.
@@ -104,7 +106,7 @@ def compile_model(
     """
     runtime_cfg = runtime_cfg or RuntimeConfig()
     loss = build_loss(train_cfg.loss, spec)
-    check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+    check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
     model.compile(
         optimizer=build_optimizer(train_cfg.optimizer),
         loss=loss,
@@ -157,7 +159,11 @@ def _floats(logs: dict[str, Any]) -> dict[str, float]:
 
 
 def fit(
-    config: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train with `model.fit` as the config says and write the run's results.
 
@@ -165,6 +171,7 @@ def fit(
         config: the resolved experiment config (already saved in `run_dir`).
         run_dir: the run directory (holds `config.yaml`).
         resume: continue from `run_dir/backup` (BackupAndRestore) instead of starting.
+        callbacks: Keras callbacks of your own, run after the config's.
 
     Returns:
         The result written to `metrics.json`: `{"test": {...}, "val": {...}, "epochs": N,
@@ -190,9 +197,11 @@ def fit(
         compile_model(model, config.train, spec, config.runtime)
     class_weight = resolve_class_weight(config.train.class_weight, spec, splits.train)
     chief = distribute.is_chief(strategy)
+    extra = list(callbacks)
     callbacks = build_callbacks(
         config.train, run_dir, batch_size=config.data.batch_size, is_chief=chief
     )
+    callbacks += extra
     last = run_dir / CHECKPOINT_DIR / "last.keras"
     if chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
