@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import keras
 from tfkit.config import ExperimentConfig, RuntimeConfig, TrainConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError
+from tfkit.keras_names import LOSSES
 from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, build_callbacks
-from tfkit.training.losses import build_loss, resolve_loss_name
+from tfkit.training.losses import build_loss, loss_name_of
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
 
@@ -50,8 +52,9 @@ def _output_units(model: keras.Model) -> int | None:
     return None if not shape or shape[-1] is None else int(shape[-1])
 
 
-def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) -> None:
-    """Refuse a model whose output cannot match the labels, naming both sides.
+def check_model_fits_data(model: keras.Model, loss_name: str | None, spec: DataSpec) -> None:
+    """Refuse a model whose output cannot match the labels, naming both sides (`loss_name`
+    None: a loss class of your own, whose labels tfkit cannot know).
 
     Raises:
         UserError: e.g. a 5-way softmax for 10 classes, or 10 outputs for binary labels.
@@ -59,20 +62,21 @@ def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) ->
     units = _output_units(model)
     if units is None:
         return
+    binary_loss = LOSSES.get(loss_name, ("",))[0].startswith("Binary")
     if spec.task == "multiclass" and units != spec.num_classes:
         raise UserError(
             f"The model outputs {units} values per example, but the data has "
             f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
             f"Set model.outputs: {spec.num_classes} (or `auto`)"
         )
-    if spec.task == "multiclass" and loss_name.startswith("binary"):
+    if spec.task == "multiclass" and binary_loss:
         raise UserError(
             f"`train.loss: {loss_name}` is for 0/1 labels, but the data has "
             f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
             "Use sparse_categorical_crossentropy (integer labels) or "
             "categorical_crossentropy (one-hot labels)"
         )
-    if spec.task == "binary" and loss_name.startswith("binary") and units != 1:
+    if spec.task == "binary" and binary_loss and units != 1:
         raise UserError(
             f"The model outputs {units} values per example, but `{loss_name}` on binary labels "
             "needs 1. Set model.outputs: 1 (or `auto`)"
@@ -104,7 +108,7 @@ def compile_model(
     """
     runtime_cfg = runtime_cfg or RuntimeConfig()
     loss = build_loss(train_cfg.loss, spec)
-    check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+    check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
     model.compile(
         optimizer=build_optimizer(train_cfg.optimizer),
         loss=loss,
@@ -236,7 +240,11 @@ def fit_model(
 
 
 def fit(
-    config: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train with `model.fit` as the config says and write the run's results.
 
@@ -245,6 +253,7 @@ def fit(
         run_dir: the run directory (holds `config.yaml`).
         resume: continue exactly from the latest backup in `run_dir/backup` (a run whose
             training finished but whose results were not written only writes them).
+        callbacks: Keras callbacks of your own, run after the config's.
 
     Returns:
         The result written to `metrics.json`: `{"test": {...}, "val": {...}, "epochs": N,
@@ -291,6 +300,7 @@ def fit(
         flush=True,
     )
 
+    extra = list(callbacks)
     start = time.perf_counter()
     with StopSignals() as stop:
         backup = FitBackup(
@@ -314,6 +324,7 @@ def fit(
                 is_chief=chief,
                 backup=False,
             ),
+            *extra,
         ]
         try:
             history = fit_model(

@@ -566,7 +566,7 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
         spec_to_dict,
         write_json_atomic,
     )
-    from tfkit.training.losses import build_loss, resolve_loss_name
+    from tfkit.training.losses import build_loss, loss_name_of
     from tfkit.training.metrics import build_metrics, resolve_class_weight
     from tfkit.training.optimizers import build_optimizer
 
@@ -600,7 +600,7 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
     with strategy.scope():
         model = tfkit.models.build(config.model, spec)
         loss = build_loss(train_cfg.loss, spec)
-        check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+        check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
         optimizer = build_optimizer(train_cfg.optimizer)
         metrics = build_metrics(train_cfg.metrics, spec)
     class_weight = resolve_class_weight(train_cfg.class_weight, spec, splits.train)
