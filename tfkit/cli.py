@@ -271,7 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             # a bad config fails in well under a second, before the handler imports TensorFlow
             from tfkit.config import load_config
 
-            load_config(args.config, getattr(args, "overrides", None))
+            config = load_config(args.config, getattr(args, "overrides", None))
+            if name in ("train", "gan train", "tune") and not (
+                getattr(args, "dry_run", False) or getattr(args, "role", None)
+            ):
+                from tfkit.cluster import for_runtime
+
+                for_runtime(config.runtime)  # a missing SLURM variable, a TF_CONFIG with ps
         return int(_handler(name)(args) or 0)
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)

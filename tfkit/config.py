@@ -649,6 +649,13 @@ class RuntimeConfig(Strict):
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1)
     collective_timeout_s: float = Field(120.0, gt=0)
+    # where the other workers are (tfkit.cluster): auto (TF_CONFIG when set, else an srun
+    # step of several tasks, else this process alone) | local | tf_config (Kubernetes,
+    # Kubeflow TFJob, `tfkit launch`) | slurm (one srun task per worker)
+    cluster: Literal["auto", "local", "tf_config", "slurm"] = "auto"
+    # slurm: task k of a node listens on cluster_port + k; a distributed search's oracle
+    # listens on the chief's port
+    cluster_port: int = Field(8888, ge=1, le=65535)
 
 
 # --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.cluster import announce
 from tfkit.config import (
     ExperimentConfig,
     apply_overrides,
@@ -81,6 +82,7 @@ def train_command(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume {run_dir}: this run already finished (see {run_dir / 'metrics.json'})"
             )
+        announce(config.runtime)
         save_config(config, run_dir / CONFIG_FILE)
         _train_or_stop(config, run_dir, resume=True)
         return 0
@@ -90,6 +92,7 @@ def train_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
+    announce(config.runtime)  # first line: where this process runs (tfkit.cluster)
     from tfkit.distribute import worker_run_dir  # the chief creates it on multi-worker runs
 
     run_dir = worker_run_dir(config, args.run_dir, root=args.runs_root)
