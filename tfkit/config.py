@@ -307,6 +307,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
+    nan_policy: Literal["error", "drop"] = "error"  # examples with NaN/Inf: refuse or drop
     verify: bool = True  # read every TFRecord once at build: corrupt files fail at once, named
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
@@ -649,6 +650,13 @@ class RuntimeConfig(Strict):
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1)
     collective_timeout_s: float = Field(120.0, gt=0)
+    # where the other workers are (tfkit.cluster): auto (TF_CONFIG when set, else an srun
+    # step of several tasks, else this process alone) | local | tf_config (Kubernetes,
+    # Kubeflow TFJob, `tfkit launch`) | slurm (one srun task per worker)
+    cluster: Literal["auto", "local", "tf_config", "slurm"] = "auto"
+    # slurm: task k of a node listens on cluster_port + k; a distributed search's oracle
+    # listens on the chief's port
+    cluster_port: int = Field(8888, ge=1, le=65535)
 
 
 # --------------------------------------------------------------------------------------
@@ -1144,6 +1152,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
             value = getattr(config.model, field_name)
             if isinstance(value, str):
                 check(f"model.{field_name}", kn.check_activation_name, value)
+    out += [f"{where}: {p}" for p in combination_problems(config)]
     if config.tune is not None:
         if not config.tune.space:
             out.append(
@@ -1151,11 +1160,33 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
                 "`model.dropout: {float: [0.0, 0.5]}`"
             )
         objective = config.tune.objective.name
-        if logs_known and objective not in logs:
+        if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
                 f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
             )
+    return out
+
+
+def combination_problems(config: ExperimentConfig) -> list[str]:
+    """Settings that are each valid but cannot work together."""
+    out = []
+    data, train = config.data, config.train
+    if data.repeat and train.steps_per_epoch is None and config.gan is None:
+        out.append(
+            "`data.repeat: true` makes the train split endless, so an epoch never ends; set "
+            "`train.steps_per_epoch` too (or repeat: false)"
+        )
+    weighted = [
+        f"data.{key}.sample_weight"
+        for key in ("source", "val_source", "test_source")
+        if getattr(getattr(data, key), "sample_weight", None)
+    ]
+    if train.class_weight is not None and weighted:
+        out.append(
+            f"`train.class_weight` and `{weighted[0]}` cannot be combined (Keras refuses "
+            "both at once); fold the class weights into the sample weights"
+        )
     return out
 
 

@@ -43,6 +43,10 @@ def train_command(args: argparse.Namespace) -> int:
                 f"Cannot resume {args.resume}: the config changed at {', '.join(changed)}. Start a new run instead."
             )
 
+    if not args.dry_run:
+        from tfkit.cluster import announce
+
+        announce(cfg.runtime)  # first line: where this process runs (tfkit.cluster)
     from tfkit import distribute
     from tfkit.stylegan.trainer import Trainer
 
