@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from tfkit.errors import UserError
+from tfkit.errors import Stopped, UserError
 
 # command path -> "module:function"; imported only when that command runs
 HANDLERS = {
@@ -281,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(_handler(name)(args) or 0)
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except Stopped as err:  # a signal stopped training after saving what --resume needs
+        sys.stdout.flush()
+        print(f"tfkit {name}: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"tfkit {name}: interrupted", file=sys.stderr)

@@ -84,7 +84,7 @@ def train_command(args: argparse.Namespace) -> int:
             )
         if announce(config.runtime).is_chief:  # the other workers read the chief's files
             save_config(config, run_dir / CONFIG_FILE)
-        run_training(config, run_dir, resume=True)
+        _train_or_stop(config, run_dir, resume=True)
         return 0
     if not getattr(args, "config", None):
         raise UserError("tfkit train needs a CONFIG file (or --resume RUN_DIR)")
@@ -96,8 +96,19 @@ def train_command(args: argparse.Namespace) -> int:
     from tfkit.distribute import worker_run_dir  # the chief creates it on multi-worker runs
 
     run_dir = worker_run_dir(config, args.run_dir, root=args.runs_root)
-    run_training(config, run_dir, resume=False)
+    _train_or_stop(config, run_dir, resume=False)
     return 0
+
+
+def _train_or_stop(config: ExperimentConfig, run_dir: Path, *, resume: bool) -> None:
+    """`run_training`; a stop by a signal says how to continue."""
+    from tfkit.errors import Stopped
+
+    try:
+        run_training(config, run_dir, resume=resume)
+    except Stopped as err:
+        err.resume_hint = f"tfkit train --resume {run_dir}"
+        raise
 
 
 # --------------------------------------------------------------------------------------
