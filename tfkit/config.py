@@ -203,14 +203,17 @@ class TFRecordFeature(Strict):
 
 
 class TFRecordSource(Strict):
-    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, or a glob.
+    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, a glob,
+    or a list of those.
 
     With a tfkit schema file (`schema.json` beside the shards) nothing else is needed;
-    otherwise declare `features` (see `tfkit data inspect`).
+    otherwise declare `features` (see `tfkit data inspect`). Feature names are any strings
+    (`image/encoded`): the model's inputs get Keras-valid names (`image_encoded`), and the
+    data spec keeps the feature each one reads.
     """
 
     kind: Literal["tfrecord"]
-    path: str
+    path: str | list[str]  # a list of files, globs or directories is read as one source
     compression: Literal["", "GZIP", "ZLIB", "auto"] = "auto"
     features: list[TFRecordFeature] | None = None
     inputs: list[str] | None = None  # feature names fed to the model (default: all but label)
@@ -307,6 +310,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
+    nan_policy: Literal["error", "drop"] = "error"  # examples with NaN/Inf: refuse or drop
     verify: bool = True  # read every TFRecord once at build: corrupt files fail at once, named
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
@@ -1151,6 +1155,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
             value = getattr(config.model, field_name)
             if isinstance(value, str):
                 check(f"model.{field_name}", kn.check_activation_name, value)
+    out += [f"{where}: {p}" for p in combination_problems(config)]
     if config.tune is not None:
         if not config.tune.space:
             out.append(
@@ -1158,11 +1163,33 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
                 "`model.dropout: {float: [0.0, 0.5]}`"
             )
         objective = config.tune.objective.name
-        if logs_known and objective not in logs:
+        if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
                 f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
             )
+    return out
+
+
+def combination_problems(config: ExperimentConfig) -> list[str]:
+    """Settings that are each valid but cannot work together."""
+    out = []
+    data, train = config.data, config.train
+    if data.repeat and train.steps_per_epoch is None and config.gan is None:
+        out.append(
+            "`data.repeat: true` makes the train split endless, so an epoch never ends; set "
+            "`train.steps_per_epoch` too (or repeat: false)"
+        )
+    weighted = [
+        f"data.{key}.sample_weight"
+        for key in ("source", "val_source", "test_source")
+        if getattr(getattr(data, key), "sample_weight", None)
+    ]
+    if train.class_weight is not None and weighted:
+        out.append(
+            f"`train.class_weight` and `{weighted[0]}` cannot be combined (Keras refuses "
+            "both at once); fold the class weights into the sample weights"
+        )
     return out
 
 

@@ -65,7 +65,8 @@ def build_metrics(
         if spec is not None and spec.task == "regression" and key in _CLASSIFICATION_ONLY:
             raise UserError(
                 f"`train.metrics` has `{name}`, a classification metric, but the data task is "
-                "`regression`. Use mae, mse or rmse"
+                "`regression` (data.task: auto takes float or negative labels for regression "
+                "targets; set data.task for class ids). Use mae, mse or rmse"
             )
         if spec is not None and key in ("precision", "recall", "auc") and spec.task == "multiclass":
             raise UserError(
@@ -102,6 +103,11 @@ def resolve_class_weight(
     if spec.task == "regression":
         raise UserError(
             "`train.class_weight` is for classification, but the data task is `regression`"
+        )
+    if spec.has_sample_weight:
+        raise UserError(
+            "`train.class_weight` cannot be combined with the data's sample weights (Keras "
+            "refuses both at once); fold the class weights into the sample weights"
         )
     k = spec.num_classes or 2
     if class_weight == "balanced":
