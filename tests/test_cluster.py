@@ -488,9 +488,7 @@ def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
 def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path):
     """Task 0 serves the oracle on its node's port, tasks 1 and 2 run the trials; no
     KERASTUNER_* variable and no --role/--oracle is given."""
-    import csv
-
-    from helpers import start_slurm_tasks, wait_all
+    from helpers import check_distributed_search, start_slurm_tasks, wait_all
 
     run_dir = tmp_path / "run"
     args = [
@@ -506,16 +504,7 @@ def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path)
     assert codes == [0, 0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
     assert f"chief: oracle serving at 0.0.0.0:{port}" in out[0]
     assert "as worker worker0" in out[1] and "as worker worker1" in out[2]
-    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
-    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
-    chief = {r["trial"]: float(r["val_accuracy"]) for r in rows}
-    ran = []
-    for name in ("worker0", "worker1"):
-        report = json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
-        ran += [(t["trial_id"], t["score"]) for t in report]
-    assert sorted(trial for trial, _ in ran) == sorted(chief)  # every trial, exactly once
-    for trial, score in ran:
-        assert chief[trial] == pytest.approx(score)
+    check_distributed_search(run_dir, ["worker0", "worker1"], 4, "val_accuracy")
 
 
 # --------------------------------------------------------------------------------------
