@@ -13,6 +13,7 @@ Import them as `from helpers import ...` (tests/ is on `sys.path` through confte
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -66,6 +67,11 @@ def _assert_close(actual: Any, expected: Any, atol: float, what: str) -> None:
         rtol=atol,
         err_msg=what,
     )
+
+
+def _as_json(config: Any) -> Any:
+    """A config as JSON data (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(config, default=repr))
 
 
 def capture_summary(model: keras.Model, **kwargs: Any) -> str:
@@ -126,25 +132,52 @@ def run_serialization_test(
     input_data: Any,
     directory: str | os.PathLike | None = None,
     atol: float = 1e-6,
+    call_kwargs: dict | None = None,
+    y: Any = None,
 ) -> keras.Model:
     """Save `obj` to `.keras`, load it with `safe_mode=True`, and compare outputs.
 
-    A bare layer is wrapped in a functional model over `input_data`'s shape first. Returns
-    the loaded model.
+    A bare layer is wrapped in a functional model over `input_data`'s shape first (a list of
+    arrays makes a multi-input model; `call_kwargs` go to the layer's call). The trainable
+    weights are moved off their initial values before saving, so equal outputs mean the
+    weights were loaded, not re-initialized alike. A compiled model must come back with the
+    same optimizer config and, given labels `y`, the same `evaluate` loss. Returns the
+    loaded model.
     """
+    call_kwargs = dict(call_kwargs or {})
     model = obj
     if not isinstance(obj, keras.Model):
         if isinstance(input_data, Mapping):
-            raise TypeError("wrap multi-input layers in a model before calling this helper")
-        inputs = keras.Input(shape=np.shape(input_data)[1:])
-        model = keras.Model(inputs, obj(inputs))
-    expected = model(input_data, training=False)
+            raise TypeError("wrap dict-input layers in a model before calling this helper")
+        if isinstance(input_data, (list, tuple)):
+            inputs: Any = [keras.Input(shape=np.shape(x)[1:]) for x in input_data]
+        else:
+            inputs = keras.Input(shape=np.shape(input_data)[1:])
+        model = keras.Model(inputs, obj(inputs, **call_kwargs))
+        call_kwargs = {}
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:
+        shape = tuple(variable.shape)
+        variable.assign(variable + 0.05 * rng.standard_normal(shape).astype(variable.dtype))
+    expected = model(input_data, training=False, **call_kwargs)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         path = os.path.join(tmp, "model.keras")
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded) is type(model), f"loaded {type(loaded)}, saved {type(model)}"
-    _assert_close(loaded(input_data, training=False), expected, atol, ".keras round trip output")
+    assert _as_json(loaded.get_config()) == _as_json(model.get_config()), "config changed"
+    _assert_close(
+        loaded(input_data, training=False, **call_kwargs),
+        expected,
+        atol,
+        ".keras round trip output",
+    )
+    if model.compiled:
+        assert loaded.optimizer.get_config() == model.optimizer.get_config()
+        if y is not None:
+            want = model.evaluate(input_data, y, verbose=0, return_dict=True)
+            got = loaded.evaluate(input_data, y, verbose=0, return_dict=True)
+            _assert_close(got, want, atol, "evaluate after the round trip")
     return loaded
 
 
@@ -277,3 +310,129 @@ def run_launch(flags: list[str], command: list[str], timeout: float, env=None, c
         text=True,
         timeout=timeout + 100,
     )
+
+
+# stands in for SLURM's `scontrol show hostnames NODELIST`: every node is this machine
+FAKE_SCONTROL = """#!{python}
+import sys
+if sys.argv[1:3] != ["show", "hostnames"]:
+    sys.exit(1)
+for _ in sys.argv[3].split(","):
+    print("127.0.0.1")
+"""
+
+
+def free_port_range(count: int) -> int:
+    """A base port such that `base, ..., base + count - 1` are all free on 127.0.0.1."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randint(20000, 60000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def start_slurm_tasks(args: list[str], out_dir, tasks: int = 2, env=None):
+    """Start `python -m tfkit.cli ARGS` as the `tasks` tasks of one srun step on one node
+    (`fakenode`, which a stand-in `scontrol` on PATH maps to 127.0.0.1): each process gets
+    the SLURM variables `srun` sets, and `--set runtime.cluster_port=P` with free ports
+    P..P+tasks-1. No TF_CONFIG. Returns the processes, the paths of their stdout (stderr
+    goes beside it, `.err`) and P."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out_dir = Path(out_dir)
+    bin_dir = out_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "scontrol").write_text(FAKE_SCONTROL.format(python=sys.executable))
+    (bin_dir / "scontrol").chmod(0o755)
+    port = free_port_range(tasks)
+    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG" and not k.startswith("SLURM")}
+    base.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    base["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    step = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": "0",
+        "SLURM_NTASKS": str(tasks),
+        "SLURM_STEP_NUM_TASKS": str(tasks),
+        "SLURM_JOB_NODELIST": "fakenode",
+        "SLURM_STEP_NODELIST": "fakenode",
+        "SLURM_TASKS_PER_NODE": str(tasks),
+        "SLURM_STEP_TASKS_PER_NODE": str(tasks),
+        "SLURM_NODEID": "0",
+    }
+    procs, logs = [], []
+    for rank in range(tasks):
+        log = out_dir / f"task{rank}.log"
+        task_env = {**base, **step, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        with open(log, "w") as f, open(log.with_suffix(".err"), "w") as err:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tfkit.cli", *args]
+                    + ["--set", f"runtime.cluster_port={port}"],
+                    env={**task_env, **(env or {})},
+                    cwd=root,
+                    stdout=f,
+                    stderr=err,
+                )
+            )
+        logs.append(log)
+    return procs, logs, port
+
+
+def wait_all(procs, timeout: float) -> list[int]:
+    """Wait for every process (killing all of them if `timeout` seconds pass); exit codes."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+    except subprocess.TimeoutExpired:
+        return [p.returncode if p.poll() is not None else -9 for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def check_distributed_search(run_dir, workers: list[str], trials: int, objective: str) -> dict:
+    """A finished distributed search in `run_dir`: `trials` completed trials in trials.csv,
+    the workers' reports (search/workers/<id>.json) together name every trial exactly once
+    with the chief's score, and the best trial was written. Returns {worker: its report}."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    run_dir = Path(run_dir)
+    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
+    assert len(rows) == trials and all(r["status"] == "COMPLETED" for r in rows)
+    chief = {r["trial"]: float(r[objective]) for r in rows}
+    reports = {
+        name: json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
+        for name in workers
+    }
+    ran = [(t["trial_id"], t["score"]) for report in reports.values() for t in report]
+    assert sorted(trial for trial, _ in ran) == sorted(chief)  # every trial, exactly once
+    for trial, score in ran:
+        assert chief[trial] == pytest.approx(score)  # the chief's results = the workers'
+    assert (run_dir / "best.yaml").exists() and (run_dir / "best_model.keras").exists()
+    return reports

@@ -12,19 +12,89 @@ from __future__ import annotations
 
 import copy
 import difflib
+import keyword
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tfkit.errors import UserError
 
+# --------------------------------------------------------------------------------------
+# input checks shared by every section (kept apart from the sections themselves)
+# --------------------------------------------------------------------------------------
+
+_INT64_MAX = 2**63 - 1
+
+
+def _accepts(annotation: Any, kind: type) -> bool:
+    """Whether a field annotation (through Optional/Union/Annotated/Literal) accepts `kind`."""
+    import typing
+
+    if annotation is kind:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(type(a) is kind for a in typing.get_args(annotation))
+    if origin in (list, tuple, dict):
+        return False
+    return any(_accepts(a, kind) for a in typing.get_args(annotation))
+
+
+def _item_annotation(annotation: Any) -> Any:
+    """The item type of a `list[...]` or homogeneous `tuple[...]` annotation, else None."""
+    import typing
+
+    if typing.get_origin(annotation) in (list, tuple):
+        args = typing.get_args(annotation)
+        return args[0] if args else None
+    for arg in typing.get_args(annotation):
+        found = _item_annotation(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def check_number_kinds(annotation: Any, value: Any) -> None:
+    """Refuse a boolean where a number is expected, and integers beyond 64 bits.
+
+    YAML reads `true` as a boolean and pydantic would take it for 1: `epochs: true` is a
+    mistake, not one epoch.
+
+    Raises:
+        ValueError: naming the value (pydantic puts the key in front).
+    """
+    if isinstance(value, bool):
+        if not _accepts(annotation, bool) and (
+            _accepts(annotation, int) or _accepts(annotation, float)
+        ):
+            raise ValueError(f"expected a number, not a boolean. Received: {value!r}")
+    elif isinstance(value, int) and abs(value) > _INT64_MAX:
+        raise ValueError(f"must fit in 64 bits (|value| <= {_INT64_MAX}). Received: {value}")
+    elif isinstance(value, (list, tuple)):
+        item = _item_annotation(annotation)
+        if item is not None:
+            for v in value:
+                check_number_kinds(item, v)
+
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Numbers are finite (`.inf` and `.nan` are refused); `validate` also refuses a
+    boolean for a number (`epochs: true`) and integers beyond 64 bits (`number_problems`).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -133,14 +203,17 @@ class TFRecordFeature(Strict):
 
 
 class TFRecordSource(Strict):
-    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, or a glob.
+    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, a glob,
+    or a list of those.
 
     With a tfkit schema file (`schema.json` beside the shards) nothing else is needed;
-    otherwise declare `features` (see `tfkit data inspect`).
+    otherwise declare `features` (see `tfkit data inspect`). Feature names are any strings
+    (`image/encoded`): the model's inputs get Keras-valid names (`image_encoded`), and the
+    data spec keeps the feature each one reads.
     """
 
     kind: Literal["tfrecord"]
-    path: str
+    path: str | list[str]  # a list of files, globs or directories is read as one source
     compression: Literal["", "GZIP", "ZLIB", "auto"] = "auto"
     features: list[TFRecordFeature] | None = None
     inputs: list[str] | None = None  # feature names fed to the model (default: all but label)
@@ -237,6 +310,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
+    nan_policy: Literal["error", "drop"] = "error"  # examples with NaN/Inf: refuse or drop
     verify: bool = True  # read every TFRecord once at build: corrupt files fail at once, named
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
@@ -247,6 +321,34 @@ class DataConfig(Strict):
     def _cache(cls, v: str) -> str:
         if not v:
             raise ValueError("must be 'none', 'memory' or a file path prefix. Received: ''")
+        return v
+
+
+# --------------------------------------------------------------------------------------
+# user extensions by import path
+# --------------------------------------------------------------------------------------
+
+_CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class ClassPathConfig(Strict):
+    """A class of your own by import path, with its constructor arguments (as LightningCLI).
+
+    `{class_path: mypkg.callbacks.MyCallback, args: {patience: 3}}` in `train.callbacks`,
+    `train.loss`, `train.metrics` or `model.cell`: `tfkit train` imports `mypkg.callbacks`
+    (from the working directory or `PYTHONPATH`), checks the class's kind and that `args`
+    fit its signature, and calls `MyCallback(patience=3)`. Only the named module is
+    imported; `tfkit config validate` checks the path's form without importing it.
+    """
+
+    class_path: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        if not _CLASS_PATH.match(v) or any(keyword.iskeyword(p) for p in v.split(".")):
+            raise ValueError(f"must be an import path `package.module.ClassName`. Received: {v!r}")
         return v
 
 
@@ -282,6 +384,10 @@ class MLPModel(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
     batch_norm_momentum: float = Field(0.9, gt=0, lt=1)  # see CNNModel
+    batch_norm_epsilon: float = Field(1e-3, gt=0)
+    # the activation as its own `keras.layers.Activation` layer after a linear Dense
+    # (always so with batch_norm, which sits between the two)
+    activation_layer: bool = False
     outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
@@ -333,13 +439,18 @@ class CNNModel(Strict):
     kernel_size: Union[PosInt, list[PosInt]] = 3
     strides: int = Field(1, ge=1)
     padding: Literal["same", "valid"] = "same"
+    dilation_rate: int = Field(1, ge=1)  # atrous convolutions (needs strides 1)
+    groups: int = Field(1, ge=1)  # grouped convolutions: must divide channels and filters
     activation: str = "relu"
     batch_norm: bool = True
     # 0.9 (PyTorch's 0.1): Keras' 0.99 needs ~500 steps before the moving variance forgets
     # its initial 1.0, so small data sets validate at chance for many epochs.
     batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
+    batch_norm_epsilon: float = Field(1e-3, gt=0)
     pool: Literal["max", "average", "none"] = "max"
     pool_size: int = Field(2, ge=1)
+    pool_strides: int | None = Field(None, ge=1)  # default: pool_size
+    pool_padding: Literal["valid", "same"] = "valid"
     dropout: float = Field(0.0, ge=0, lt=1)
     spatial_dropout: float = Field(0.0, ge=0, lt=1)
     global_pool: Literal["none", "max", "average"] = "none"
@@ -359,6 +470,17 @@ class CNNModel(Strict):
                 f"({len(self.filters)}). Received: kernel_size={self.kernel_size}, "
                 f"filters={self.filters}"
             )
+        if self.dilation_rate > 1 and self.strides > 1:
+            raise ValueError(
+                f"`dilation_rate` > 1 needs `strides` 1 (Keras refuses both). Received: "
+                f"dilation_rate={self.dilation_rate}, strides={self.strides}"
+            )
+        uneven = [f for f in self.filters if f % self.groups]
+        if uneven:
+            raise ValueError(
+                f"`groups` ({self.groups}) must divide every entry of `filters`. Received: "
+                f"groups={self.groups}, filters={self.filters}"
+            )
         return self
 
 
@@ -371,7 +493,11 @@ class RNNModel(Strict):
     """
 
     name: Literal["rnn"]
-    cell: Literal["simple_rnn", "lstm", "gru", "conv_lstm2d"] = "lstm"
+    # `rnn`: the base keras.layers.RNN over tfkit's MinimalRNNCell; or a cell of your own,
+    # {class_path: mypkg.cells.MyCell, args: {...}}, built as MyCell(units, **args)
+    cell: Union[Literal["simple_rnn", "lstm", "gru", "conv_lstm2d", "rnn"], ClassPathConfig] = (
+        "lstm"
+    )
     input_shape: InputShape = "auto"
     units: list[PosInt] = Field(default_factory=lambda: [64], min_length=1)
     kernel_size: int = Field(3, ge=1)  # conv_lstm2d
@@ -385,6 +511,17 @@ class RNNModel(Strict):
     outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
+
+    @model_validator(mode="after")
+    def _base_rnn_has_no_dropout(self) -> RNNModel:
+        base = self.cell == "rnn" or isinstance(self.cell, ClassPathConfig)
+        if base and (self.dropout or self.recurrent_dropout):
+            raise ValueError(
+                "`dropout` and `recurrent_dropout` are options of the built-in cells; the base "
+                "keras.layers.RNN (cell: rnn or a class_path cell) has none. Received: "
+                f"dropout={self.dropout}, recurrent_dropout={self.recurrent_dropout}"
+            )
+        return self
 
 
 ModelConfig = Annotated[
@@ -422,12 +559,19 @@ class OptimizerConfig(Strict):
     beta_1: float = Field(0.9, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)
+    amsgrad: bool = False  # adam, adamw
     weight_decay: float | None = Field(None, ge=0)  # adamw default 0.004
     clipnorm: float | None = Field(None, gt=0)
     clipvalue: float | None = Field(None, gt=0)
     global_clipnorm: float | None = Field(None, gt=0)
     use_ema: bool = False
     ema_momentum: float = Field(0.99, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _amsgrad(self) -> OptimizerConfig:
+        if self.amsgrad and self.name not in ("adam", "adamw"):
+            raise ValueError(f"`amsgrad` is for adam and adamw. Received: name={self.name}")
+        return self
 
 
 class LossConfig(Strict):
@@ -444,7 +588,11 @@ class LossConfig(Strict):
 
 
 class CallbackConfig(Strict):
-    """A callback by name; `args` are passed to it (validated by the callback builder)."""
+    """A callback by name; `args` are passed to it (validated by the callback builder).
+
+    A callback of your own goes in as `{class_path: mypkg.callbacks.MyCallback, args: {}}`
+    (see `ClassPathConfig`).
+    """
 
     name: str
     args: dict[str, Any] = Field(default_factory=dict)
@@ -458,11 +606,14 @@ class TrainConfig(Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
     validation_steps: int | None = Field(None, ge=1)
     validation_freq: int = Field(1, ge=1)
-    loss: LossConfig | str = Field(default_factory=LossConfig)
+    # a name with its options, or a keras.losses.Loss of your own by `class_path`
+    loss: LossConfig | ClassPathConfig | str = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    # names, or keras.metrics.Metric classes of your own by `class_path`
+    metrics: list[str | ClassPathConfig] = Field(default_factory=lambda: ["accuracy"])
     class_weight: dict[int, float] | Literal["balanced"] | None = None
-    callbacks: list[CallbackConfig] = Field(default_factory=list)
+    # names with args, or keras.callbacks.Callback classes of your own by `class_path`
+    callbacks: list[CallbackConfig | ClassPathConfig] = Field(default_factory=list)
     checkpoint: Literal["best", "last", "both", "none"] = "both"
     monitor: str = "val_loss"
     tensorboard: bool = True
@@ -502,6 +653,13 @@ class RuntimeConfig(Strict):
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1)
     collective_timeout_s: float = Field(120.0, gt=0)
+    # where the other workers are (tfkit.cluster): auto (TF_CONFIG when set, else an srun
+    # step of several tasks, else this process alone) | local | tf_config (Kubernetes,
+    # Kubeflow TFJob, `tfkit launch`) | slurm (one srun task per worker)
+    cluster: Literal["auto", "local", "tf_config", "slurm"] = "auto"
+    # slurm: task k of a node listens on cluster_port + k; a distributed search's oracle
+    # listens on the chief's port
+    cluster_port: int = Field(8888, ge=1, le=65535)
 
 
 # --------------------------------------------------------------------------------------
@@ -871,6 +1029,68 @@ def _tags_of(model: type[BaseModel]) -> tuple[str, ...]:
     return ()
 
 
+def _member_for(annotation: Any, value: dict) -> type[BaseModel] | None:
+    """The config model a mapping `value` is validated as (a union member picked by its tag)."""
+    import typing
+
+    members = _union_members(annotation, typing)
+    if ClassPathConfig in members:  # `{class_path, args}` or the section it stands for
+        if "class_path" in value:
+            return ClassPathConfig
+        members = [m for m in members if m is not ClassPathConfig]
+    if len(members) == 1:
+        return members[0]
+    for member in members:
+        for key in ("kind", "name"):
+            if key in value and value[key] in _tags_of(member):
+                return member
+    return None
+
+
+def number_problems(raw: Any, model: type[BaseModel], where: str, prefix: str = "") -> list[str]:
+    """Booleans given for numbers and integers beyond 64 bits anywhere in a raw YAML tree.
+
+    pydantic takes `true` for 1; YAML writes `epochs: true` for a mistake. One message per
+    problem, naming the dotted key.
+    """
+    import typing
+
+    if not isinstance(raw, dict):
+        return []
+    fields = _field_names(model)
+    out = []
+    for key, value in raw.items():
+        if key not in fields:
+            continue  # pydantic reports unknown keys
+        annotation = model.model_fields[fields[key]].annotation
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            member = _member_for(annotation, value)
+            if member is not None:
+                out += number_problems(value, member, where, f"{dotted}.")
+                continue
+            value_type = _dict_value_type(annotation, typing)
+            if value_type is not None and _union_members(value_type, typing):
+                for k, v in value.items():
+                    sub = _member_for(value_type, v) if isinstance(v, dict) else None
+                    if sub is not None:
+                        out += number_problems(v, sub, where, f"{dotted}.{k}.")
+                continue
+        if isinstance(value, list):
+            item = _item_annotation(annotation)
+            if item is not None and _union_members(item, typing):
+                for i, v in enumerate(value):
+                    sub = _member_for(item, v) if isinstance(v, dict) else None
+                    if sub is not None:
+                        out += number_problems(v, sub, where, f"{dotted}[{i}].")
+                continue
+        try:
+            check_number_kinds(annotation, value)
+        except ValueError as err:
+            out.append(f"{where}: `{dotted}`: {err}")
+    return out
+
+
 def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
     """One readable message per problem: file, dotted key, expected and received."""
     lines = []
@@ -905,6 +1125,106 @@ def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
     return "\n".join(lines)
 
 
+def name_problems(config: ExperimentConfig, where: str) -> list[str]:
+    """Names the config gives that `train`/`tune` would refuse, without importing Keras.
+
+    Loss, metric, activation and callback names (and callback arguments) are checked against
+    `tfkit.keras_names`, the tables the training code builds from; `monitor` keys against
+    the logs the configured metrics produce; a tune section needs a search space.
+    """
+    from tfkit import keras_names as kn
+
+    out: list[str] = []
+
+    def check(key: str, fn, value) -> None:
+        try:
+            fn(value)
+        except ValueError as err:
+            out.append(f"{where}: `{key}`: {err}")
+
+    train = config.train
+    if isinstance(train.loss, LossConfig):
+        check("train.loss.name", kn.check_loss_name, train.loss.name)
+    if isinstance(train.loss, LossConfig) and train.loss.name.lower() in kn.LOSS_NAMES:
+        takes = set(kn.loss_arguments(train.loss.name))
+        given = sorted(
+            k
+            for k in train.loss.model_fields_set - {"name", "reduction"}
+            if getattr(train.loss, k) != LossConfig.model_fields[k].default and k not in takes
+        )
+        if given:
+            out.append(
+                f"{where}: `train.loss`: {train.loss.name} does not take {', '.join(given)}. "
+                f"It accepts: {', '.join(['reduction', *sorted(takes)])}"
+            )
+    metric_names = []
+    for i, name in enumerate(train.metrics):
+        if isinstance(name, ClassPathConfig):  # logged under its `name` argument, if given
+            metric_names.append(name.args.get("name"))
+        else:
+            check(f"train.metrics[{i}]", kn.check_metric_name, name)
+            metric_names.append(name)
+    # a class_path metric without a `name` argument logs under a name only its class knows
+    logs_known = all(isinstance(n, str) for n in metric_names)
+    logs = kn.log_keys([n for n in metric_names if isinstance(n, str)])
+    monitors = [("train.monitor", train.monitor)]
+    for i, cb in enumerate(train.callbacks):
+        if isinstance(cb, CallbackConfig):
+            out += [
+                f"{where}: `train.callbacks[{i}]`: {p}"
+                for p in kn.callback_problems(cb.name, cb.args)
+            ]
+        if isinstance(cb.args.get("monitor"), str):
+            monitors.append((f"train.callbacks[{i}].args.monitor", cb.args["monitor"]))
+    for key, monitor in monitors:
+        if logs_known and monitor not in logs:
+            out.append(
+                f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
+                f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+            )
+    for field_name in type(config.model).model_fields:
+        if field_name.endswith("activation"):
+            value = getattr(config.model, field_name)
+            if isinstance(value, str):
+                check(f"model.{field_name}", kn.check_activation_name, value)
+    out += [f"{where}: {p}" for p in combination_problems(config)]
+    if config.tune is not None:
+        if not config.tune.space:
+            out.append(
+                f"{where}: `tune.space` is empty: a search needs at least one key, e.g. "
+                "`model.dropout: {float: [0.0, 0.5]}`"
+            )
+        objective = config.tune.objective.name
+        if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
+            out.append(
+                f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
+                f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+            )
+    return out
+
+
+def combination_problems(config: ExperimentConfig) -> list[str]:
+    """Settings that are each valid but cannot work together."""
+    out = []
+    data, train = config.data, config.train
+    if data.repeat and train.steps_per_epoch is None and config.gan is None:
+        out.append(
+            "`data.repeat: true` makes the train split endless, so an epoch never ends; set "
+            "`train.steps_per_epoch` too (or repeat: false)"
+        )
+    weighted = [
+        f"data.{key}.sample_weight"
+        for key in ("source", "val_source", "test_source")
+        if getattr(getattr(data, key), "sample_weight", None)
+    ]
+    if train.class_weight is not None and weighted:
+        out.append(
+            f"`train.class_weight` and `{weighted[0]}` cannot be combined (Keras refuses "
+            "both at once); fold the class weights into the sample weights"
+        )
+    return out
+
+
 def validate(raw: Any, where: str = "config") -> ExperimentConfig:
     """Validate a raw YAML tree into an `ExperimentConfig`, or raise a `UserError`."""
     if raw is None:
@@ -913,27 +1233,77 @@ def validate(raw: Any, where: str = "config") -> ExperimentConfig:
         raise UserError(
             f"{where}: the top level must be a mapping of sections. Received: {type(raw).__name__}"
         )
+    problems = number_problems(raw, ExperimentConfig, where)
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise UserError(format_validation_error(err, raw, where)) from None
+        problems.append(format_validation_error(err, raw, where))
+    else:
+        problems += name_problems(config, where)
+    if problems:
+        raise UserError("\n".join(problems))
+    return config
+
+
+_MAX_CONFIG_BYTES = 10 * 2**20
 
 
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML file into a dict, with errors that name the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"Config file not found: {path}")
-    if path.is_dir():
-        raise UserError(f"Config path is a directory, expected a YAML file: {path}")
+    text = read_config_text(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise UserError(f"{path}{at}: invalid YAML: {problem}") from None
-    return raw if raw is not None else {}
+    if raw is None:
+        raise UserError(
+            f"{path}: the config file is empty (no sections); write at least `name:` and "
+            "`data:`, or copy one of configs/*.yaml"
+        )
+    return raw
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file: a regular UTF-8 file, never a FIFO, device or directory.
+
+    Raises:
+        UserError: missing, a directory, a special file (reading a FIFO would wait forever),
+            unreadable, too large, or not UTF-8 text; naming the path.
+    """
+    import stat
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"Config file not found: {path}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"Config path is a directory, expected a YAML file: {path}")
+    if not stat.S_ISREG(mode):
+        raise UserError(
+            f"{path}: not a regular file (a pipe, socket or device); expected a YAML file"
+        )
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise UserError(
+            f"{path}: {path.stat().st_size} bytes is too large for a config file "
+            f"(at most {_MAX_CONFIG_BYTES}); is it a data file?"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "save the config as UTF-8"
+        ) from None
 
 
 def load_config(

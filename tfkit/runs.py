@@ -13,6 +13,7 @@ from tfkit.config import ExperimentConfig, diff_keys, read_yaml, save_config, to
 from tfkit.errors import UserError
 
 CONFIG_FILE = "config.yaml"
+G_EMA_FILE = "G_ema.keras"  # a GAN run's EMA generator, loadable in safe mode
 _NUMBER = re.compile(r"^(\d{5})$")
 
 

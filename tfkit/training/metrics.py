@@ -8,26 +8,26 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfkit.config import ClassPathConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError, unknown_name
+from tfkit.keras_names import METRIC_NAMES, METRICS
 
-# name -> factory; `accuracy` lets Keras pick the accuracy that matches the loss/labels
-_METRICS: dict[str, Any] = {
-    "accuracy": lambda: "accuracy",
-    "binary_accuracy": lambda: keras.metrics.BinaryAccuracy(name="binary_accuracy"),
-    "categorical_accuracy": lambda: keras.metrics.CategoricalAccuracy(name="categorical_accuracy"),
-    "sparse_categorical_accuracy": lambda: keras.metrics.SparseCategoricalAccuracy(
-        name="sparse_categorical_accuracy"
-    ),
+# tfkit's own names; every other name of METRIC_NAMES is a Keras metric class (METRICS)
+_TFKIT_METRICS: dict[str, Any] = {
+    "accuracy": lambda: "accuracy",  # Keras picks the accuracy that matches the loss/labels
     "top5_accuracy": lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
-    "auc": lambda: keras.metrics.AUC(name="auc"),
-    "precision": lambda: keras.metrics.Precision(name="precision"),
-    "recall": lambda: keras.metrics.Recall(name="recall"),
-    "mae": lambda: keras.metrics.MeanAbsoluteError(name="mae"),
-    "mse": lambda: keras.metrics.MeanSquaredError(name="mse"),
     "rmse": lambda: keras.metrics.RootMeanSquaredError(name="rmse"),
 }
-METRIC_NAMES: tuple[str, ...] = tuple(sorted(_METRICS))
+
+
+def _build_metric(key: str) -> Any:
+    """The metric of a known lower-case name, named as the config names it (its log key)."""
+    if key in _TFKIT_METRICS:
+        return _TFKIT_METRICS[key]()
+    return getattr(keras.metrics, METRICS[key])(name=key)
+
+
 _CLASSIFICATION_ONLY = {
     "accuracy",
     "binary_accuracy",
@@ -40,29 +40,40 @@ _CLASSIFICATION_ONLY = {
 }
 
 
-def build_metrics(names: Iterable[str], spec: DataSpec | None = None) -> list[Any]:
-    """Keras metrics (objects, or `"accuracy"` for Keras to match) from their names.
+def build_metrics(
+    names: Iterable[str | ClassPathConfig], spec: DataSpec | None = None
+) -> list[Any]:
+    """Keras metrics (objects, or `"accuracy"` for Keras to match) from their names, and
+    metrics of your own from `{class_path, args}` entries.
 
     Raises:
-        UserError: an unknown name (listing the valid ones) or a classification metric on
-            a regression dataset.
+        UserError: an unknown name (listing the valid ones), a classification metric on
+            a regression dataset, or a class path that does not give a Keras metric.
     """
     out = []
-    for name in names:
+    for i, name in enumerate(names):
+        if isinstance(name, ClassPathConfig):
+            from tfkit.extensions import instantiate
+
+            out.append(
+                instantiate(name, f"train.metrics[{i}]", keras.metrics.Metric, "Keras metric")
+            )
+            continue
         key = name.lower()
-        if key not in _METRICS:
+        if key not in METRIC_NAMES:
             raise unknown_name("metric", name, METRIC_NAMES)
         if spec is not None and spec.task == "regression" and key in _CLASSIFICATION_ONLY:
             raise UserError(
                 f"`train.metrics` has `{name}`, a classification metric, but the data task is "
-                "`regression`. Use mae, mse or rmse"
+                "`regression` (data.task: auto takes float or negative labels for regression "
+                "targets; set data.task for class ids). Use mae, mse or rmse"
             )
         if spec is not None and key in ("precision", "recall", "auc") and spec.task == "multiclass":
             raise UserError(
                 f"`train.metrics` has `{name}`, which expects binary labels, but the data task is "
                 f"`multiclass` ({spec.num_classes} classes)"
             )
-        out.append(_METRICS[key]())
+        out.append(_build_metric(key))
     return out
 
 
@@ -92,6 +103,11 @@ def resolve_class_weight(
     if spec.task == "regression":
         raise UserError(
             "`train.class_weight` is for classification, but the data task is `regression`"
+        )
+    if spec.has_sample_weight:
+        raise UserError(
+            "`train.class_weight` cannot be combined with the data's sample weights (Keras "
+            "refuses both at once); fold the class weights into the sample weights"
         )
     k = spec.num_classes or 2
     if class_weight == "balanced":

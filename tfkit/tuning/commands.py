@@ -7,13 +7,19 @@ the chief's oracle answers, so a mistake is reported before TensorFlow is import
 from __future__ import annotations
 
 import argparse
+import shlex
 
+from tfkit.cluster import announce
 from tfkit.config import apply_overrides, read_yaml, validate
-from tfkit.errors import UserError
+from tfkit.errors import Stopped, UserError
 
 
 def tune_command(args: argparse.Namespace) -> int:
-    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`."""
+    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`.
+
+    Without --role, a cluster of several processes (`runtime.cluster`: an srun step, a
+    TF_CONFIG) runs a distributed search: its chief serves the oracle, the others run trials.
+    """
     from tfkit.tuning import space as space_lib
     from tfkit.tuning.launch import parse_oracle, wait_for_oracle
 
@@ -27,6 +33,14 @@ def tune_command(args: argparse.Namespace) -> int:
         raise UserError(
             "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
         )
+    bind = None
+    if args.role is None:
+        # under SLURM or TF_CONFIG the roles and the oracle come from the cluster: the
+        # chief (SLURM task 0) serves the oracle on its own address, the others are workers
+        cluster = announce(config.runtime)
+        if cluster.multi_worker:
+            args.role, args.tuner_id, args.oracle = cluster.tuner_role()
+            bind = f"0.0.0.0:{args.oracle.rpartition(':')[2]}"
     if args.oracle:
         parse_oracle(args.oracle)
     if args.role == "worker":
@@ -35,16 +49,22 @@ def tune_command(args: argparse.Namespace) -> int:
     from tfkit.tuning.search import run_search, tune_run_dir
 
     run_dir = tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs"))
-    run_search(
-        config,
-        raw,
-        run_dir,
-        overwrite=args.overwrite,
-        role=args.role,
-        oracle=args.oracle,
-        tuner_id=args.tuner_id,
-        oracle_timeout=args.oracle_timeout,
-    )
+    try:
+        run_search(
+            config,
+            raw,
+            run_dir,
+            overwrite=args.overwrite,
+            role=args.role,
+            oracle=args.oracle,
+            tuner_id=args.tuner_id,
+            oracle_timeout=args.oracle_timeout,
+            bind=bind,
+        )
+    except Stopped as err:  # the same command continues the search
+        sets = "".join(f" --set {shlex.quote(o)}" for o in args.overrides or [])
+        err.resume_hint = f"tfkit tune {shlex.quote(args.config)}{sets} --run-dir {run_dir}"
+        raise
     return 0
 
 
