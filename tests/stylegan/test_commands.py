@@ -47,6 +47,43 @@ def config(tmp_path):
     return str(path)
 
 
+def test_signals_stop_with_one_line_and_resume(config, tmp_path, capsys, monkeypatch):
+    """SIGTERM exits 143 and Ctrl-C 130, each after a checkpoint and with one line naming
+    the kimg and the resume command; resuming finishes the run."""
+    import re
+    import signal
+
+    from tfkit.stylegan.trainer import Trainer
+
+    original = Trainer.run
+    stop = {}  # signal to raise after the iteration that ends at this step
+
+    def run(self, max_iterations=None, hook=None):
+        def send(trainer):
+            if int(trainer.step.numpy()) == stop.get("step"):
+                signal.raise_signal(stop["signal"])
+
+        return original(self, max_iterations, send)
+
+    monkeypatch.setattr(Trainer, "run", run)
+    run_dir = tmp_path / "run"
+    stop.update(step=1, signal=signal.SIGTERM)
+    assert (
+        main(["gan", "train", config, "--run-dir", str(run_dir), "--set", "gan.kimg=0.032"]) == 143
+    )
+    line = (
+        f"tfkit gan train: stopped at kimg 0.008; continue with: tfkit gan train --resume {run_dir}"
+    )
+    assert re.findall(r"^tfkit gan train: .*$", capsys.readouterr().err, re.M) == [line]
+    stop.update(step=2, signal=signal.SIGINT)
+    assert main(["gan", "train", "--resume", str(run_dir)]) == 130
+    assert line.replace("0.008", "0.016") in capsys.readouterr().err.splitlines()
+    stop.clear()
+    assert main(["gan", "train", "--resume", str(run_dir)]) == 0
+    ticks = [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [t["kimg"] for t in ticks] == [0.008, 0.016, 0.024, 0.032]
+
+
 def test_train_resume_generate(config, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["gan", "train", config, "--run-dir", str(run)]) == 0
