@@ -1136,6 +1136,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         else:
             check(f"train.metrics[{i}]", kn.check_metric_name, name)
             metric_names.append(name)
+    shown = [m.class_path if isinstance(m, ClassPathConfig) else m for m in train.metrics]
     # a class_path metric without a `name` argument logs under a name only its class knows
     logs_known = all(isinstance(n, str) for n in metric_names)
     logs = kn.log_keys([n for n in metric_names if isinstance(n, str)])
@@ -1152,7 +1153,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and monitor not in logs:
             out.append(
                 f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
-                f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"(train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     for field_name in type(config.model).model_fields:
         if field_name.endswith("activation"):
@@ -1170,7 +1171,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
-                f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"config (train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     return out
 
