@@ -1010,6 +1010,10 @@ def _member_for(annotation: Any, value: dict) -> type[BaseModel] | None:
     import typing
 
     members = _union_members(annotation, typing)
+    if ClassPathConfig in members:  # `{class_path, args}` or the section it stands for
+        if "class_path" in value:
+            return ClassPathConfig
+        members = [m for m in members if m is not ClassPathConfig]
     if len(members) == 1:
         return members[0]
     for member in members:

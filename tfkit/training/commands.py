@@ -82,8 +82,8 @@ def train_command(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume {run_dir}: this run already finished (see {run_dir / 'metrics.json'})"
             )
-        announce(config.runtime)
-        save_config(config, run_dir / CONFIG_FILE)
+        if announce(config.runtime).is_chief:  # the other workers read the chief's files
+            save_config(config, run_dir / CONFIG_FILE)
         _train_or_stop(config, run_dir, resume=True)
         return 0
     if not getattr(args, "config", None):
