@@ -309,3 +309,18 @@ def test_every_listed_case_is_in_the_table():
     """Each input the issue names for this helper is one row (3 more are owned elsewhere)."""
     assert len(CASES) == 61
     assert not set(OWNED_ELSEWHERE) & set(CASES)
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["gan", "train", "--dry-run"]])
+def test_gan_preset_values_are_shown_instead_of_null(command, capsys):
+    from tfkit.stylegan.presets import PRESETS
+
+    config = str(Path(__file__).parents[1] / "configs" / "stylegan_shapes16.yaml")
+    argv = [*command[:2], config, *command[2:]]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.split("# resolved gan options")[0]
+    gan = yaml.safe_load(out)["gan"]
+    preset = PRESETS["shapes16"]
+    for key in ("batch", "lr", "gamma", "map_layers", "channel_base", "ema_kimg", "kimg"):
+        assert gan[key] == preset[key], key
+    assert gan["resolution"] == 16
