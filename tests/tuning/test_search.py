@@ -244,7 +244,10 @@ def test_tfkit_train_reproduces_every_trial_and_best_yaml_the_best(tmp_path):
     assert best == max(t["objective"] for t in completed)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
 def test_signal_stops_the_search_with_one_line_and_a_rerun_finishes_it(
     signum, code, tmp_path, monkeypatch, capsys
 ):
