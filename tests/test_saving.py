@@ -114,6 +114,11 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "tfkit>Generator": [
+        (  # the top resolution in bfloat16, as a mixed-precision GAN run builds G_ema
+            lambda: Generator(8, z_dim=8, w_dim=8, num_fp16_res=1, precision="bfloat16", **SMALL),
+            _x(3, 8),
+            {"call_kwargs": {"noise_mode": "const"}},
+        ),
         (
             lambda: Generator(8, z_dim=8, w_dim=8, mapping_layers=2, **SMALL),
             _x(3, 8),
@@ -126,6 +131,11 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "tfkit>Discriminator": [
+        (
+            lambda: Discriminator(8, mbstd_group=2, num_fp16_res=1, precision="bfloat16", **SMALL),
+            _x(4, 8, 8, 3),
+            {},
+        ),
         (lambda: Discriminator(8, mbstd_group=2, **SMALL), _x(4, 8, 8, 3), {}),
         (
             lambda: Discriminator(8, arch="stylegan", num_classes=3, mbstd_group=2, **SMALL),
