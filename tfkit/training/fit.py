@@ -149,6 +149,15 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy the file `source` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The final metrics as a small text table (one row per split)."""
     rows = {
@@ -323,6 +332,7 @@ def fit(
                 batch_size=config.data.batch_size,
                 is_chief=chief,
                 backup=False,
+                last_at_end=False,  # the final model.keras is copied there below
             ),
             *extra,
         ]
@@ -367,6 +377,8 @@ def fit(
     if chief:
         write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
         save_model_atomic(model, run_dir / MODEL_FILE)
+        if config.train.checkpoint in ("last", "both"):
+            copy_atomic(run_dir / MODEL_FILE, last)
         write_json_atomic(run_dir / RESULT_FILE, result)
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
     print(format_table(result), flush=True)
