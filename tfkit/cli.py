@@ -360,9 +360,16 @@ def _handler(name: str):
 
 def config_show(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML."""
-    from tfkit.config import dump_yaml, load_config
+    from tfkit.config import dump_yaml, load_config, to_dict
 
-    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    config = load_config(args.config, args.overrides)
+    if config.gan is None:
+        print(dump_yaml(config), end="")
+        return 0
+    from tfkit.stylegan import presets  # no TensorFlow there
+
+    values = presets.preset_values(config.gan, presets.data_resolution(config))
+    print(presets.resolved_yaml(to_dict(config), values), end="")
     return 0
 
 

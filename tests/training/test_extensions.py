@@ -181,3 +181,35 @@ def test_fit_takes_extra_callbacks(user_module, tmp_path):
     fit(config, run, callbacks=[extra])
     assert json.loads(record.read_text())["tag"] == "python"
     assert isinstance(extra, keras.callbacks.Callback) and extra.epochs == [0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"train": {"loss": {"name": "huber", "delta": True}}}, "train.loss.delta"),
+        ({"train": {"metrics": [{"class_path": "a.B"}], "epochs": True}}, "train.epochs"),
+        ({"model": {"name": "cnn", "groups": True}}, "model.groups"),
+    ],
+)
+def test_sections_that_may_be_class_paths_keep_their_number_checks(raw, key):
+    from tfkit.config import validate
+    from tfkit.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        validate(raw)
+    assert f"`{key}`" in str(err.value)
+
+
+def test_monitor_may_name_a_class_path_metric_by_its_name_argument():
+    from tfkit.config import validate
+    from tfkit.errors import UserError
+
+    metrics = ["accuracy", {"class_path": "pkg.metrics.Mine", "args": {"name": "mine"}}]
+    validate({"train": {"metrics": metrics, "monitor": "val_mine"}})
+    with pytest.raises(UserError) as err:
+        validate({"train": {"metrics": metrics, "monitor": "val_theirs"}})
+    text = str(err.value)
+    assert "no metric `val_theirs` is logged" in text
+    assert "train.metrics: ['accuracy', 'pkg.metrics.Mine']" in text and "val_mine" in text
+    # without a `name` argument only the class knows its log key: any monitor is accepted
+    validate({"train": {"metrics": [{"class_path": "pkg.metrics.Mine"}], "monitor": "val_x"}})

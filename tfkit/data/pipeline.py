@@ -310,7 +310,9 @@ def _split_dataset(
     if needs_parse or src.element_fn is not None or src.stream is not None:
         ds = _cache(ds, cfg, name, pipe)  # in-memory arrays need no cache
     if training and cfg.shuffle_buffer > 0:
-        ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(
+            min(cfg.shuffle_buffer, max(src.count, 1)), seed=seed, reshuffle_each_iteration=True
+        )
     ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder)
     if needs_parse:
         ds = ds.map(
@@ -444,9 +446,12 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
 
 def make_spec(src: Source, cfg, counts: dict[str, int]) -> DataSpec:
     """The `DataSpec` of a source's examples after the pipeline (floats, one-hot labels)."""
+    features = src.input_features or src.input_names
     inputs = tuple(
-        InputSpec(n, tuple(s), "string" if d == "string" else "float32")
-        for n, s, d in zip(src.input_names, src.input_shapes, src.input_dtypes, strict=True)
+        InputSpec(n, tuple(s), "string" if d == "string" else "float32", f if f != n else None)
+        for n, s, d, f in zip(
+            src.input_names, src.input_shapes, src.input_dtypes, features, strict=True
+        )
     )
     one_hot = bool(cfg.one_hot)
     label_shape = (src.num_classes,) if one_hot else tuple(src.label_shape)

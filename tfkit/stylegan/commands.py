@@ -14,7 +14,7 @@ RESUMABLE_CHANGES = {"gan.kimg", "gan.max_minutes", "gan.tick_kimg", "gan.snapsh
 
 def train_command(args: argparse.Namespace) -> int:
     """Train a StyleGAN: resolve and check everything, then run (or print with --dry-run)."""
-    from tfkit.config import diff_keys, dump_yaml, load_config, to_dict
+    from tfkit.config import diff_keys, load_config, to_dict
     from tfkit.runs import load_run_config
 
     if args.config:
@@ -64,7 +64,10 @@ def train_command(args: argparse.Namespace) -> int:
             num_classes,
             cfg.runtime.mixed_precision,
         )
-        print(dump_yaml(cfg), end="")
+        from tfkit.config import to_dict
+        from tfkit.stylegan.presets import resolved_yaml
+
+        print(resolved_yaml(to_dict(cfg), opts.as_dict()), end="")
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0

@@ -591,6 +591,14 @@ def _restore_g_ema(G: Any, nimg: tf.Variable, checkpoint: str) -> None:
         tf.train.Checkpoint(G_ema=G, nimg=nimg).restore(checkpoint).expect_partial()
 
 
+def display_name(metric: str, features: str) -> str:
+    """How a metric is named to the user: the Fréchet distance of classifier features is
+    the Fréchet classifier distance (FCD), not FID, which means InceptionV3 features."""
+    if metric == "fid" and not features.startswith("inception"):
+        return "fcd (Fréchet classifier distance)"
+    return metric
+
+
 def metrics_command(args: argparse.Namespace) -> int:
     """`tfkit gan metrics RUN_DIR [--metrics fid,kid] [--features SPEC] [--num-images N]`.
 
@@ -645,8 +653,8 @@ def metrics_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     for name in metrics:
         print(
-            f"{name}: {results[name]:.6g}  ({results['num_fake']} generated vs "
-            f"{results['num_real']} real images)"
+            f"{display_name(name, spec)}: {results[name]:.6g}  ({results['num_fake']} "
+            f"generated vs {results['num_real']} real images)"
         )
     print(f"time: {seconds:.1f} s")
     log_metrics(

@@ -54,7 +54,7 @@ def run_training(
 
     multi_worker = wants_multi_worker(config.runtime)
     if config.train.loop == "custom" or multi_worker:
-        from tfkit.training.loop import run_loop
+        from tfkit.training.session import run_loop
 
         if config.train.loop != "custom":
             print(
@@ -64,7 +64,7 @@ def run_training(
             )
 
         return run_loop(config, run_dir, resume=resume)
-    from tfkit.training.fit import fit
+    from tfkit.training.session import fit
 
     return fit(config, run_dir, resume=resume)
 
@@ -83,8 +83,8 @@ def train_command(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume {run_dir}: this run already finished (see {run_dir / 'metrics.json'})"
             )
-        announce(config.runtime)
-        save_config(config, run_dir / CONFIG_FILE)
+        if announce(config.runtime).is_chief:  # the other workers read the chief's files
+            save_config(config, run_dir / CONFIG_FILE)
         _train_or_stop(config, run_dir, resume=True)
         return 0
     if not getattr(args, "config", None):
