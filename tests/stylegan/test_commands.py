@@ -110,7 +110,7 @@ def test_train_resume_generate(config, tmp_path, capsys):
     assert main(["gan", "train", config, "--resume", str(run)]) == 0
     assert main(["gan", "train", "--resume", str(run)]) == 0  # the run's own config
     assert main(["gan", "generate", str(run), "--out", str(tmp_path / "grid")]) == 2
-    assert "--out must name a .png file" in capsys.readouterr().err
+    assert "argument --out: expected a file name ending in .png" in capsys.readouterr().err
     assert main(["gan", "train", config, "--resume", str(run), "--set", "gan.z_dim=16"]) == 2
     assert "gan.z_dim" in capsys.readouterr().err
     # generation is reproducible for the same seeds

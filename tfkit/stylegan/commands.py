@@ -100,8 +100,6 @@ def augment_grid_command(args: argparse.Namespace) -> int:
     from tfkit.config import GanConfig, load_config
     from tfkit.stylegan.presets import parse_augpipe
 
-    if Path(args.out).suffix.lower() != ".png":
-        raise UserError(f"--out must name a .png file. Received: --out {args.out}")
     cfg = load_config(args.config, args.overrides)
     augpipe = args.augpipe or (cfg.gan or GanConfig()).augpipe
     try:
