@@ -847,6 +847,16 @@ class GanConfig(Strict):
     metrics: list[Literal["fid", "kid"]] = []  # computed at every snapshot
     metrics_features: str = "inception_v3"  # or classifier:RUN_DIR (offline)
     metrics_num_images: int = Field(50000, ge=2)  # real and generated images per metric
+    # adaptive discriminator augmentation (see tfkit.stylegan.augment): every image D sees
+    # goes through the `augpipe` transforms, each with probability p. ada: p adapts so the
+    # mean sign of D(real) stays at ada_target; fixed: p = augment_p; none: off.
+    # Default: the preset's (ada for the reference presets).
+    augment: Literal["ada", "fixed", "none"] | None = None
+    augpipe: str = "bgc"  # blit, geom, color, filter, noise, cutout, bg, bgc, ... or a+b
+    augment_p: float | None = Field(None, ge=0, le=1)  # p with augment: fixed
+    ada_target: float = Field(0.6, ge=-1, le=1)  # target of mean sign(D(real))
+    ada_kimg: float = Field(500, gt=0)  # p can go from 0 to 1 in this many kimg
+    ada_interval: int = Field(4, ge=1)  # adjust p every this many iterations
 
     @field_validator("preset")
     @classmethod
@@ -863,6 +873,24 @@ class GanConfig(Strict):
         if v is not None and (v < 8 or v > 1024 or v & (v - 1)):
             raise ValueError(f"must be a power of two from 8 to 1024. Received: resolution={v}")
         return v
+
+    @field_validator("augpipe")
+    @classmethod
+    def _augpipe(cls, v: str) -> str:
+        from tfkit.stylegan.presets import parse_augpipe
+
+        parse_augpipe(v)  # ValueError naming the valid pipelines
+        return v
+
+    @model_validator(mode="after")
+    def _augment_p(self) -> GanConfig:
+        if self.augment == "fixed" and self.augment_p is None:
+            raise ValueError("`gan.augment: fixed` needs `gan.augment_p` (the probability)")
+        if self.augment_p is not None and self.augment in ("ada", "none"):
+            raise ValueError(
+                f"`gan.augment_p` is used with `gan.augment: fixed` only. Received: augment={self.augment}"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------

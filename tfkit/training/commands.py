@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import (
     ExperimentConfig,
@@ -378,7 +379,7 @@ def predict_command(args: argparse.Namespace) -> int:
         from tfkit.export import predict_exported
 
         return predict_exported(args)
-    if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
+    if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     config = load_run_config(args.run_dir)
     model = load_run_model(args.run_dir)

@@ -147,6 +147,17 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy the file `source` to `path` through a temporary file and a rename."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The final metrics as a small text table (one row per split)."""
     rows = {

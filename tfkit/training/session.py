@@ -34,6 +34,7 @@ from tfkit.training.fit import (
     RESULT_FILE,
     SPEC_FILE,
     build_model,
+    copy_atomic,
     fit_model,
     format_table,
     save_model_atomic,
@@ -209,6 +210,7 @@ def fit(
                 batch_size=config.data.batch_size,
                 is_chief=session.chief,
                 backup=False,
+                last_at_end=False,  # the final model.keras is copied there below
             ),
             *extra,
         ]
@@ -247,6 +249,8 @@ def fit(
         **fields,
     )
     if session.chief:
+        if config.train.checkpoint in ("last", "both"):
+            copy_atomic(run_dir / MODEL_FILE, last)
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
     print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
     return result
