@@ -30,7 +30,7 @@ HANDLERS = {
     "tune": "tfkit.tuning.commands:tune_command",
     "gan train": "tfkit.stylegan.commands:train_command",
     "gan generate": "tfkit.stylegan.commands:generate_command",
-    "gan metrics": "tfkit.stylegan.metrics:metrics_command",
+    "gan metrics": "tfkit.stylegan.commands:metrics_command",
 }
 
 

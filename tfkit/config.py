@@ -632,6 +632,20 @@ class TuneConfig(Strict):
 # --------------------------------------------------------------------------------------
 
 
+# the presets of `tfkit.stylegan.presets` (their values live there; the names are here so
+# validating a config imports nothing of the GAN code)
+GAN_PRESET_NAMES = (
+    "auto",
+    "stylegan2",
+    "paper256",
+    "paper512",
+    "paper1024",
+    "cifar",
+    "shapes16",
+    "shapes32",
+)
+
+
 class GanConfig(Strict):
     """The gan section: StyleGAN training (`tfkit gan train`).
 
@@ -689,10 +703,8 @@ class GanConfig(Strict):
     @field_validator("preset")
     @classmethod
     def _preset(cls, v: str) -> str:
-        from tfkit.stylegan.presets import PRESET_NAMES
-
-        if v not in PRESET_NAMES:
-            raise ValueError(f"unknown preset {v!r}. Valid presets: {', '.join(PRESET_NAMES)}")
+        if v not in GAN_PRESET_NAMES:
+            raise ValueError(f"unknown preset {v!r}. Valid presets: {', '.join(GAN_PRESET_NAMES)}")
         return v
 
     @field_validator("resolution")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from tfkit.config import GAN_PRESET_NAMES
 from tfkit.errors import UserError, unknown_name
 
 _REF = dict(
@@ -126,7 +127,9 @@ PRESETS: dict[str, dict] = {
         snapshot_ticks=5,
     ),
 }
-PRESET_NAMES = tuple(PRESETS)
+PRESET_NAMES = GAN_PRESET_NAMES
+if tuple(PRESETS) != PRESET_NAMES:  # config.py validates `gan.preset` against the names
+    raise RuntimeError(f"PRESETS {tuple(PRESETS)} != config.GAN_PRESET_NAMES {PRESET_NAMES}")
 
 
 @dataclass(frozen=True)

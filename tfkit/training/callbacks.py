@@ -31,11 +31,15 @@ import numpy as np
 
 from tfkit.config import CallbackConfig, TrainConfig
 from tfkit.errors import UserError, unknown_name
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tb"
+from tfkit.runs import (
+    BACKUP_DIR,
+    BEST_CHECKPOINT_FILE,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    save_model_atomic,
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -167,10 +171,7 @@ class LastCheckpoint(keras.callbacks.Callback):
         self._last_save: float | None = None
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
+        save_model_atomic(self.model, self.path)
         self._last_save = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -209,7 +210,7 @@ _DEFAULT_PATHS = {
     "backup_and_restore": ("backup_dir", BACKUP_DIR),
     "csv_logger": ("filename", "history.csv"),
     "metrics_logger": ("path", METRICS_FILE),
-    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/last.keras"),
+    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}"),
 }
 _PATH_ARGS = {"filepath", "log_dir", "backup_dir", "filename", "path"}
 
@@ -313,13 +314,13 @@ def build_callbacks(
     if train_cfg.checkpoint in ("best", "both"):
         out.append(
             keras.callbacks.ModelCheckpoint(
-                str(run_dir / CHECKPOINT_DIR / "best.keras"),
+                str(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT_FILE),
                 monitor=train_cfg.monitor,
                 save_best_only=True,
             )
         )
     if train_cfg.checkpoint in ("last", "both") and "last_checkpoint" not in names:
-        out.append(LastCheckpoint(run_dir / CHECKPOINT_DIR / "last.keras"))
+        out.append(LastCheckpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE))
     if backup and "backup_and_restore" not in names:
         out.append(
             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)

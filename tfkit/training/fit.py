@@ -8,7 +8,6 @@ writes `metrics.json`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -19,14 +18,20 @@ import keras
 from tfkit.config import ExperimentConfig, RuntimeConfig, TrainConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError
-from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, build_callbacks
+from tfkit.runs import (
+    BACKUP_DIR,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    save_model_atomic,
+    write_json_atomic,
+)
+from tfkit.training.callbacks import build_callbacks
 from tfkit.training.losses import build_loss, resolve_loss_name
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
-
-MODEL_FILE = "model.keras"
-RESULT_FILE = "metrics.json"
-SPEC_FILE = "spec.json"
 
 
 def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
@@ -113,25 +118,6 @@ def compile_model(
     return model
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to `path` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save `model` as `.keras` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def format_table(result: dict[str, Any]) -> str:
     """The final metrics as a small text table (one row per split)."""
     rows = {
@@ -191,7 +177,7 @@ def fit(
     callbacks = build_callbacks(
         config.train, run_dir, batch_size=config.data.batch_size, is_chief=chief
     )
-    last = run_dir / CHECKPOINT_DIR / "last.keras"
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
     if chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
     print(f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)})", flush=True)

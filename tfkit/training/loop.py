@@ -541,8 +541,6 @@ def _ceil_div(a: int, b: int) -> int:
 # config-driven entry point
 # --------------------------------------------------------------------------------------
 
-LOOP_CHECKPOINT_DIR = "checkpoints/loop"
-
 
 def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any]:
     """Train `config` with the custom loop and write the run's results.
@@ -562,17 +560,17 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
     import tfkit.data
     import tfkit.models
     from tfkit import distribute
-    from tfkit.training.callbacks import TENSORBOARD_DIR, build_callbacks
-    from tfkit.training.fit import (
+    from tfkit.runs import (
+        LOOP_CHECKPOINT_DIR,
         MODEL_FILE,
         RESULT_FILE,
         SPEC_FILE,
-        check_model_fits_data,
-        format_table,
+        TENSORBOARD_DIR,
         save_model_atomic,
-        spec_to_dict,
         write_json_atomic,
     )
+    from tfkit.training.callbacks import build_callbacks
+    from tfkit.training.fit import check_model_fits_data, format_table, spec_to_dict
     from tfkit.training.losses import build_loss, resolve_loss_name
     from tfkit.training.metrics import build_metrics, resolve_class_weight
     from tfkit.training.optimizers import build_optimizer

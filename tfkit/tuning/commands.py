@@ -46,15 +46,3 @@ def tune_command(args: argparse.Namespace) -> int:
         oracle_timeout=args.oracle_timeout,
     )
     return 0
-
-
-def launch_tune_command(args: argparse.Namespace) -> int:
-    """`tfkit launch --tune-workers N -- tune CONFIG ...`: chief + N workers on 127.0.0.1."""
-    from tfkit.tuning.launch import launch_tune
-
-    return launch_tune(
-        args.tune_workers,
-        list(args.rest or []),
-        port=getattr(args, "base_port", 0) or 0,
-        timeout=getattr(args, "timeout", 0) or 0,
-    )

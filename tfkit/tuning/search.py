@@ -32,6 +32,7 @@ import keras_tuner
 
 from tfkit.config import ExperimentConfig, save_config, validate
 from tfkit.errors import UserError
+from tfkit.runs import TUNE_DIR, Run, save_model_atomic
 from tfkit.tuning import space as space_lib
 from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
 from tfkit.tuning.launch import set_distributed_env, wait_for_oracle
@@ -262,7 +263,7 @@ def run_search(
             raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, Run(run_dir).config_file)
     resuming = _check_fingerprint(config, search_dir, overwrite, write=not is_worker)
 
     distribute.setup_runtime(config.runtime)
@@ -363,7 +364,6 @@ def write_results(
     tuner, config: ExperimentConfig, raw: dict, run_dir: Path, search_dir: Path, seconds: float
 ) -> dict[str, Any]:
     """Print the results table; write trials.csv, best.yaml and the best model."""
-    from tfkit.training.fit import save_model_atomic
 
     tune = config.tune
     rows = _trial_rows(tuner, tune.space)
@@ -406,7 +406,7 @@ def write_results(
 
 def tune_run_dir(config: ExperimentConfig, run_dir: str | None, runs_root: str = "runs") -> Path:
     """The tune run directory: `--run-dir`, else `<runs_root>/<name>/tune` (stable across re-runs)."""
-    return Path(run_dir) if run_dir else Path(runs_root) / config.name / "tune"
+    return Path(run_dir) if run_dir else Path(runs_root) / config.name / TUNE_DIR
 
 
 def load_best(run_dir: str | Path) -> ExperimentConfig:
