@@ -13,6 +13,7 @@ Import them as `from helpers import ...` (tests/ is on `sys.path` through confte
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -66,6 +67,11 @@ def _assert_close(actual: Any, expected: Any, atol: float, what: str) -> None:
         rtol=atol,
         err_msg=what,
     )
+
+
+def _as_json(config: Any) -> Any:
+    """A config as JSON data (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(config, default=repr))
 
 
 def capture_summary(model: keras.Model, **kwargs: Any) -> str:
@@ -126,25 +132,52 @@ def run_serialization_test(
     input_data: Any,
     directory: str | os.PathLike | None = None,
     atol: float = 1e-6,
+    call_kwargs: dict | None = None,
+    y: Any = None,
 ) -> keras.Model:
     """Save `obj` to `.keras`, load it with `safe_mode=True`, and compare outputs.
 
-    A bare layer is wrapped in a functional model over `input_data`'s shape first. Returns
-    the loaded model.
+    A bare layer is wrapped in a functional model over `input_data`'s shape first (a list of
+    arrays makes a multi-input model; `call_kwargs` go to the layer's call). The trainable
+    weights are moved off their initial values before saving, so equal outputs mean the
+    weights were loaded, not re-initialized alike. A compiled model must come back with the
+    same optimizer config and, given labels `y`, the same `evaluate` loss. Returns the
+    loaded model.
     """
+    call_kwargs = dict(call_kwargs or {})
     model = obj
     if not isinstance(obj, keras.Model):
         if isinstance(input_data, Mapping):
-            raise TypeError("wrap multi-input layers in a model before calling this helper")
-        inputs = keras.Input(shape=np.shape(input_data)[1:])
-        model = keras.Model(inputs, obj(inputs))
-    expected = model(input_data, training=False)
+            raise TypeError("wrap dict-input layers in a model before calling this helper")
+        if isinstance(input_data, (list, tuple)):
+            inputs: Any = [keras.Input(shape=np.shape(x)[1:]) for x in input_data]
+        else:
+            inputs = keras.Input(shape=np.shape(input_data)[1:])
+        model = keras.Model(inputs, obj(inputs, **call_kwargs))
+        call_kwargs = {}
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:
+        shape = tuple(variable.shape)
+        variable.assign(variable + 0.05 * rng.standard_normal(shape).astype(variable.dtype))
+    expected = model(input_data, training=False, **call_kwargs)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         path = os.path.join(tmp, "model.keras")
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded) is type(model), f"loaded {type(loaded)}, saved {type(model)}"
-    _assert_close(loaded(input_data, training=False), expected, atol, ".keras round trip output")
+    assert _as_json(loaded.get_config()) == _as_json(model.get_config()), "config changed"
+    _assert_close(
+        loaded(input_data, training=False, **call_kwargs),
+        expected,
+        atol,
+        ".keras round trip output",
+    )
+    if model.compiled:
+        assert loaded.optimizer.get_config() == model.optimizer.get_config()
+        if y is not None:
+            want = model.evaluate(input_data, y, verbose=0, return_dict=True)
+            got = loaded.evaluate(input_data, y, verbose=0, return_dict=True)
+            _assert_close(got, want, atol, "evaluate after the round trip")
     return loaded
 
 

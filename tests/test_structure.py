@@ -4,6 +4,9 @@ names are spelled only in `tfkit/runs.py`, the config layer imports no TensorFlo
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,16 +123,43 @@ def test_only_the_cli_imports_command_modules():
     assert {m: c for m, c in offenders.items() if c} == {}
 
 
+def _closure(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for dep in GRAPH[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
 def test_config_imports_no_tensorflow_side_module():
-    # config.py -> errors only (the package __init__ files import nothing heavy)
-    assert GRAPH["tfkit.config"] <= {"tfkit.errors", "tfkit"}
+    # everything config.py reaches, lazily or not, is outside the TF-side packages
+    tf_side = ("tfkit.data", "tfkit.models", "tfkit.training", "tfkit.stylegan", "tfkit.tuning")
+    reached = _closure("tfkit.config")
+    assert sorted(m for m in reached if m.startswith(tf_side)) == []
+    # and validating a config (a GAN preset included) loads neither TensorFlow nor Keras
+    code = (
+        "import sys; from tfkit.config import load_config; "
+        "load_config(None, ['gan.preset=shapes16']); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_runs_and_distribute_keep_their_direction():
-    # the run directory is below everything: it imports config and errors only (models
-    # are loaded lazily through tfkit.models, which registers layers)
-    lower = {"tfkit", "tfkit.config", "tfkit.errors", "tfkit.models", "tfkit.training.losses"}
-    assert GRAPH["tfkit.runs"] <= lower | {"tfkit.training.optimizers"}
+    # the run directory is below everything: it imports config and errors (and, to load a
+    # model, tfkit.saving, which registers every tfkit object)
+    assert GRAPH["tfkit.runs"] <= {"tfkit", "tfkit.config", "tfkit.errors", "tfkit.saving"}
+    # distribute creates no run directory
+    source = MODULES["tfkit.distribute"].read_text()
+    assert "create_run_dir" not in source and "Run.create" not in source
 
 
 @pytest.mark.parametrize("name", RUN_FILE_NAMES)

@@ -16,15 +16,83 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tfkit.errors import UserError
 
+# --------------------------------------------------------------------------------------
+# input checks shared by every section (kept apart from the sections themselves)
+# --------------------------------------------------------------------------------------
+
+_INT64_MAX = 2**63 - 1
+
+
+def _accepts(annotation: Any, kind: type) -> bool:
+    """Whether a field annotation (through Optional/Union/Annotated/Literal) accepts `kind`."""
+    import typing
+
+    if annotation is kind:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(type(a) is kind for a in typing.get_args(annotation))
+    if origin in (list, tuple, dict):
+        return False
+    return any(_accepts(a, kind) for a in typing.get_args(annotation))
+
+
+def _item_annotation(annotation: Any) -> Any:
+    """The item type of a `list[...]` or homogeneous `tuple[...]` annotation, else None."""
+    import typing
+
+    if typing.get_origin(annotation) in (list, tuple):
+        args = typing.get_args(annotation)
+        return args[0] if args else None
+    for arg in typing.get_args(annotation):
+        found = _item_annotation(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def check_number_kinds(annotation: Any, value: Any) -> None:
+    """Refuse a boolean where a number is expected, and integers beyond 64 bits.
+
+    YAML reads `true` as a boolean and pydantic would take it for 1: `epochs: true` is a
+    mistake, not one epoch.
+
+    Raises:
+        ValueError: naming the value (pydantic puts the key in front).
+    """
+    if isinstance(value, bool):
+        if not _accepts(annotation, bool) and (
+            _accepts(annotation, int) or _accepts(annotation, float)
+        ):
+            raise ValueError(f"expected a number, not a boolean. Received: {value!r}")
+    elif isinstance(value, int) and abs(value) > _INT64_MAX:
+        raise ValueError(f"must fit in 64 bits (|value| <= {_INT64_MAX}). Received: {value}")
+    elif isinstance(value, (list, tuple)):
+        item = _item_annotation(annotation)
+        if item is not None:
+            for v in value:
+                check_number_kinds(item, v)
+
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Numbers are finite (`.inf` and `.nan` are refused); `validate` also refuses a
+    boolean for a number (`epochs: true`) and integers beyond 64 bits (`number_problems`).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -855,6 +923,64 @@ def _tags_of(model: type[BaseModel]) -> tuple[str, ...]:
     return ()
 
 
+def _member_for(annotation: Any, value: dict) -> type[BaseModel] | None:
+    """The config model a mapping `value` is validated as (a union member picked by its tag)."""
+    import typing
+
+    members = _union_members(annotation, typing)
+    if len(members) == 1:
+        return members[0]
+    for member in members:
+        for key in ("kind", "name"):
+            if key in value and value[key] in _tags_of(member):
+                return member
+    return None
+
+
+def number_problems(raw: Any, model: type[BaseModel], where: str, prefix: str = "") -> list[str]:
+    """Booleans given for numbers and integers beyond 64 bits anywhere in a raw YAML tree.
+
+    pydantic takes `true` for 1; YAML writes `epochs: true` for a mistake. One message per
+    problem, naming the dotted key.
+    """
+    import typing
+
+    if not isinstance(raw, dict):
+        return []
+    fields = _field_names(model)
+    out = []
+    for key, value in raw.items():
+        if key not in fields:
+            continue  # pydantic reports unknown keys
+        annotation = model.model_fields[fields[key]].annotation
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            member = _member_for(annotation, value)
+            if member is not None:
+                out += number_problems(value, member, where, f"{dotted}.")
+                continue
+            value_type = _dict_value_type(annotation, typing)
+            if value_type is not None and _union_members(value_type, typing):
+                for k, v in value.items():
+                    sub = _member_for(value_type, v) if isinstance(v, dict) else None
+                    if sub is not None:
+                        out += number_problems(v, sub, where, f"{dotted}.{k}.")
+                continue
+        if isinstance(value, list):
+            item = _item_annotation(annotation)
+            if item is not None and _union_members(item, typing):
+                for i, v in enumerate(value):
+                    sub = _member_for(item, v) if isinstance(v, dict) else None
+                    if sub is not None:
+                        out += number_problems(v, sub, where, f"{dotted}[{i}].")
+                continue
+        try:
+            check_number_kinds(annotation, value)
+        except ValueError as err:
+            out.append(f"{where}: `{dotted}`: {err}")
+    return out
+
+
 def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
     """One readable message per problem: file, dotted key, expected and received."""
     lines = []
@@ -889,6 +1015,73 @@ def format_validation_error(err: ValidationError, raw: dict, where: str) -> str:
     return "\n".join(lines)
 
 
+def name_problems(config: ExperimentConfig, where: str) -> list[str]:
+    """Names the config gives that `train`/`tune` would refuse, without importing Keras.
+
+    Loss, metric, activation and callback names (and callback arguments) are checked against
+    `tfkit.keras_names`, the tables the training code builds from; `monitor` keys against
+    the logs the configured metrics produce; a tune section needs a search space.
+    """
+    from tfkit import keras_names as kn
+
+    out: list[str] = []
+
+    def check(key: str, fn, value) -> None:
+        try:
+            fn(value)
+        except ValueError as err:
+            out.append(f"{where}: `{key}`: {err}")
+
+    train = config.train
+    check("train.loss.name", kn.check_loss_name, train.loss.name)
+    if train.loss.name.lower() in kn.LOSS_NAMES:
+        takes = set(kn.loss_arguments(train.loss.name))
+        given = sorted(
+            k
+            for k in train.loss.model_fields_set - {"name", "reduction"}
+            if getattr(train.loss, k) != LossConfig.model_fields[k].default and k not in takes
+        )
+        if given:
+            out.append(
+                f"{where}: `train.loss`: {train.loss.name} does not take {', '.join(given)}. "
+                f"It accepts: {', '.join(['reduction', *sorted(takes)])}"
+            )
+    for i, name in enumerate(train.metrics):
+        check(f"train.metrics[{i}]", kn.check_metric_name, name)
+    logs = kn.log_keys(train.metrics)
+    monitors = [("train.monitor", train.monitor)]
+    for i, cb in enumerate(train.callbacks):
+        out += [
+            f"{where}: `train.callbacks[{i}]`: {p}" for p in kn.callback_problems(cb.name, cb.args)
+        ]
+        if isinstance(cb.args.get("monitor"), str):
+            monitors.append((f"train.callbacks[{i}].args.monitor", cb.args["monitor"]))
+    for key, monitor in monitors:
+        if monitor not in logs:
+            out.append(
+                f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
+                f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+            )
+    for field_name in type(config.model).model_fields:
+        if field_name.endswith("activation"):
+            value = getattr(config.model, field_name)
+            if isinstance(value, str):
+                check(f"model.{field_name}", kn.check_activation_name, value)
+    if config.tune is not None:
+        if not config.tune.space:
+            out.append(
+                f"{where}: `tune.space` is empty: a search needs at least one key, e.g. "
+                "`model.dropout: {float: [0.0, 0.5]}`"
+            )
+        objective = config.tune.objective.name
+        if objective not in logs:
+            out.append(
+                f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
+                f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+            )
+    return out
+
+
 def validate(raw: Any, where: str = "config") -> ExperimentConfig:
     """Validate a raw YAML tree into an `ExperimentConfig`, or raise a `UserError`."""
     if raw is None:
@@ -897,27 +1090,77 @@ def validate(raw: Any, where: str = "config") -> ExperimentConfig:
         raise UserError(
             f"{where}: the top level must be a mapping of sections. Received: {type(raw).__name__}"
         )
+    problems = number_problems(raw, ExperimentConfig, where)
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise UserError(format_validation_error(err, raw, where)) from None
+        problems.append(format_validation_error(err, raw, where))
+    else:
+        problems += name_problems(config, where)
+    if problems:
+        raise UserError("\n".join(problems))
+    return config
+
+
+_MAX_CONFIG_BYTES = 10 * 2**20
 
 
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML file into a dict, with errors that name the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"Config file not found: {path}")
-    if path.is_dir():
-        raise UserError(f"Config path is a directory, expected a YAML file: {path}")
+    text = read_config_text(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise UserError(f"{path}{at}: invalid YAML: {problem}") from None
-    return raw if raw is not None else {}
+    if raw is None:
+        raise UserError(
+            f"{path}: the config file is empty (no sections); write at least `name:` and "
+            "`data:`, or copy one of configs/*.yaml"
+        )
+    return raw
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file: a regular UTF-8 file, never a FIFO, device or directory.
+
+    Raises:
+        UserError: missing, a directory, a special file (reading a FIFO would wait forever),
+            unreadable, too large, or not UTF-8 text; naming the path.
+    """
+    import stat
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"Config file not found: {path}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"Config path is a directory, expected a YAML file: {path}")
+    if not stat.S_ISREG(mode):
+        raise UserError(
+            f"{path}: not a regular file (a pipe, socket or device); expected a YAML file"
+        )
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise UserError(
+            f"{path}: {path.stat().st_size} bytes is too large for a config file "
+            f"(at most {_MAX_CONFIG_BYTES}); is it a data file?"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the config file: {err.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "save the config as UTF-8"
+        ) from None
 
 
 def load_config(

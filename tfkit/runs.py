@@ -92,6 +92,7 @@ RESUMABLE_KEYS: tuple[str, ...] = (
     "gan.tick_kimg",
     "gan.snapshot_ticks",
     "tune.max_trials",
+    "tune.save_best_model",
     "runtime.collective_timeout_s",
 )
 
@@ -428,9 +429,10 @@ class Run:
         run_dir: str | os.PathLike | None = None,
         root: str | os.PathLike = "runs",
         *,
-        lock: bool = True,
+        lock: bool = False,
     ) -> Run:
-        """Create a run directory holding `config.yaml` (and lock it).
+        """Create a run directory holding `config.yaml` (locked when `lock`; commands lock
+        it with `training`).
 
         Args:
             config: the resolved experiment config, saved as `config.yaml`.
@@ -477,7 +479,7 @@ class Run:
         chief: bool = True,
         wait_s: float | None = None,
     ) -> Run:
-        """The run of this process: the chief creates (and locks) it as `create` does; the
+        """The run of this process: the chief creates it as `create` does; the
         other workers of a multi-worker run wait for the chief's `config.yaml` in `run_dir`
         and take no lock (they write to temporary directories, see `worker_temp_dir`).
 
@@ -486,7 +488,7 @@ class Run:
                 run within the wait (`runtime.collective_timeout_s`).
         """
         if chief:
-            return cls.create(config, run_dir, root)
+            return cls.create(config, run_dir, root)  # locked by `training`
         if run_dir is None:
             raise UserError(
                 "multi-worker training needs --run-dir on every worker (the same path, on "
@@ -698,26 +700,43 @@ class Run:
 
     @contextlib.contextmanager
     def training(self, *, chief: bool = True) -> Iterator[Run]:
-        """Context for training this run: a failure before anything was trained marks the
-        run failed (or removes a directory that holds only its config), and a failed write
-        (disk full) becomes a `UserError` naming the path.
+        """Context for training this run: the chief holds the run's lock (see `lock`); a
+        failure before anything was trained marks the run failed (or removes a directory
+        that holds only its config); a failed write (disk full) becomes a `UserError`
+        naming the path.
 
         Args:
-            chief: False on non-chief workers of a multi-worker run (they change nothing).
+            chief: False on non-chief workers of a multi-worker run (they take no lock and
+                change nothing in the run directory).
+
+        Raises:
+            UserError: another process holds the run.
         """
+        with self.locked(chief):
+            try:
+                yield self
+            except BaseException as err:
+                stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit))
+                if chief and not stopped and self.path.exists() and not self.is_trained:
+                    self.mark_failed(err)
+                if isinstance(err, OSError) and not stopped:
+                    raise _write_failed(Path(err.filename or self.path), err) from err
+                raise
+            if chief and self.is_trained:
+                self.clear_failed()
+
+    @contextlib.contextmanager
+    def locked(self, lock: bool = True) -> Iterator[Run]:
+        """Hold the run's lock for the block (nothing when `lock` is False); released at
+        the end however the block ends."""
+        held = self._lock_file is not None
+        if lock and not held:
+            self.lock()
         try:
             yield self
-        except BaseException as err:
-            stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit))
-            if chief and not stopped and self.path.exists():
-                if not self.is_trained:
-                    self.mark_failed(err)
-            if isinstance(err, OSError) and not stopped:
-                path = err.filename or self.path
-                raise _write_failed(Path(path), err) from err
-            raise
-        if chief and self.is_trained:
-            self.clear_failed()
+        finally:
+            if lock and not held:
+                self.unlock()
 
     # ---- lock ----------------------------------------------------------------------------
     def lock(self) -> Run:
@@ -805,14 +824,9 @@ class Run:
         Raises:
             UserError: no model, or a truncated/corrupt model file (named).
         """
-        import keras
+        from tfkit.saving import load_model  # registers every tfkit object
 
-        import tfkit.models  # noqa: F401 - registers tfkit's layers for loading
-        import tfkit.training.losses  # noqa: F401 - registers tfkit's losses
-        import tfkit.training.optimizers  # noqa: F401 - registers tfkit's schedules
-
-        path = check_keras_file(self.model_path())
-        return keras.saving.load_model(path, safe_mode=True)
+        return load_model(check_keras_file(self.model_path()))
 
     def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
         """Save `model` atomically as `model.keras` (or `path`)."""

@@ -109,6 +109,6 @@ def test_variable_size_images_need_global_pooling():
 
 def test_unknown_activation_lists_valid_ones():
     raises({"name": "mlp", "activation": "relo"}, TABULAR,
-           "model `mlp`: unknown activation `relo`. Did you mean `relu`? Valid activations:")  # fmt: skip
+           "`model.activation`: unknown activation 'relo'. Did you mean `relu`? Valid activations:")  # fmt: skip
     raises({"name": "cnn", "output_activation": "softmx"}, DIGITS,
-           "unknown output_activation `softmx`. Did you mean `softmax`?")  # fmt: skip
+           "`model.output_activation`: unknown activation 'softmx'. Did you mean `softmax`?")  # fmt: skip

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from helpers import run_launch
 from PIL import Image
 
 from tfkit.cli import main
+from tfkit.runs import G_EMA_FILE
 
 CONFIG = """
 name: gan_tiny
@@ -95,6 +99,36 @@ def test_train_resume_generate(config, tmp_path, capsys):
     assert "--seeds" in capsys.readouterr().err
     assert main(["gan", "generate", str(run), "--class", "1", "--out", str(a)]) == 2
     assert "unconditional" in capsys.readouterr().err
+
+
+# a fresh process that imports only keras and tfkit.saving loads G_ema.keras in safe mode
+LOAD_G_EMA = """
+import sys
+import keras
+import numpy as np
+import tfkit.saving
+
+G = keras.saving.load_model(sys.argv[1], safe_mode=True)
+assert type(G).__name__ == "Generator", type(G)
+z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in (0, 1, 2, 3)]).astype("float32")
+np.save(sys.argv[2], G(z, psi=0.7, noise_mode="const").numpy())
+"""
+
+
+def test_finished_run_writes_g_ema_keras_that_generates_the_same_images(config, tmp_path):
+    from tfkit.stylegan.generate import images, load_generator
+
+    run = tmp_path / "run"
+    assert main(["gan", "train", config, "--run-dir", str(run)]) == 0
+    out = tmp_path / "images.npy"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run(
+        [sys.executable, "-c", LOAD_G_EMA, str(run / G_EMA_FILE), str(out)], check=True, env=env
+    )
+    G, _ = load_generator(run)  # what `tfkit gan generate` uses: the latest checkpoint
+    expected = images(G, [0, 1, 2, 3], psi=0.7)
+    assert expected.shape == (4, 8, 8, 3) and np.std(expected) > 0
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
 def test_dry_run_and_bad_input(config, tmp_path, capsys):

@@ -63,7 +63,7 @@ def test_losses_by_name_with_args():
 def test_loss_errors_name_the_problem():
     with pytest.raises(
         UserError,
-        match=r"Unknown loss `msee`.*Did you mean `mse`.*Valid loss.*mae, mean_absolute_error",
+        match=r"Unknown loss `msee`.*Did you mean `mse`.*Valid loss.*mae, mape, mean_absolute_error",
     ):
         build_loss("msee")
     with pytest.raises(UserError, match=r"mse does not take gamma.*Received: gamma=3.0"):

@@ -13,8 +13,7 @@ from typing import Any
 
 from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError, did_you_mean
-
-_NOT_ACTIVATIONS = {"get", "serialize", "deserialize"}
+from tfkit.keras_names import ACTIVATIONS
 
 
 def fmt_shape(shape: Sequence[int | None]) -> str:
@@ -35,12 +34,8 @@ def shapes_match(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
 
 
 def activation_names() -> list[str]:
-    """Names `keras.activations.get` accepts."""
-    import keras
-
-    return sorted(
-        n for n in dir(keras.activations) if not n.startswith("_") and n not in _NOT_ACTIVATIONS
-    )
+    """Names `keras.activations.get` accepts (tfkit.keras_names, checked against Keras)."""
+    return sorted(ACTIVATIONS)
 
 
 def check_activation(model: str, field: str, name: str | None) -> str | None:

@@ -104,7 +104,7 @@ class SimpleANN(keras.Model):
 
     def get_config(self) -> dict:
         """Every constructor argument, so the model round-trips through `.keras` files."""
-        config = {"name": self.name, "trainable": self.trainable}
+        config = super().get_config()
         config.update(
             {
                 "units": self.units,

@@ -57,13 +57,12 @@ def train_command(args: argparse.Namespace) -> int:
         return 0
     chief = not distribute.wants_multi_worker(cfg.runtime) or distribute.is_chief()
     if run is not None:
-        if chief:
-            run.lock()
-            run.record_resume(changes)
         run.check_resume_state()
     else:  # multi-worker: the chief creates the run dir, the other workers wait for it
         run = Run.for_worker(cfg, args.run_dir, args.runs_root, chief=chief)
-    with run.training(chief=chief):
+    with run.training(chief=chief):  # the chief holds the run's lock
+        if chief and changes:
+            run.record_resume(changes)
         trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
         print(
             f"run directory: {run.path}"
@@ -149,7 +148,6 @@ def metrics_command(args: argparse.Namespace) -> int:
         f"gan metrics: {', '.join(metrics)} of {generator.checkpoint} (kimg {generator.kimg:g}) "
         f"with {spec} features, {num_images} images"
     )
-    run.lock()  # the results are appended to the run's logs
     started = time.perf_counter()
     results = evaluate_generator(
         lambda z: generator.generate(z, seed),

@@ -17,6 +17,7 @@ from tfkit.stylegan.synthesis import (
 )
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class Discriminator(keras.Model):
     """StyleGAN discriminator (NHWC).
 
@@ -165,7 +166,7 @@ class Discriminator(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
+            **super().get_config(),
             "resolution": self.resolution,
             "channels": self.channels,
             "channel_base": self.channel_base,

@@ -104,6 +104,7 @@ def upsample_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return fir_filter(x, ((5 - k) // 2, (5 - k) // 2), gain=4.0)
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class FirUpsample2D(keras.layers.Layer):
     """2x upsampling with the [1, 3, 3, 1] FIR filter (NHWC).
 
@@ -120,6 +121,7 @@ class FirUpsample2D(keras.layers.Layer):
         return (n, None if h is None else 2 * h, None if w is None else 2 * w, c)
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class FirDownsample2D(keras.layers.Layer):
     """2x downsampling with the [1, 3, 3, 1] FIR filter (NHWC)."""
 
@@ -131,6 +133,7 @@ class FirDownsample2D(keras.layers.Layer):
         return (n, None if h is None else h // 2, None if w is None else w // 2, c)
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class BiasAct(keras.layers.Layer):
     """A learned per-channel bias, then an activation with its gain, then an optional clamp.
 
@@ -170,6 +173,7 @@ class BiasAct(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class EqualizedDense(keras.layers.Layer):
     """Dense layer with equalized learning rate.
 
@@ -236,6 +240,7 @@ class EqualizedDense(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class EqualizedConv2D(keras.layers.Layer):
     """2D convolution (NHWC, 'same' size) with equalized learning rate and FIR resampling.
 
@@ -331,6 +336,7 @@ class EqualizedConv2D(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class PixelNorm(keras.layers.Layer):
     """Normalize each feature vector to unit second moment: x / sqrt(mean(x^2) + eps)."""
 
@@ -358,6 +364,7 @@ def _check_noise_mode(noise_mode: str) -> str:
     return noise_mode
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class AddNoise(keras.layers.Layer):
     """Add per-pixel Gaussian noise times a learned per-layer strength (initially 0).
 
@@ -402,6 +409,7 @@ class AddNoise(keras.layers.Layer):
         return {**super().get_config(), "noise_mode": self.noise_mode}
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class AdaIN(keras.layers.Layer):
     """Adaptive instance normalization: instance-normalize x, then scale and shift per channel.
 
@@ -440,6 +448,7 @@ class AdaIN(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class ModulatedConv2D(keras.layers.Layer):
     """Convolution modulated per example by a style vector, optionally demodulated.
 
@@ -553,6 +562,7 @@ class ModulatedConv2D(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class SynthesisLayer(keras.layers.Layer):
     """StyleGAN2 synthesis layer: affine(w) -> modulated 3x3 conv -> noise -> bias + lrelu.
 
@@ -619,6 +629,7 @@ class SynthesisLayer(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class ToRGB(keras.layers.Layer):
     """Modulated 1x1 convolution to image channels, without demodulation (StyleGAN2).
 
@@ -666,6 +677,7 @@ class ToRGB(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class MinibatchStdDev(keras.layers.Layer):
     """Append the standard deviation across groups of examples as extra feature maps.
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfkit.stylegan.layers import EqualizedDense, PixelNorm
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class MappingNetwork(keras.layers.Layer):
     """z (and an optional class label) to the intermediate latent w, broadcast to `num_ws`.
 

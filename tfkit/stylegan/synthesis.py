@@ -77,6 +77,7 @@ def _fold(seed, i):
     return None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class SynthesisNetwork(keras.layers.Layer):
     """Image from per-layer styles ws (N, num_ws, w_dim): one block per resolution.
 
@@ -253,6 +254,7 @@ class SynthesisNetwork(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfkit")
 class Generator(keras.Model):
     """StyleGAN generator: mapping network + synthesis network, with mixing and truncation.
 
@@ -353,7 +355,7 @@ class Generator(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
+            **super().get_config(),
             "resolution": self.resolution,
             "z_dim": self.z_dim,
             "w_dim": self.w_dim,

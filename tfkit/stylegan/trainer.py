@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError
-from tfkit.runs import CHECKPOINT_DIR, METRICS_FILE, TENSORBOARD_DIR
+from tfkit.runs import CHECKPOINT_DIR, G_EMA_FILE, METRICS_FILE, TENSORBOARD_DIR
 from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.discriminator import Discriminator
@@ -621,6 +621,14 @@ class Trainer:
         """Write a checkpoint now; returns its path."""
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
+    def save_g_ema(self) -> Path:
+        """Write G_ema as a `.keras` file (atomically), loadable in Keras safe mode."""
+        path = self.out_dir / G_EMA_FILE
+        tmp = path.with_name(f".{path.stem}.tmp.keras")
+        self.G_ema.save(tmp)
+        tmp.replace(path)
+        return path
+
     def grid_images(self, G=None) -> np.ndarray:
         """The fixed-seed snapshot grid of `G` (default G_ema) as a uint8 (H, W, 3) array."""
         G = G or self.G_ema
@@ -711,6 +719,7 @@ class Trainer:
                     if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
                         self._write_grid(f"{nimg:09d}")
                         self.save()
+                        self.save_g_ema()
                         self._evaluate_metrics()
                     tick_start = time.time()
                 if stopping:

@@ -66,11 +66,10 @@ def train_command(args: argparse.Namespace) -> int:
                 f"--resume {run.path}: this run already finished (see {run.result_file})"
             )
         chief = _is_chief(config)
-        if chief:
-            run.lock()
-            run.record_resume(changes)
         run.check_resume_state()
-        with run.training(chief=chief):
+        with run.training(chief=chief):  # the chief holds the run's lock
+            if chief:
+                run.record_resume(changes)
             run_training(config, run.path, resume=True)
         return 0
     if not getattr(args, "config", None):

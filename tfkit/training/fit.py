@@ -18,6 +18,7 @@ import keras
 from tfkit.config import ExperimentConfig, RuntimeConfig, TrainConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError
+from tfkit.keras_names import LOSSES
 from tfkit.runs import (
     BACKUP_DIR,
     CHECKPOINT_DIR,
@@ -62,20 +63,21 @@ def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) ->
     units = _output_units(model)
     if units is None:
         return
+    binary_loss = LOSSES.get(loss_name, ("",))[0].startswith("Binary")
     if spec.task == "multiclass" and units != spec.num_classes:
         raise UserError(
             f"The model outputs {units} values per example, but the data has "
             f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
             f"Set model.outputs: {spec.num_classes} (or `auto`)"
         )
-    if spec.task == "multiclass" and loss_name.startswith("binary"):
+    if spec.task == "multiclass" and binary_loss:
         raise UserError(
             f"`train.loss: {loss_name}` is for 0/1 labels, but the data has "
             f"{spec.num_classes} classes (labels 0..{(spec.num_classes or 1) - 1}). "
             "Use sparse_categorical_crossentropy (integer labels) or "
             "categorical_crossentropy (one-hot labels)"
         )
-    if spec.task == "binary" and loss_name.startswith("binary") and units != 1:
+    if spec.task == "binary" and binary_loss and units != 1:
         raise UserError(
             f"The model outputs {units} values per example, but `{loss_name}` on binary labels "
             "needs 1. Set model.outputs: 1 (or `auto`)"

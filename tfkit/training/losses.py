@@ -22,6 +22,7 @@ from keras import ops
 from tfkit.config import LossConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError, unknown_name
+from tfkit.keras_names import LOSS_ALIASES, LOSS_NAMES, LOSSES, loss_arguments
 
 PACKAGE = "tfkit"
 
@@ -115,36 +116,16 @@ class HuberLoss(keras.losses.Loss):
 # losses by name
 # --------------------------------------------------------------------------------------
 
-# name -> (keras class, LossConfig fields it takes besides `reduction`)
-_LOSSES: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "mse": (keras.losses.MeanSquaredError, ()),
-    "mae": (keras.losses.MeanAbsoluteError, ()),
-    "sparse_categorical_crossentropy": (
-        keras.losses.SparseCategoricalCrossentropy,
-        ("from_logits",),
-    ),
-    "categorical_crossentropy": (
-        keras.losses.CategoricalCrossentropy,
-        ("from_logits", "label_smoothing"),
-    ),
-    "binary_crossentropy": (keras.losses.BinaryCrossentropy, ("from_logits", "label_smoothing")),
-    "binary_focal_crossentropy": (
-        keras.losses.BinaryFocalCrossentropy,
-        ("from_logits", "label_smoothing", "gamma", "alpha", "apply_class_balancing"),
-    ),
-    "huber": (HuberLoss, ("delta",)),
-}
-_ALIASES = {
-    "mean_squared_error": "mse",
-    "mean_absolute_error": "mae",
-    "crossentropy": "auto",
-}
+
+def _loss_class(name: str) -> Any:
+    """The Loss class of a canonical name (tfkit's HuberLoss for `huber`)."""
+    return HuberLoss if name == "huber" else getattr(keras.losses, LOSSES[name][0])
+
+
 _PER_TASK = {
     "binary": "binary_crossentropy",
     "regression": "mse",
 }
-
-LOSS_NAMES: tuple[str, ...] = tuple(sorted([*_LOSSES, *_ALIASES, "auto"]))
 
 
 def default_loss_name(spec: DataSpec) -> str:
@@ -157,9 +138,9 @@ def default_loss_name(spec: DataSpec) -> str:
 def resolve_loss_name(name: str, spec: DataSpec | None = None) -> str:
     """Canonical loss name (`auto`/aliases resolved against the spec), or a UserError."""
     key = name.lower()
-    if key not in _LOSSES and key not in _ALIASES and key != "auto":
+    if key not in LOSS_NAMES:
         raise unknown_name("loss", name, LOSS_NAMES)
-    key = _ALIASES.get(key, key)
+    key = LOSS_ALIASES.get(key, key)
     if key == "auto":
         if spec is None:
             raise UserError("`train.loss.name: auto` needs the dataset spec to choose a loss")
@@ -170,22 +151,20 @@ def resolve_loss_name(name: str, spec: DataSpec | None = None) -> str:
 def _check_fits_data(name: str, spec: DataSpec) -> None:
     """Refuse a loss that cannot work with the dataset's labels, naming both sides."""
     label = f"data task `{spec.task}`" + (" with one-hot labels" if spec.one_hot else "")
-    if name == "sparse_categorical_crossentropy" and spec.one_hot:
+    kind = LOSSES[name][0]
+    if kind == "SparseCategoricalCrossentropy" and spec.one_hot:
         raise UserError(
             f"`train.loss.name: {name}` expects integer labels, but the {label}. "
             "Use `categorical_crossentropy` or set `data.one_hot: false`"
         )
-    if name == "categorical_crossentropy" and spec.task == "multiclass" and not spec.one_hot:
+    if kind.startswith("Categorical") and spec.task == "multiclass" and not spec.one_hot:
         raise UserError(
             f"`train.loss.name: {name}` expects one-hot labels, but the {label} has integer "
             "labels. Use `sparse_categorical_crossentropy` or set `data.one_hot: true`"
         )
-    if (
-        name in ("sparse_categorical_crossentropy", "categorical_crossentropy")
-        and spec.task != "multiclass"
-    ):
+    if kind.endswith("CategoricalCrossentropy") and spec.task != "multiclass":
         raise UserError(f"`train.loss.name: {name}` is for multiclass labels, but the {label}")
-    if name in ("binary_crossentropy", "binary_focal_crossentropy") and spec.task == "regression":
+    if kind.startswith("Binary") and spec.task == "regression":
         raise UserError(f"`train.loss.name: {name}` is for 0/1 labels, but the {label}")
 
 
@@ -206,7 +185,7 @@ def build_loss(cfg: LossConfig | str, spec: DataSpec | None = None) -> keras.los
     if isinstance(cfg, str):
         cfg = LossConfig(name=cfg)
     name = resolve_loss_name(cfg.name, spec)
-    cls, takes = _LOSSES[name]
+    cls, takes = _loss_class(name), loss_arguments(name)
     # a resolved config (config.yaml) spells out every default, so only values that differ
     # from the default count as "given"
     given = {
@@ -224,7 +203,9 @@ def build_loss(cfg: LossConfig | str, spec: DataSpec | None = None) -> keras.los
         )
     if spec is not None:
         _check_fits_data(name, spec)
-    kwargs: dict[str, Any] = {k: getattr(cfg, k) for k in takes}
+    # only the values that differ from the defaults: a Keras loss keeps its own defaults
+    # (Tversky's alpha is 0.5, not the focal 0.25 of `train.loss.alpha`)
+    kwargs: dict[str, Any] = {k: getattr(cfg, k) for k in takes if k in given}
     if name == "huber":
         kwargs = {"threshold": cfg.delta}
     return cls(reduction=cfg.reduction, **kwargs)

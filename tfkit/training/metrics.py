@@ -10,24 +10,23 @@ import numpy as np
 
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError, unknown_name
+from tfkit.keras_names import METRIC_NAMES, METRICS
 
-# name -> factory; `accuracy` lets Keras pick the accuracy that matches the loss/labels
-_METRICS: dict[str, Any] = {
-    "accuracy": lambda: "accuracy",
-    "binary_accuracy": lambda: keras.metrics.BinaryAccuracy(name="binary_accuracy"),
-    "categorical_accuracy": lambda: keras.metrics.CategoricalAccuracy(name="categorical_accuracy"),
-    "sparse_categorical_accuracy": lambda: keras.metrics.SparseCategoricalAccuracy(
-        name="sparse_categorical_accuracy"
-    ),
+# tfkit's own names; every other name of METRIC_NAMES is a Keras metric class (METRICS)
+_TFKIT_METRICS: dict[str, Any] = {
+    "accuracy": lambda: "accuracy",  # Keras picks the accuracy that matches the loss/labels
     "top5_accuracy": lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
-    "auc": lambda: keras.metrics.AUC(name="auc"),
-    "precision": lambda: keras.metrics.Precision(name="precision"),
-    "recall": lambda: keras.metrics.Recall(name="recall"),
-    "mae": lambda: keras.metrics.MeanAbsoluteError(name="mae"),
-    "mse": lambda: keras.metrics.MeanSquaredError(name="mse"),
     "rmse": lambda: keras.metrics.RootMeanSquaredError(name="rmse"),
 }
-METRIC_NAMES: tuple[str, ...] = tuple(sorted(_METRICS))
+
+
+def _build_metric(key: str) -> Any:
+    """The metric of a known lower-case name, named as the config names it (its log key)."""
+    if key in _TFKIT_METRICS:
+        return _TFKIT_METRICS[key]()
+    return getattr(keras.metrics, METRICS[key])(name=key)
+
+
 _CLASSIFICATION_ONLY = {
     "accuracy",
     "binary_accuracy",
@@ -50,7 +49,7 @@ def build_metrics(names: Iterable[str], spec: DataSpec | None = None) -> list[An
     out = []
     for name in names:
         key = name.lower()
-        if key not in _METRICS:
+        if key not in METRIC_NAMES:
             raise unknown_name("metric", name, METRIC_NAMES)
         if spec is not None and spec.task == "regression" and key in _CLASSIFICATION_ONLY:
             raise UserError(
@@ -62,7 +61,7 @@ def build_metrics(names: Iterable[str], spec: DataSpec | None = None) -> list[An
                 f"`train.metrics` has `{name}`, which expects binary labels, but the data task is "
                 f"`multiclass` ({spec.num_classes} classes)"
             )
-        out.append(_METRICS[key]())
+        out.append(_build_metric(key))
     return out
 
 

@@ -32,17 +32,22 @@ def tune_command(args: argparse.Namespace) -> int:
     if args.role == "worker":
         wait_for_oracle(args.oracle, args.oracle_timeout)
 
+    from tfkit.runs import Run
     from tfkit.tuning.search import run_search, tune_run_dir
 
-    run_dir = tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs"))
-    run_search(
-        config,
-        raw,
-        run_dir,
-        overwrite=args.overwrite,
-        role=args.role,
-        oracle=args.oracle,
-        tuner_id=args.tuner_id,
-        oracle_timeout=args.oracle_timeout,
-    )
+    run = Run(tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs")))
+    chief = args.role != "worker"  # a local search or the chief: one process per run dir
+    if chief:
+        run.path.mkdir(parents=True, exist_ok=True)
+    with run.locked(chief):
+        run_search(
+            config,
+            raw,
+            run.path,
+            overwrite=args.overwrite,
+            role=args.role,
+            oracle=args.oracle,
+            tuner_id=args.tuner_id,
+            oracle_timeout=args.oracle_timeout,
+        )
     return 0
