@@ -310,3 +310,103 @@ def run_launch(flags: list[str], command: list[str], timeout: float, env=None, c
         text=True,
         timeout=timeout + 100,
     )
+
+
+# stands in for SLURM's `scontrol show hostnames NODELIST`: every node is this machine
+FAKE_SCONTROL = """#!{python}
+import sys
+if sys.argv[1:3] != ["show", "hostnames"]:
+    sys.exit(1)
+for _ in sys.argv[3].split(","):
+    print("127.0.0.1")
+"""
+
+
+def free_port_range(count: int) -> int:
+    """A base port such that `base, ..., base + count - 1` are all free on 127.0.0.1."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randint(20000, 60000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def start_slurm_tasks(args: list[str], out_dir, tasks: int = 2, env=None):
+    """Start `python -m tfkit.cli ARGS` as the `tasks` tasks of one srun step on one node
+    (`fakenode`, which a stand-in `scontrol` on PATH maps to 127.0.0.1): each process gets
+    the SLURM variables `srun` sets, and `--set runtime.cluster_port=P` with free ports
+    P..P+tasks-1. No TF_CONFIG. Returns the processes, the paths of their stdout (stderr
+    goes beside it, `.err`) and P."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out_dir = Path(out_dir)
+    bin_dir = out_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "scontrol").write_text(FAKE_SCONTROL.format(python=sys.executable))
+    (bin_dir / "scontrol").chmod(0o755)
+    port = free_port_range(tasks)
+    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG" and not k.startswith("SLURM")}
+    base.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    base["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    step = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": "0",
+        "SLURM_NTASKS": str(tasks),
+        "SLURM_STEP_NUM_TASKS": str(tasks),
+        "SLURM_JOB_NODELIST": "fakenode",
+        "SLURM_STEP_NODELIST": "fakenode",
+        "SLURM_TASKS_PER_NODE": str(tasks),
+        "SLURM_STEP_TASKS_PER_NODE": str(tasks),
+        "SLURM_NODEID": "0",
+    }
+    procs, logs = [], []
+    for rank in range(tasks):
+        log = out_dir / f"task{rank}.log"
+        task_env = {**base, **step, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        with open(log, "w") as f, open(log.with_suffix(".err"), "w") as err:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tfkit.cli", *args]
+                    + ["--set", f"runtime.cluster_port={port}"],
+                    env={**task_env, **(env or {})},
+                    cwd=root,
+                    stdout=f,
+                    stderr=err,
+                )
+            )
+        logs.append(log)
+    return procs, logs, port
+
+
+def wait_all(procs, timeout: float) -> list[int]:
+    """Wait for every process (killing all of them if `timeout` seconds pass); exit codes."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+    except subprocess.TimeoutExpired:
+        return [p.returncode if p.poll() is not None else -9 for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

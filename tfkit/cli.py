@@ -14,7 +14,8 @@ import importlib
 import os
 import sys
 
-from tfkit.errors import UserError
+from tfkit import arguments as A
+from tfkit.errors import Stopped, UserError
 
 # command path -> "module:function"; imported only when that command runs
 HANDLERS = {
@@ -48,17 +49,29 @@ def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", help="write the run here instead of runs/<name>/<NNNNN>")
     p.add_argument(
-        "--runs-root", default="runs", help="parent of numbered run dirs (default: runs)"
+        "--run-dir", type=A.output_dir, help="write the run here instead of runs/<name>/<NNNNN>"
+    )
+    p.add_argument(
+        "--runs-root",
+        type=A.output_dir,
+        default="runs",
+        help="parent of numbered run dirs (default: runs)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`tfkit train: error: ...`), status 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every tfkit command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tfkit",
         description="Keras-first TensorFlow toolkit: data, models, training, tuning, StyleGAN.",
     )
@@ -78,12 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="source_format", required=True, choices=["npz", "csv", "parquet", "images"]
     )
     p.add_argument("src", help="source file or image directory")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB")
-    p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"])
-    p.add_argument("--resolution", type=int, help="images: square size (power of two)")
+    p.add_argument("--out", type=A.output_dir, required=True, help="output directory")
     p.add_argument(
-        "--image-size", type=int, nargs=2, metavar=("H", "W"), help="images: resize to H W"
+        "--shard-mb", type=A.float_above(0), default=64.0, help="target shard size in MB"
+    )
+    p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"])
+    p.add_argument("--resolution", type=A.power_of_two, help="images: square size (power of two)")
+    p.add_argument(
+        "--image-size",
+        type=A.int_at_least(1),
+        nargs=2,
+        metavar=("H", "W"),
+        help="images: resize to H W",
     )
     p.add_argument("--color-mode", default="rgb", choices=["rgb", "grayscale"])
     p.add_argument(
@@ -106,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="TFRecord directory, file or glob; or an experiment YAML: its train split as "
         "the model (or the GAN) sees it",
     )
-    p.add_argument("--examples", type=int, default=3)
-    p.add_argument("--grid", metavar="OUT_PNG", help="write a PNG grid of image examples")
+    p.add_argument("--examples", type=A.int_at_least(0), default=3)
+    p.add_argument(
+        "--grid", type=A.output_file, metavar="OUT_PNG", help="write a PNG grid of image examples"
+    )
     _add_config_args(p, config_required=False)
     p.add_argument(
         "--ignore-errors", action="store_true", help="skip corrupt records and count them"
@@ -125,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")
     p.add_argument("--input", required=True, help=".npy, .npz, .csv, .parquet or image directory")
-    p.add_argument("--output", required=True, help=".npy, .npz or .csv")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--output", type=A.output_file, required=True, help=".npy, .npz or .csv")
+    p.add_argument("--batch-size", type=A.int_at_least(1), default=256)
     p.add_argument(
         "--normalized",
         action="store_true",
@@ -137,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Keras Tuner search over the config's `tune:` space")
     _add_config_args(p)
     p.add_argument(
-        "--run-dir", help="tune run directory (default: runs/<name>/tune); re-run to continue"
+        "--run-dir",
+        type=A.output_dir,
+        help="tune run directory (default: runs/<name>/tune); re-run to continue",
     )
-    p.add_argument("--runs-root", default="runs", help="parent of run dirs (default: runs)")
+    p.add_argument(
+        "--runs-root", type=A.output_dir, default="runs", help="parent of run dirs (default: runs)"
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="discard a search made for another space/objective"
     )
@@ -151,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tuner-id", help="distributed search: this worker's id (default worker<pid>)")
     p.add_argument(
-        "--oracle-timeout", type=float, default=60.0, help="seconds a worker waits for the oracle"
+        "--oracle-timeout",
+        type=A.float_above(0),
+        default=60.0,
+        help="seconds a worker waits for the oracle",
     )
 
     p = sub.add_parser("export", help="export a run as a SavedModel or a LiteRT flatbuffer")
@@ -159,21 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", default="saved_model", help="saved_model (default) or litert (model.tflite)"
     )
-    p.add_argument("--out", required=True, help="export directory (must not exist)")
+    p.add_argument(
+        "--out", type=A.output_dir, required=True, help="export directory (must not exist)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=A.int_at_least(1), default=2)
     p.add_argument(
         "--tune-workers",
-        type=int,
+        type=A.int_at_least(0),
         default=0,
         metavar="N",
         help="distributed search: a tune chief plus N tune workers on 127.0.0.1",
     )
-    p.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
+    p.add_argument("--base-port", type=A.port, default=0, help="first port (default: free ports)")
     p.add_argument(
-        "--timeout", type=float, default=0, help="stop all workers after this many seconds"
+        "--timeout",
+        type=A.float_above(0),
+        default=None,
+        help="stop all workers after this many seconds (default: no limit)",
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
 
@@ -186,13 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = gan_sub.add_parser("generate", help="images from a trained GAN run (G_ema)")
     p.add_argument("run_dir", help="GAN run directory")
     p.add_argument(
-        "--seeds", default="0-31", help="latent seeds, e.g. 0-63 or 1,5,9 (default 0-31)"
+        "--seeds",
+        type=A.seeds,
+        default="0-31",
+        help="latent seeds, e.g. 0-63 or 1,5,9 (default 0-31)",
     )
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
-    p.add_argument("--trunc-cutoff", type=int, help="truncate only the first N style layers")
-    p.add_argument("--class", dest="class_idx", type=int, help="class label (conditional models)")
+    p.add_argument(
+        "--trunc", type=A.finite_float, default=1.0, help="truncation psi (default 1: none)"
+    )
+    p.add_argument(
+        "--trunc-cutoff", type=A.int_at_least(1), help="truncate only the first N style layers"
+    )
+    p.add_argument(
+        "--class", dest="class_idx", type=A.int_at_least(0), help="class label (conditional models)"
+    )
     p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
-    p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
+    p.add_argument("--cols", type=A.int_at_least(1), help="grid columns (default: square-ish)")
     p.add_argument(
         "--style-mix",
         nargs=2,
@@ -202,12 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interpolate",
         nargs=2,
-        type=int,
+        type=A.int_at_least(0, A.MAX_SEED),
         metavar=("A", "B"),
         help="interpolation strip between seeds A and B",
     )
-    p.add_argument("--steps", type=int, default=8, help="images in the interpolation strip")
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument(
+        "--steps",
+        type=A.int_at_least(2, A.MAX_SEEDS),
+        default=8,
+        help="images in the interpolation strip",
+    )
+    p.add_argument("--out", type=A.output_file, required=True, help="output PNG")
     p = gan_sub.add_parser("metrics", help="FID/KID of a GAN run's G_ema against its data")
     p.add_argument("run_dir", help="GAN run directory (its latest checkpoint is measured)")
     p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid (default both)")
@@ -216,9 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="inception_v3",
         help="feature network: inception_v3 (local ImageNet weights) or classifier:RUN_DIR",
     )
-    p.add_argument("--num-images", type=int, default=50_000, help="images per set (default 50000)")
+    p.add_argument(
+        "--num-images",
+        type=A.int_at_least(2),
+        default=50_000,
+        help="images per set (default 50000)",
+    )
     p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 no-top .h5 weights")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=A.int_at_least(1), default=64)
     p.add_argument("--cache-dir", help="real-statistics cache (default ~/.cache/tfkit/metrics)")
     p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
     return parser
@@ -254,7 +306,10 @@ def config_validate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tfkit` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a bad argument (2, one line printed)
+        return int(exit_.code or 0)
     if args.command is None:
         parser.print_help()
         return 2
@@ -271,10 +326,20 @@ def main(argv: list[str] | None = None) -> int:
             # a bad config fails in well under a second, before the handler imports TensorFlow
             from tfkit.config import load_config
 
-            load_config(args.config, getattr(args, "overrides", None))
+            config = load_config(args.config, getattr(args, "overrides", None))
+            if name in ("train", "gan train", "tune") and not (
+                getattr(args, "dry_run", False) or getattr(args, "role", None)
+            ):
+                from tfkit.cluster import for_runtime
+
+                for_runtime(config.runtime)  # a missing SLURM variable, a TF_CONFIG with ps
         return int(_handler(name)(args) or 0)
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except Stopped as err:  # a signal stopped training after saving what --resume needs
+        sys.stdout.flush()
+        print(f"tfkit {name}: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"tfkit {name}: interrupted", file=sys.stderr)

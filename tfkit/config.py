@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import keyword
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -305,6 +307,7 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     xflip: bool = False  # random x-flip at read time (GAN augmentation)
     ignore_errors: bool = False  # skip corrupt records/images, report the count
+    nan_policy: Literal["error", "drop"] = "error"  # examples with NaN/Inf: refuse or drop
     verify: bool = True  # read every TFRecord once at build: corrupt files fail at once, named
     one_hot: bool = False  # labels as one-hot vectors (for categorical cross-entropy)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"  # auto: from labels
@@ -315,6 +318,34 @@ class DataConfig(Strict):
     def _cache(cls, v: str) -> str:
         if not v:
             raise ValueError("must be 'none', 'memory' or a file path prefix. Received: ''")
+        return v
+
+
+# --------------------------------------------------------------------------------------
+# user extensions by import path
+# --------------------------------------------------------------------------------------
+
+_CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class ClassPathConfig(Strict):
+    """A class of your own by import path, with its constructor arguments (as LightningCLI).
+
+    `{class_path: mypkg.callbacks.MyCallback, args: {patience: 3}}` in `train.callbacks`,
+    `train.loss`, `train.metrics` or `model.cell`: `tfkit train` imports `mypkg.callbacks`
+    (from the working directory or `PYTHONPATH`), checks the class's kind and that `args`
+    fit its signature, and calls `MyCallback(patience=3)`. Only the named module is
+    imported; `tfkit config validate` checks the path's form without importing it.
+    """
+
+    class_path: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        if not _CLASS_PATH.match(v) or any(keyword.iskeyword(p) for p in v.split(".")):
+            raise ValueError(f"must be an import path `package.module.ClassName`. Received: {v!r}")
         return v
 
 
@@ -350,6 +381,10 @@ class MLPModel(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
     batch_norm_momentum: float = Field(0.9, gt=0, lt=1)  # see CNNModel
+    batch_norm_epsilon: float = Field(1e-3, gt=0)
+    # the activation as its own `keras.layers.Activation` layer after a linear Dense
+    # (always so with batch_norm, which sits between the two)
+    activation_layer: bool = False
     outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
@@ -401,13 +436,18 @@ class CNNModel(Strict):
     kernel_size: Union[PosInt, list[PosInt]] = 3
     strides: int = Field(1, ge=1)
     padding: Literal["same", "valid"] = "same"
+    dilation_rate: int = Field(1, ge=1)  # atrous convolutions (needs strides 1)
+    groups: int = Field(1, ge=1)  # grouped convolutions: must divide channels and filters
     activation: str = "relu"
     batch_norm: bool = True
     # 0.9 (PyTorch's 0.1): Keras' 0.99 needs ~500 steps before the moving variance forgets
     # its initial 1.0, so small data sets validate at chance for many epochs.
     batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
+    batch_norm_epsilon: float = Field(1e-3, gt=0)
     pool: Literal["max", "average", "none"] = "max"
     pool_size: int = Field(2, ge=1)
+    pool_strides: int | None = Field(None, ge=1)  # default: pool_size
+    pool_padding: Literal["valid", "same"] = "valid"
     dropout: float = Field(0.0, ge=0, lt=1)
     spatial_dropout: float = Field(0.0, ge=0, lt=1)
     global_pool: Literal["none", "max", "average"] = "none"
@@ -427,6 +467,17 @@ class CNNModel(Strict):
                 f"({len(self.filters)}). Received: kernel_size={self.kernel_size}, "
                 f"filters={self.filters}"
             )
+        if self.dilation_rate > 1 and self.strides > 1:
+            raise ValueError(
+                f"`dilation_rate` > 1 needs `strides` 1 (Keras refuses both). Received: "
+                f"dilation_rate={self.dilation_rate}, strides={self.strides}"
+            )
+        uneven = [f for f in self.filters if f % self.groups]
+        if uneven:
+            raise ValueError(
+                f"`groups` ({self.groups}) must divide every entry of `filters`. Received: "
+                f"groups={self.groups}, filters={self.filters}"
+            )
         return self
 
 
@@ -439,7 +490,11 @@ class RNNModel(Strict):
     """
 
     name: Literal["rnn"]
-    cell: Literal["simple_rnn", "lstm", "gru", "conv_lstm2d"] = "lstm"
+    # `rnn`: the base keras.layers.RNN over tfkit's MinimalRNNCell; or a cell of your own,
+    # {class_path: mypkg.cells.MyCell, args: {...}}, built as MyCell(units, **args)
+    cell: Union[Literal["simple_rnn", "lstm", "gru", "conv_lstm2d", "rnn"], ClassPathConfig] = (
+        "lstm"
+    )
     input_shape: InputShape = "auto"
     units: list[PosInt] = Field(default_factory=lambda: [64], min_length=1)
     kernel_size: int = Field(3, ge=1)  # conv_lstm2d
@@ -453,6 +508,17 @@ class RNNModel(Strict):
     outputs: Outputs = "auto"
     output_activation: str | Literal["auto"] = "auto"
     dense_impl: Literal["keras", "custom"] = "keras"
+
+    @model_validator(mode="after")
+    def _base_rnn_has_no_dropout(self) -> RNNModel:
+        base = self.cell == "rnn" or isinstance(self.cell, ClassPathConfig)
+        if base and (self.dropout or self.recurrent_dropout):
+            raise ValueError(
+                "`dropout` and `recurrent_dropout` are options of the built-in cells; the base "
+                "keras.layers.RNN (cell: rnn or a class_path cell) has none. Received: "
+                f"dropout={self.dropout}, recurrent_dropout={self.recurrent_dropout}"
+            )
+        return self
 
 
 ModelConfig = Annotated[
@@ -490,12 +556,19 @@ class OptimizerConfig(Strict):
     beta_1: float = Field(0.9, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)
+    amsgrad: bool = False  # adam, adamw
     weight_decay: float | None = Field(None, ge=0)  # adamw default 0.004
     clipnorm: float | None = Field(None, gt=0)
     clipvalue: float | None = Field(None, gt=0)
     global_clipnorm: float | None = Field(None, gt=0)
     use_ema: bool = False
     ema_momentum: float = Field(0.99, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _amsgrad(self) -> OptimizerConfig:
+        if self.amsgrad and self.name not in ("adam", "adamw"):
+            raise ValueError(f"`amsgrad` is for adam and adamw. Received: name={self.name}")
+        return self
 
 
 class LossConfig(Strict):
@@ -512,7 +585,11 @@ class LossConfig(Strict):
 
 
 class CallbackConfig(Strict):
-    """A callback by name; `args` are passed to it (validated by the callback builder)."""
+    """A callback by name; `args` are passed to it (validated by the callback builder).
+
+    A callback of your own goes in as `{class_path: mypkg.callbacks.MyCallback, args: {}}`
+    (see `ClassPathConfig`).
+    """
 
     name: str
     args: dict[str, Any] = Field(default_factory=dict)
@@ -526,11 +603,14 @@ class TrainConfig(Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
     validation_steps: int | None = Field(None, ge=1)
     validation_freq: int = Field(1, ge=1)
-    loss: LossConfig | str = Field(default_factory=LossConfig)
+    # a name with its options, or a keras.losses.Loss of your own by `class_path`
+    loss: LossConfig | ClassPathConfig | str = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    # names, or keras.metrics.Metric classes of your own by `class_path`
+    metrics: list[str | ClassPathConfig] = Field(default_factory=lambda: ["accuracy"])
     class_weight: dict[int, float] | Literal["balanced"] | None = None
-    callbacks: list[CallbackConfig] = Field(default_factory=list)
+    # names with args, or keras.callbacks.Callback classes of your own by `class_path`
+    callbacks: list[CallbackConfig | ClassPathConfig] = Field(default_factory=list)
     checkpoint: Literal["best", "last", "both", "none"] = "both"
     monitor: str = "val_loss"
     tensorboard: bool = True
@@ -570,6 +650,13 @@ class RuntimeConfig(Strict):
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_execution: int = Field(1, ge=1)
     collective_timeout_s: float = Field(120.0, gt=0)
+    # where the other workers are (tfkit.cluster): auto (TF_CONFIG when set, else an srun
+    # step of several tasks, else this process alone) | local | tf_config (Kubernetes,
+    # Kubeflow TFJob, `tfkit launch`) | slurm (one srun task per worker)
+    cluster: Literal["auto", "local", "tf_config", "slurm"] = "auto"
+    # slurm: task k of a node listens on cluster_port + k; a distributed search's oracle
+    # listens on the chief's port
+    cluster_port: int = Field(8888, ge=1, le=65535)
 
 
 # --------------------------------------------------------------------------------------
@@ -1033,8 +1120,9 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
             out.append(f"{where}: `{key}`: {err}")
 
     train = config.train
-    check("train.loss.name", kn.check_loss_name, train.loss.name)
-    if train.loss.name.lower() in kn.LOSS_NAMES:
+    if isinstance(train.loss, LossConfig):
+        check("train.loss.name", kn.check_loss_name, train.loss.name)
+    if isinstance(train.loss, LossConfig) and train.loss.name.lower() in kn.LOSS_NAMES:
         takes = set(kn.loss_arguments(train.loss.name))
         given = sorted(
             k
@@ -1046,18 +1134,27 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
                 f"{where}: `train.loss`: {train.loss.name} does not take {', '.join(given)}. "
                 f"It accepts: {', '.join(['reduction', *sorted(takes)])}"
             )
+    metric_names = []
     for i, name in enumerate(train.metrics):
-        check(f"train.metrics[{i}]", kn.check_metric_name, name)
-    logs = kn.log_keys(train.metrics)
+        if isinstance(name, ClassPathConfig):  # logged under its `name` argument, if given
+            metric_names.append(name.args.get("name"))
+        else:
+            check(f"train.metrics[{i}]", kn.check_metric_name, name)
+            metric_names.append(name)
+    # a class_path metric without a `name` argument logs under a name only its class knows
+    logs_known = all(isinstance(n, str) for n in metric_names)
+    logs = kn.log_keys([n for n in metric_names if isinstance(n, str)])
     monitors = [("train.monitor", train.monitor)]
     for i, cb in enumerate(train.callbacks):
-        out += [
-            f"{where}: `train.callbacks[{i}]`: {p}" for p in kn.callback_problems(cb.name, cb.args)
-        ]
+        if isinstance(cb, CallbackConfig):
+            out += [
+                f"{where}: `train.callbacks[{i}]`: {p}"
+                for p in kn.callback_problems(cb.name, cb.args)
+            ]
         if isinstance(cb.args.get("monitor"), str):
             monitors.append((f"train.callbacks[{i}].args.monitor", cb.args["monitor"]))
     for key, monitor in monitors:
-        if monitor not in logs:
+        if logs_known and monitor not in logs:
             out.append(
                 f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
                 f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
@@ -1067,6 +1164,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
             value = getattr(config.model, field_name)
             if isinstance(value, str):
                 check(f"model.{field_name}", kn.check_activation_name, value)
+    out += [f"{where}: {p}" for p in combination_problems(config)]
     if config.tune is not None:
         if not config.tune.space:
             out.append(
@@ -1074,11 +1172,33 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
                 "`model.dropout: {float: [0.0, 0.5]}`"
             )
         objective = config.tune.objective.name
-        if objective not in logs:
+        if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
                 f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
             )
+    return out
+
+
+def combination_problems(config: ExperimentConfig) -> list[str]:
+    """Settings that are each valid but cannot work together."""
+    out = []
+    data, train = config.data, config.train
+    if data.repeat and train.steps_per_epoch is None and config.gan is None:
+        out.append(
+            "`data.repeat: true` makes the train split endless, so an epoch never ends; set "
+            "`train.steps_per_epoch` too (or repeat: false)"
+        )
+    weighted = [
+        f"data.{key}.sample_weight"
+        for key in ("source", "val_source", "test_source")
+        if getattr(getattr(data, key), "sample_weight", None)
+    ]
+    if train.class_weight is not None and weighted:
+        out.append(
+            f"`train.class_weight` and `{weighted[0]}` cannot be combined (Keras refuses "
+            "both at once); fold the class weights into the sample weights"
+        )
     return out
 
 

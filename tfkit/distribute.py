@@ -3,7 +3,8 @@
 `setup_runtime(cfg.runtime)` runs first (logical CPU devices, seed, determinism, mixed
 precision); `strategy(cfg.runtime)` then picks the strategy:
 
-- `auto`: MultiWorkerMirrored when TF_CONFIG names more than one worker, Mirrored when more
+- `auto`: MultiWorkerMirrored when the cluster (`runtime.cluster`, resolved by
+  `tfkit.cluster` from TF_CONFIG or SLURM) has more than one worker, Mirrored when more
   than one GPU is visible, else the default strategy.
 - `default`, `one_device`, `mirrored` (optionally over `runtime.devices`; with no GPU and
   several logical CPUs it mirrors over the logical CPUs), `multi_worker`.
@@ -14,18 +15,18 @@ Under MultiWorkerMirrored only the chief writes to the run directory (`worker_di
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import keras
 import tensorflow as tf
 
+from tfkit import cluster as cluster_lib
+from tfkit.cluster import Cluster, read_tf_config  # noqa: F401 - read_tf_config: public here too
 from tfkit.config import RuntimeConfig
 from tfkit.errors import UserError
 
@@ -112,95 +113,47 @@ def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# TF_CONFIG
+# multi-worker (clusters: tfkit.cluster)
 # --------------------------------------------------------------------------------------
 
 
-def read_tf_config(text: str | None = None) -> dict[str, Any] | None:
-    """Parse and validate TF_CONFIG (from the environment when `text` is None).
+def _slurm_resolver(cluster: Cluster) -> tf.distribute.cluster_resolver.ClusterResolver:
+    """TensorFlow's SlurmClusterResolver for `cluster` (resolved by `tfkit.cluster`).
 
-    Returns:
-        The parsed dict, or None when TF_CONFIG is unset or empty.
-
-    Raises:
-        UserError: malformed JSON or fields, naming the field.
+    It is given the tasks per node, ports and GPUs tfkit resolved (GPUs already set in
+    CUDA_VISIBLE_DEVICES), and its cluster spec keeps SLURM's node order; TensorFlow's own
+    `cluster_spec()` sorts node names (misplacing ranks on `node9,node10`) and fails on
+    nodes without GPUs.
     """
-    if text is None:
-        text = os.environ.get("TF_CONFIG", "")
-    if not text.strip():
-        return None
-    try:
-        conf = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"TF_CONFIG is not valid JSON: {err.msg} at position {err.pos}") from None
-    if not isinstance(conf, dict):
-        raise UserError(f"TF_CONFIG must be a JSON object. Received: {type(conf).__name__}")
-    cluster = conf.get("cluster")
-    if not isinstance(cluster, dict) or not cluster:
-        raise UserError(
-            "TF_CONFIG field `cluster` must be a mapping of job name -> list of 'host:port'. "
-            f"Received: cluster={cluster!r}"
-        )
-    for job, addrs in cluster.items():
-        if job not in ("chief", "worker", "evaluator", "ps"):
-            raise UserError(
-                f"TF_CONFIG field `cluster.{job}`: unknown job name. "
-                "Valid jobs: chief, evaluator, ps, worker"
-            )
-        if not isinstance(addrs, list) or not addrs:
-            raise UserError(
-                f"TF_CONFIG field `cluster.{job}` must be a non-empty list of 'host:port'. "
-                f"Received: {addrs!r}"
-            )
-        for i, addr in enumerate(addrs):
-            host, sep, port = str(addr).rpartition(":")
-            if not isinstance(addr, str) or not sep or not host or not port.isdigit():
-                raise UserError(
-                    f"TF_CONFIG field `cluster.{job}[{i}]` must be 'host:port'. Received: {addr!r}"
-                )
-    if "chief" in cluster and len(cluster["chief"]) != 1:
-        raise UserError(
-            f"TF_CONFIG field `cluster.chief` must list exactly one address. "
-            f"Received: {cluster['chief']!r}"
-        )
-    task = conf.get("task")
-    if not isinstance(task, dict):
-        raise UserError(
-            "TF_CONFIG field `task` must be a mapping with `type` and `index`. "
-            f"Received: task={task!r}"
-        )
-    task_type, index = task.get("type"), task.get("index")
-    if task_type not in cluster:
-        raise UserError(
-            f"TF_CONFIG field `task.type` must be one of the cluster's jobs "
-            f"({', '.join(sorted(cluster))}). Received: {task_type!r}"
-        )
-    if (
-        not isinstance(index, int)
-        or isinstance(index, bool)
-        or not 0 <= index < len(cluster[task_type])
-    ):
-        raise UserError(
-            f"TF_CONFIG field `task.index` must be an integer in [0, {len(cluster[task_type])}) "
-            f"for job `{task_type}`. Received: {index!r}"
-        )
-    return conf
+    counts: dict[str, int] = {}
+    for address in cluster.spec["worker"]:
+        host = address.rpartition(":")[0]
+        counts[host] = counts.get(host, 0) + 1
+    per_task = cluster.gpus_per_task or 0
+    spec = tf.train.ClusterSpec(cluster.spec)
+
+    class _Resolver(tf.distribute.cluster_resolver.SlurmClusterResolver):
+        def cluster_spec(self) -> tf.train.ClusterSpec:
+            return spec
+
+    resolver = _Resolver(
+        jobs={"worker": cluster.num_workers},
+        port_base=int(cluster.spec["worker"][0].rpartition(":")[2]),
+        gpus_per_node=per_task * max(counts.values()),
+        gpus_per_task=per_task,
+        tasks_per_node=counts,
+        auto_set_gpu=False,
+    )
+    resolver.task_type, resolver.task_id = cluster.task_type, cluster.task_index
+    return resolver
 
 
-def num_workers_in(conf: dict[str, Any] | None) -> int:
-    """Number of training workers (chief + workers) a parsed TF_CONFIG names."""
-    if not conf:
-        return 1
-    cluster = conf["cluster"]
-    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-
-
-def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
-    conf = read_tf_config()
-    if conf is None:
+def _multi_worker(runtime_cfg: RuntimeConfig, cluster: Cluster) -> tf.distribute.Strategy:
+    if cluster.kind == "local":
         raise UserError(
-            "`runtime.strategy: multi_worker` needs the TF_CONFIG environment variable "
-            "(cluster addresses and this task); use `tfkit launch` to run local workers"
+            "`runtime.strategy: multi_worker` needs a cluster: TF_CONFIG (Kubernetes, "
+            "`tfkit launch` for local workers) or an srun step of several tasks (SLURM); "
+            f"runtime.cluster is {runtime_cfg.cluster} ({cluster.reason})"
         )
     timeout_ms = int(runtime_cfg.collective_timeout_s * 1000)
     context = _eager_context()
@@ -209,13 +162,12 @@ def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
         # registration timeout: an unreachable peer fails instead of waiting forever.
         from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
-        cluster = conf["cluster"]
         jobs = [
-            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster.spec[job]))
             for job in ("chief", "worker")
-            if job in cluster
+            if job in cluster.spec
         ]
-        leader = f"/job:{'chief' if 'chief' in cluster else 'worker'}/replica:0/task:0"
+        leader = f"/job:{'chief' if 'chief' in cluster.spec else 'worker'}/replica:0/task:0"
         context.configure_coordination_service(
             service_type="standalone",
             service_leader=leader,
@@ -228,7 +180,7 @@ def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
         timeout_seconds=runtime_cfg.collective_timeout_s
     )
     message = (
-        f"multi-worker: could not reach the other workers of TF_CONFIG {conf['cluster']} "
+        f"multi-worker: could not reach the other workers of {cluster.kind} cluster {cluster.spec} "
         f"within runtime.collective_timeout_s={runtime_cfg.collective_timeout_s:g} s. "
         "Check that every worker is started and its address reachable"
     )
@@ -236,7 +188,10 @@ def _multi_worker(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
     # SIGTERM; a watchdog process turns that wait into a clear failure.
     with _watchdog(runtime_cfg.collective_timeout_s, message):
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            return tf.distribute.MultiWorkerMirroredStrategy(
+                cluster_resolver=_slurm_resolver(cluster) if cluster.kind == "slurm" else None,
+                communication_options=options,
+            )
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
             raise UserError(f"{message} ({type(err).__name__})") from None
 
@@ -309,15 +264,16 @@ def strategy(runtime_cfg: RuntimeConfig) -> tf.distribute.Strategy:
 
         raise unknown_name("strategy", name, STRATEGIES)
     if name == "auto":
-        if num_workers_in(read_tf_config()) > 1:
-            return _multi_worker(runtime_cfg)
+        cluster = cluster_lib.for_runtime(runtime_cfg)
+        if cluster.multi_worker:
+            return _multi_worker(runtime_cfg, cluster)
         if len(tf.config.list_logical_devices("GPU")) > 1:
             return _mirrored(None)
         return tf.distribute.get_strategy()
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multi_worker":
-        return _multi_worker(runtime_cfg)
+        return _multi_worker(runtime_cfg, cluster_lib.for_runtime(runtime_cfg))
     devices = runtime_cfg.devices
     if devices:
         known = {d.name for d in tf.config.list_logical_devices()}
@@ -366,27 +322,26 @@ def global_batch_check(global_batch: int, strategy: tf.distribute.Strategy) -> i
     return global_batch // replicas
 
 
-def _task(strategy: tf.distribute.Strategy | None = None) -> tuple[str | None, int | None]:
-    resolver = getattr(strategy.extended, "_cluster_resolver", None) if strategy else None
-    if resolver is not None and getattr(resolver, "task_type", None) is not None:
-        return resolver.task_type, resolver.task_id
-    conf = read_tf_config()
-    if not conf:
-        return None, None
-    return conf["task"]["type"], conf["task"]["index"]
+def strategy_cluster(strategy: tf.distribute.Strategy | None = None) -> Cluster:
+    """The cluster a strategy trains on: its resolver's under a multi-worker strategy, a
+    single process (`local`) under any other; without a strategy, the environment's
+    (`runtime.cluster: auto`)."""
+    if strategy is None:
+        return cluster_lib.resolve()
+    if not spans_workers(strategy):
+        return Cluster("local", reason="single-process strategy")
+    resolver = strategy.extended._cluster_resolver
+    spec = {
+        job: list(tasks.values()) if isinstance(tasks, dict) else list(tasks)
+        for job, tasks in resolver.cluster_spec().as_dict().items()
+    }
+    return Cluster("strategy", spec, resolver.task_type, resolver.task_id, reason="strategy")
 
 
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process is the chief: single-process runs, `chief`, or `worker` 0
-    when the cluster has no chief."""
-    task_type, index = _task(strategy)
-    if task_type is None:
-        return True
-    if task_type == "chief":
-        return True
-    conf = read_tf_config()
-    has_chief = bool(conf and "chief" in conf["cluster"])
-    return task_type == "worker" and index == 0 and not has_chief
+    when the cluster has no chief (see `strategy_cluster` for where the cluster comes from)."""
+    return strategy_cluster(strategy).is_chief
 
 
 @contextmanager
@@ -403,8 +358,8 @@ def worker_dir(run_dir: str | Path, strategy: tf.distribute.Strategy | None = No
         return
     from tfkit.runs import Run
 
-    task_type, index = _task(strategy)
-    with Run.worker_temp_dir(f"{task_type}{index}") as tmp:
+    cluster = strategy_cluster(strategy)
+    with Run.worker_temp_dir(f"{cluster.task_type}{cluster.task_index}") as tmp:
         yield tmp
 
 
@@ -415,11 +370,11 @@ def describe(strategy: tf.distribute.Strategy) -> str:
 
 
 def wants_multi_worker(runtime_cfg: RuntimeConfig) -> bool:
-    """Whether `runtime` selects MultiWorkerMirroredStrategy (explicitly, or `auto` with a
-    TF_CONFIG naming more than one worker)."""
+    """Whether `runtime` selects MultiWorkerMirroredStrategy (explicitly, or `auto` in a
+    cluster of more than one worker: `runtime.cluster`)."""
     if runtime_cfg.strategy == "multi_worker":
         return True
-    return runtime_cfg.strategy == "auto" and num_workers_in(read_tf_config()) > 1
+    return runtime_cfg.strategy == "auto" and cluster_lib.for_runtime(runtime_cfg).multi_worker
 
 
 def spans_workers(strategy: tf.distribute.Strategy) -> bool:

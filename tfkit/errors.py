@@ -19,6 +19,52 @@ class UserError(Exception):
     exit_code = 2
 
 
+class NonFiniteLossError(UserError):
+    """The training loss (or its gradients) became NaN or Inf; training stopped there.
+
+    Args:
+        value: the non-finite value (nan, inf or -inf).
+        step: optimizer steps done, the bad one included.
+        epoch: the epoch of that step, counting from 1.
+        checkpoint: the last good checkpoint, kept for `--resume` (None: none saved yet).
+    """
+
+    def __init__(self, value: float, step: int, epoch: int, checkpoint: str | None):
+        super().__init__(
+            f"The training loss (or its gradients) became {value} at step {step} "
+            f"(epoch {epoch}); stopped. The last good checkpoint is {checkpoint}. Lower "
+            "`train.optimizer.learning_rate`, add clipping, or set `train.nan_policy: skip_step`"
+        )
+        self.step = int(step)
+        self.epoch = int(epoch)
+        self.checkpoint = checkpoint
+
+
+class Stopped(Exception):
+    """Training stopped on a signal after saving everything `--resume` needs.
+
+    The CLI prints `str(err)` on its own line and exits with `exit_code`: 128 + the signal
+    number (143 for SIGTERM, 130 for SIGINT / Ctrl-C), as a shell reports a killed process.
+
+    Args:
+        signum: the signal that asked to stop.
+        epoch: the epoch (counting from 1) that was running when the run stopped.
+        step: the optimizer steps completed, all saved.
+    """
+
+    def __init__(self, signum: int, epoch: int, step: int):
+        super().__init__(signum, epoch, step)
+        self.signum = int(signum)
+        self.epoch = int(epoch)
+        self.step = int(step)
+        self.exit_code = 128 + self.signum
+        self.resume_hint: str | None = None  # e.g. "tfkit train --resume RUN" (the command's)
+
+    def __str__(self) -> str:
+        text = f"stopped at epoch {self.epoch}"
+        return f"{text}; continue with: {self.resume_hint}" if self.resume_hint else text
+
+
 def did_you_mean(name: str, valid: list[str] | tuple[str, ...]) -> str:
     """Return ' Did you mean `x`?' for the closest valid name, or ''."""
     import difflib

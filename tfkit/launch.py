@@ -187,6 +187,11 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
     if command[0] == "launch":
         raise UserError("tfkit launch cannot launch `launch`")
     command = _with_run_dir(command)
+    if base_port and base_port + workers - 1 > 65535:
+        raise UserError(
+            f"--base-port {base_port} with --workers {workers} needs ports up to "
+            f"{base_port + workers - 1}, beyond 65535"
+        )
     ports = list(range(base_port, base_port + workers)) if base_port else free_ports(workers)
     print(
         f"tfkit launch: {workers} workers on 127.0.0.1:{','.join(map(str, ports))}: "

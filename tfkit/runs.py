@@ -50,7 +50,7 @@ from tfkit.config import (
     to_dict,
     validate,
 )
-from tfkit.errors import UserError
+from tfkit.errors import Stopped, UserError
 
 # ---- every file and folder of a run (spelled here only) -------------------------------
 CONFIG_FILE = "config.yaml"
@@ -716,7 +716,7 @@ class Run:
             try:
                 yield self
             except BaseException as err:
-                stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit))
+                stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit, Stopped))
                 if chief and not stopped and self.path.exists() and not self.is_trained:
                     self.mark_failed(err)
                 if isinstance(err, OSError) and not stopped:
@@ -844,9 +844,9 @@ class Run:
 
     # ---- resume state --------------------------------------------------------------------------
     def check_resume_state(self) -> None:
-        """Refuse to resume from a truncated or corrupt checkpoint, naming it: fit's
-        `backup/` weights (unless Keras' previous copy is intact), the custom loop's and
-        the GAN trainer's latest TF checkpoints.
+        """Refuse to resume from a truncated or corrupt checkpoint, naming it: the latest
+        TF checkpoint of fit's `backup/`, of the custom loop and of the GAN trainer (and
+        Keras BackupAndRestore weights, unless Keras' previous copy is intact).
 
         Raises:
             UserError: naming the damaged file.
@@ -860,7 +860,7 @@ class Run:
                 if not previous.is_file():
                     raise
                 check_weights_file(previous)  # Keras falls back to it
-        for folder in (self.loop_checkpoints_dir, self.checkpoints_dir):
+        for folder in (self.backup_dir, self.loop_checkpoints_dir, self.checkpoints_dir):
             latest_tf_checkpoint(folder)
 
     # ---- worker files ---------------------------------------------------------------------------

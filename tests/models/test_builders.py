@@ -100,6 +100,64 @@ CASES = {
         spec_of("binary", ("x", (2, 4, 4, 1))),
         (1,),
     ),  # fmt: skip
+    # the chapter's options: base RNN with a custom cell, dilated and grouped convolutions,
+    # pooling strides and padding, batch-norm epsilon, a separate Activation layer
+    "base_rnn_minimal_cell": (
+        {"name": "rnn", "cell": "rnn", "units": [8, 4], "dense_units": [4]},
+        SEQUENCES,
+        (3,),
+    ),
+    "base_rnn_per_step_bidirectional": (
+        {
+            "name": "rnn",
+            "cell": "rnn",
+            "units": [4],
+            "return_sequences": True,
+            "bidirectional": True,
+        },
+        spec_of("multiclass", ("x", (6, 4)), num_classes=3, label_shape=(6,)),
+        (6, 3),
+    ),  # fmt: skip
+    "cnn2d_dilated_grouped": (
+        {"name": "cnn", "filters": [8, 8], "dilation_rate": 2, "groups": 2, "pool": "none"},
+        spec_of("multiclass", ("x", (8, 8, 2)), num_classes=10),
+        (10,),
+    ),
+    "cnn1d_dilated": (
+        {
+            "name": "cnn",
+            "dims": 1,
+            "filters": [4, 4],
+            "dilation_rate": 3,
+            "padding": "valid",
+            "pool": "none",
+            "global_pool": "average",
+        },
+        spec_of("regression", ("x", (16, 3))),
+        (1,),
+    ),  # fmt: skip
+    "cnn2d_pool_strides_same_bn_epsilon": (
+        {
+            "name": "cnn",
+            "filters": [4, 4],
+            "pool_size": 3,
+            "pool_strides": 1,
+            "pool_padding": "same",
+            "batch_norm_epsilon": 1e-5,
+        },
+        DIGITS,
+        (10,),
+    ),  # fmt: skip
+    "mlp_activation_layer": (
+        {"name": "mlp", "units": [8, 4], "activation_layer": True, "activation": "tanh"},
+        SEED_BINARY,
+        (1,),
+    ),
+    "mlp_bn_epsilon": (
+        {"name": "mlp", "units": [8], "batch_norm": True, "batch_norm_epsilon": 0.1},
+        SEED_BINARY,
+        (1,),
+    ),
 }
 
 

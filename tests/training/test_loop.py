@@ -114,6 +114,26 @@ def test_two_replicas_equal_one_replica_fit():
     assert max_diff(train(tf.distribute.get_strategy()), train(mirrored_2cpu())) <= 1e-5
 
 
+@pytest.mark.parametrize(
+    "class_weight", [{0: 5.0}, {1: 0.1, 3: 9.0}, {k: k + 1.0 for k in range(10)}]
+)
+def test_class_weight_weighs_the_training_loss_never_the_metrics(class_weight):
+    """Evaluation loss and metrics are those of the unweighted model, as `fit` reports them;
+    training with class weights differs from training without."""
+    plain = make_loop(steps=5, epochs=1)
+    plain.run()
+    weighted = make_loop(steps=5, epochs=1, class_weight=class_weight)
+    weighted.run()
+    assert max_diff(plain.model, weighted.model) > 1e-3  # the loss is weighted
+    x, y = digits_arrays()
+    x, y = x[1500:], y[1500:]
+    logs = weighted.evaluate(dataset_fn(x, y, 32, shuffle=False))
+    probs = weighted.model.predict(x, verbose=0)
+    expected_loss = float(keras.losses.SparseCategoricalCrossentropy()(y, probs))
+    assert logs["accuracy"] == pytest.approx(float(np.mean(probs.argmax(-1) == y)), abs=1e-6)
+    assert logs["loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
 def test_steps_per_loop_does_not_change_training():
     a = make_loop(steps=12, epochs=1)
     a.run()
@@ -201,7 +221,8 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert loop.stopped_by_signal
     assert int(loop.step.numpy()) == 7
     assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-7"
-    assert signal.getsignal(signal.SIGTERM) is not loop._on_sigterm  # handler restored
+    assert signal.getsignal(signal.SIGTERM) != loop._stop._handle  # handler restored
+    assert loop.stop_signal == signal.SIGTERM
 
 
 def test_mixed_precision_uses_loss_scaling_and_learns():

@@ -181,7 +181,7 @@ def test_objective_the_model_does_not_produce_names_the_available_ones(tmp_path)
     raw = with_tune(RAW, objective={"name": "val_auc", "direction": "max"})
     with pytest.raises(UserError) as err:
         search(raw, tmp_path / "run")
-    assert "does not produce `val_auc`" in str(err.value)
+    assert "`tune.objective.name`: no metric `val_auc` is logged" in str(err.value)
     assert "val_accuracy" in str(err.value) and "val_loss" in str(err.value)
 
 

@@ -40,8 +40,14 @@ def test_bad_hyperparameters_are_refused_naming_the_key(param, message):
 
 
 def test_objective_string_infers_direction():
-    assert validate(with_space({}, objective="val_accuracy")).tune.objective.direction == "max"
-    assert validate(with_space({}, objective="val_loss")).tune.objective.direction == "min"
+    space = {"model.dropout": {"float": [0.0, 0.5]}}
+    assert validate(with_space(space, objective="val_accuracy")).tune.objective.direction == "max"
+    assert validate(with_space(space, objective="val_loss")).tune.objective.direction == "min"
+
+
+def test_empty_space_is_refused():
+    with pytest.raises(UserError, match=r"`tune.space` is empty"):
+        validate(with_space({}))
 
 
 def test_when_must_name_a_space_key():

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkit.data import checks
 from tfkit.data.sources import Source, parse_fn, record_dataset, resolve
 from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
@@ -389,6 +390,10 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
     }
     if counts["train"] == 0:
         raise UserError(f"`data.split` leaves the train split empty ({src.count} examples)")
+    checks.check_split_counts(
+        {s: counts[s] for s in fractions}, {s: fractions[s] for s in fractions}, src.count
+    )
+    checks.check_steps(counts, cfg.batch_size, cfg.drop_remainder)
 
     one_hot = None
     if cfg.one_hot:

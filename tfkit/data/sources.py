@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfkit.data import checks
 from tfkit.data import tfrecord as tfr
 from tfkit.data.datasets import EMBEDDED, Arrays, generate
 from tfkit.errors import UserError
@@ -221,9 +222,22 @@ def _label_dtype(task: str | None) -> str:
 
 
 def from_arrays(
-    arrays: Arrays, where: str, task: str = "auto", num_classes: int | None = None
+    arrays: Arrays,
+    where: str,
+    task: str = "auto",
+    num_classes: int | None = None,
+    *,
+    nan_policy: str = "error",
+    feature_names: list[str] | None = None,
+    path: str | None = None,
 ) -> Source:
-    """A `Source` over in-memory `Arrays` (features cast to float32 except uint8 images)."""
+    """A `Source` over in-memory `Arrays` (features cast to float32 except uint8 images).
+
+    The examples are checked first (`tfkit.data.checks`): equal lengths, numeric dtypes,
+    NaN/Inf cells (refused, or dropped with `nan_policy: drop`), labels that fit the task.
+    """
+    named = f"`{where}` ({path})" if path else f"`{where}`"
+    _check_arrays(arrays, named, nan_policy, feature_names)
     x = arrays.x
     if isinstance(x, dict):
         names = list(x)
@@ -246,6 +260,7 @@ def from_arrays(
             k = int(np.max(arrays.y)) + 1
     elif num_classes:
         k = num_classes
+    checks.check_labels(arrays.y, named, t, k)
     if arrays.y is not None:
         arrays.y = np.asarray(arrays.y).astype(_label_dtype(t))
     if arrays.sample_weight is not None:
@@ -265,6 +280,18 @@ def from_arrays(
         value_range=arrays.value_range or ((0.0, 255.0) if cols[0].dtype == np.uint8 else None),
         arrays=arrays,
     )
+
+
+def _check_arrays(arrays: Arrays, where: str, nan_policy: str, feature_names) -> None:
+    columns = dict(arrays.x) if isinstance(arrays.x, dict) else {"x": arrays.x}
+    lengths = {("x" if k == "x" else f"x.{k}"): len(np.asarray(v)) for k, v in columns.items()}
+    if arrays.y is not None:
+        lengths["y"] = len(np.asarray(arrays.y))
+    if arrays.sample_weight is not None:
+        lengths["sample_weight"] = len(np.asarray(arrays.sample_weight))
+    checks.check_lengths(lengths, where)
+    checks.check_dtypes(arrays.x, arrays.y, where)
+    checks.apply_nan_policy(arrays, where, nan_policy, feature_names)
 
 
 def _path_key(where: str) -> str:
@@ -299,7 +326,13 @@ def load_npz(cfg, where: str) -> Arrays:
             raise UserError(
                 f"`{where}.{key}`: {p} has no array `{name}`. Arrays found: {', '.join(keys)}"
             )
-        return data[name]
+        try:
+            return data[name]
+        except (ValueError, OSError, EOFError) as err:  # object arrays, truncated members
+            raise UserError(
+                f"`{where}.{key}`: cannot read array `{name}` of {p}: {err} (object or ragged "
+                "arrays are not supported: store rectangular numeric arrays)"
+            ) from None
 
     x = {n: get(n, "x") for n in cfg.x} if isinstance(cfg.x, list) else get(cfg.x, "x")
     y = get(cfg.y, "y") if cfg.y else None
@@ -331,6 +364,11 @@ def table_arrays(df, features, label, sample_weight, where: str, prefix: str = "
         UserError: a named column is missing, or a feature column is not numeric.
     """
     columns = [str(c) for c in df.columns]
+    if len(df) == 0:
+        raise UserError(
+            f"`{prefix}path`: {where} is empty: it has a header ({len(columns)} columns) "
+            "but no rows"
+        )
 
     def need(col: str, key: str) -> str:
         if col not in columns:
@@ -547,6 +585,13 @@ def resolve_tfrecord(
         )  # fmt: skip
     by_name = {s.name: s for s in specs}
     t, k = meta.get("task"), meta.get("num_classes")
+    read: list[np.ndarray] = []
+
+    def labels() -> np.ndarray:  # read once, only when needed
+        if not read:
+            read.append(_read_labels(files, compression, by_name[label], ignore_errors))
+        return read[0]
+
     if task != "auto":
         t, k = task, num_classes or k
     if label is not None and t is None:
@@ -554,11 +599,17 @@ def resolve_tfrecord(
         if ls.dtype in ("float32", "float64", "float16"):
             t = "regression"
         else:
-            t, k = infer_task(_read_labels(files, compression, ls, ignore_errors))
+            t, k = infer_task(labels())
     if t == "multiclass" and k is None and label is not None:
-        k = int(_read_labels(files, compression, by_name[label], ignore_errors).max()) + 1
+        k = int(labels().max()) + 1
     if num_classes:
         k = num_classes
+    if (
+        label is not None
+        and t in ("binary", "multiclass")
+        and (read or task != "auto" or num_classes)
+    ):
+        checks.check_labels(labels(), f"`{where}` ({cfg.path}, feature `{label}`)", t, k)
     image_like = [by_name[n] for n in inputs if by_name[n].dtype == "uint8"]
     return Source(
         where=where,
@@ -729,15 +780,25 @@ def resolve(source, data_cfg, where: str = "data.source") -> Source:
     ignore = data_cfg.ignore_errors
     task, k = data_cfg.task, data_cfg.num_classes
     if kind in EMBEDDED:
-        return from_arrays(generate(source), where, task, k)
+        return from_arrays(generate(source), where, task, k, nan_policy=data_cfg.nan_policy)
+    nan = data_cfg.nan_policy
     if kind == "npz":
-        return from_arrays(load_npz(source, where), where, task, k)
+        return from_arrays(
+            load_npz(source, where), where, task, k, nan_policy=nan, path=source.path
+        )
     if kind in ("csv", "parquet"):
         df = read_table(source.path, kind, where)
         arrays = table_arrays(
             df, source.features, source.label, source.sample_weight, source.path, f"{where}."
         )
-        return from_arrays(arrays, where, task, k)
+        names = None
+        if not isinstance(source.features, dict):
+            names = source.features or [
+                str(c) for c in df.columns if str(c) not in (source.label, source.sample_weight)
+            ]
+        return from_arrays(
+            arrays, where, task, k, nan_policy=nan, feature_names=names, path=source.path
+        )
     if kind == "tfrecord":
         return resolve_tfrecord(source, where, ignore, task, k, data_cfg.verify)
     if kind == "images":

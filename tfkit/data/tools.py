@@ -51,6 +51,7 @@ def load_image_folder(
     """
     from PIL import Image
 
+    from tfkit.data.imageio import to_mode
     from tfkit.data.sources import IMAGE_EXTENSIONS, list_images
 
     files, ys, classes = list_images(src, labels, "--from images SRC")
@@ -71,7 +72,7 @@ def load_image_folder(
     for f, y in zip(files, ys, strict=True):
         try:
             with Image.open(f) as img:
-                img = img.convert(mode)
+                img = to_mode(img, mode)
                 if fit is not None:
                     img = _square(img, fit)
                 img = img.resize((w, h), Image.BILINEAR)
@@ -87,6 +88,20 @@ def load_image_folder(
         raise UserError(f"--from images {src}: no image could be decoded ({len(skipped)} skipped)")
     y = np.asarray(kept, np.int64) if labels == "inferred" else None
     return np.stack(images), y, classes, skipped
+
+
+def _check_convertible(arrays, where: str, names: list[str] | None) -> None:
+    """The checks `train` makes on arrays (`tfkit.data.checks`), before writing anything."""
+    from tfkit.data import checks
+
+    lengths = {"x": len(arrays)}
+    if arrays.y is not None:
+        lengths["y"] = len(arrays.y)
+    checks.check_lengths(lengths, where)
+    checks.check_dtypes(arrays.x, arrays.y, where)
+    checks.apply_nan_policy(
+        arrays, where, "error", names, hint="Remove or fill those cells before converting"
+    )
 
 
 def convert_command(args: argparse.Namespace) -> int:
@@ -105,12 +120,15 @@ def convert_command(args: argparse.Namespace) -> int:
         arrays = load_npz(
             SimpleNamespace(path=src, x=args.x, y=args.y, sample_weight=None), "--from npz SRC"
         )
+        _check_convertible(arrays, f"--from npz {src}", None)
         columns[args.x] = np.asarray(arrays.x)
         meta["inputs"] = [args.x]
         y = arrays.y
     elif fmt in ("csv", "parquet"):
         df = read_table(src, fmt, f"--from {fmt} SRC")
         arrays = table_arrays(df, args.features, args.label, None, src, prefix="--")
+        names = args.features or [c for c in map(str, df.columns) if c != args.label]
+        _check_convertible(arrays, f"--from {fmt} {src}", names)
         columns["x"] = arrays.x
         meta["inputs"] = ["x"]
         meta["feature_columns"] = args.features or [

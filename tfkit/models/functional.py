@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import keras
 
-from tfkit.config import CNNModel, RNNModel, TwoInputModel
+from tfkit.config import ClassPathConfig, CNNModel, RNNModel, TwoInputModel
 from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 from tfkit.models import checks
+from tfkit.models.cells import MinimalRNNCell
 from tfkit.models.layers import dense
 
 # ----------------------------------------------------------------------------------------
@@ -89,20 +90,31 @@ def _check_cnn(cfg: CNNModel, spec: DataSpec, units: int) -> InputSpec:
     checks.check_rank("cnn", f"with dims={cfg.dims}", cfg.dims + 1, _LAYOUT[cfg.dims], inp)
     checks.check_known("cnn", "(convolutions)", inp, [cfg.dims])
     checks.check_activation(cfg.name, "activation", cfg.activation)
+    channels = inp.shape[-1]
+    if channels % cfg.groups:
+        raise UserError(
+            f"model `cnn` has groups={cfg.groups}, which must divide the input channels; data "
+            f"input `{inp.name}` has shape {checks.fmt_shape(inp.shape)} ({channels} channels)"
+        )
     sizes = list(inp.shape[:-1])
+    pool_strides = cfg.pool_strides or cfg.pool_size
     for b, kernel in enumerate(_kernel_sizes(cfg)):
+        span = (kernel - 1) * cfg.dilation_rate + 1  # the dilated kernel's extent
         for c in range(cfg.convs_per_block):
             strides = cfg.strides if c == 0 else 1
-            sizes = [checks.conv_output_size(s, kernel, strides, cfg.padding) for s in sizes]
+            sizes = [checks.conv_output_size(s, span, strides, cfg.padding) for s in sizes]
         if cfg.pool != "none":
             sizes = [
-                checks.conv_output_size(s, cfg.pool_size, cfg.pool_size, "valid") for s in sizes
+                checks.conv_output_size(s, cfg.pool_size, pool_strides, cfg.pool_padding)
+                for s in sizes
             ]
         if any(s is not None and s < 1 for s in sizes):
             raise UserError(
                 f"model `cnn` with filters={cfg.filters}, kernel_size={cfg.kernel_size}, "
-                f"strides={cfg.strides}, padding={cfg.padding}, pool={cfg.pool} "
-                f"(pool_size={cfg.pool_size}) shrinks its input to nothing at block {b + 1}; "
+                f"strides={cfg.strides}, dilation_rate={cfg.dilation_rate}, "
+                f"padding={cfg.padding}, pool={cfg.pool} (pool_size={cfg.pool_size}, "
+                f"pool_strides={pool_strides}, pool_padding={cfg.pool_padding}) shrinks its "
+                f"input to nothing at block {b + 1}; "
                 f"data input `{inp.name}` has shape {checks.fmt_shape(inp.shape)}. Use fewer "
                 f"blocks, padding=same or a smaller pool_size"
             )
@@ -166,7 +178,7 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
         x = layer(x)
         if cfg.batch_norm:
             x = keras.layers.BatchNormalization(
-                momentum=cfg.batch_norm_momentum, name=f"{name}_bn"
+                momentum=cfg.batch_norm_momentum, epsilon=cfg.batch_norm_epsilon, name=f"{name}_bn"
             )(x)
         return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
 
@@ -180,12 +192,19 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
                 kernel,
                 strides=cfg.strides if c == 0 else 1,
                 padding=cfg.padding,
+                dilation_rate=cfg.dilation_rate,
+                groups=cfg.groups,
                 use_bias=not cfg.batch_norm,
                 name=name,
             )
             x = conv_unit(x, layer, name)
         if cfg.pool != "none":
-            x = pool[cfg.pool][n](cfg.pool_size, name=f"block{b + 1}_pool")(x)
+            x = pool[cfg.pool][n](
+                cfg.pool_size,
+                strides=cfg.pool_strides,
+                padding=cfg.pool_padding,
+                name=f"block{b + 1}_pool",
+            )(x)
         if cfg.spatial_dropout:
             x = spatial_dropout(cfg.spatial_dropout, name=f"block{b + 1}_spatial_dropout")(x)
         if cfg.dropout:
@@ -227,14 +246,36 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
 # ----------------------------------------------------------------------------------------
 
 
+def _cell_name(cfg: RNNModel) -> str:
+    return cfg.cell.class_path if isinstance(cfg.cell, ClassPathConfig) else cfg.cell
+
+
+def _base_rnn_cell(cfg: RNNModel, units: int, name: str) -> keras.layers.Layer:
+    """The cell that `keras.layers.RNN` runs: tfkit's MinimalRNNCell, or the user's class."""
+    if not isinstance(cfg.cell, ClassPathConfig):
+        return MinimalRNNCell(units, name=name)
+    from tfkit.extensions import instantiate
+
+    cell = instantiate(
+        cfg.cell, "model.cell", keras.layers.Layer, "Keras layer (an RNN cell)", units
+    )
+    if not hasattr(cell, "state_size"):
+        raise UserError(
+            f"`model.cell.class_path` {cfg.cell.class_path} is not an RNN cell: "
+            "keras.layers.RNN needs a `state_size` attribute (and call(inputs, states))"
+        )
+    return cell
+
+
 def _check_rnn(cfg: RNNModel, spec: DataSpec, units: int) -> InputSpec:
     inp = checks.single_input(cfg, spec)
     if cfg.cell == "conv_lstm2d":
         checks.check_rank("rnn", "with cell=conv_lstm2d", 4, "(time, H, W, C)", inp)
         checks.check_known("rnn", "(ConvLSTM2D)", inp, [3])
     else:
-        checks.check_rank("rnn", f"with cell={cfg.cell}", 2, "(time, features)", inp)
-        checks.check_known("rnn", f"({cfg.cell})", inp, [1])
+        cell = _cell_name(cfg)
+        checks.check_rank("rnn", f"with cell={cell}", 2, "(time, features)", inp)
+        checks.check_known("rnn", f"({cell})", inp, [1])
     if cfg.return_sequences:
         out = (inp.shape[0], units)
         what = "with return_sequences=true"
@@ -246,7 +287,9 @@ def _check_rnn(cfg: RNNModel, spec: DataSpec, units: int) -> InputSpec:
 
 
 def build_rnn(cfg: RNNModel, spec: DataSpec) -> keras.Model:
-    """Stacked recurrent layers (SimpleRNN, LSTM, GRU or ConvLSTM2D), then a dense head.
+    """Stacked recurrent layers (SimpleRNN, LSTM, GRU, ConvLSTM2D, or the base
+    `keras.layers.RNN` over tfkit's `MinimalRNNCell` or a cell class of your own), then a
+    dense head.
 
     Every recurrent layer but the last returns sequences; the last does when
     `return_sequences` is set, and the head then runs on every step through
@@ -272,6 +315,13 @@ def build_rnn(cfg: RNNModel, spec: DataSpec) -> keras.Model:
         if cfg.cell == "conv_lstm2d":
             layer = keras.layers.ConvLSTM2D(
                 width, cfg.kernel_size, padding="same", name=f"conv_lstm2d_{i}", **common
+            )
+        elif cfg.cell == "rnn" or isinstance(cfg.cell, ClassPathConfig):
+            # the base RNN layer runs any cell over the time axis (no dropout options)
+            layer = keras.layers.RNN(
+                _base_rnn_cell(cfg, width, f"cell_{i}"),
+                return_sequences=sequences,
+                name=f"rnn_{i}",
             )
         else:
             cell = {

@@ -11,8 +11,9 @@ from tfkit.models.layers import dense
 
 
 def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
-    """A `keras.Sequential` MLP: Input -> [Flatten] -> (Dense [-> BatchNorm] [-> Dropout]) x N
-    -> Dense output.
+    """A `keras.Sequential` MLP: Input -> [Flatten] -> (Dense [-> BatchNorm] [-> Activation]
+    [-> Dropout]) x N -> Dense output. With `batch_norm` or `activation_layer` the hidden
+    Dense layers are linear and an `Activation` layer follows.
 
     With the defaults and the seed's binary data this is Input(50) -> Dense 128 relu ->
     Dense 64 relu -> Dense 1 sigmoid.
@@ -27,15 +28,21 @@ def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
     if len(inp.shape) > 1:
         layers.append(keras.layers.Flatten(name="flatten"))
     for i, width in enumerate(cfg.units):
-        # Batch norm sits between the affine map and the activation, so the Dense is linear.
-        act = None if cfg.batch_norm else cfg.activation
-        layers.append(dense(width, act, cfg.dense_impl, name=f"dense_{i}"))
+        # Batch norm sits between the affine map and the activation, so the Dense is linear
+        # and the activation is a layer of its own (as `activation_layer` asks without it).
+        separate = cfg.batch_norm or cfg.activation_layer
+        layers.append(
+            dense(width, None if separate else cfg.activation, cfg.dense_impl, name=f"dense_{i}")
+        )
         if cfg.batch_norm:
             layers.append(
                 keras.layers.BatchNormalization(
-                    momentum=cfg.batch_norm_momentum, name=f"batch_norm_{i}"
+                    momentum=cfg.batch_norm_momentum,
+                    epsilon=cfg.batch_norm_epsilon,
+                    name=f"batch_norm_{i}",
                 )
             )
+        if separate:
             layers.append(keras.layers.Activation(cfg.activation, name=f"activation_{i}"))
         if cfg.dropout:
             layers.append(keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}"))

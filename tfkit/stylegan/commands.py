@@ -34,6 +34,10 @@ def train_command(args: argparse.Namespace) -> int:
             f"{args.config or args.resume} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
         )
 
+    if not args.dry_run:
+        from tfkit.cluster import announce
+
+        announce(cfg.runtime)  # first line: where this process runs (tfkit.cluster)
     from tfkit import distribute
     from tfkit.stylegan.trainer import Trainer
 

@@ -19,27 +19,18 @@ from tfkit.stylegan.trainer import make_grid
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`0-3,7` -> [0, 1, 2, 3, 7].
+    """`0-3,7` -> [0, 1, 2, 3, 7] (see `tfkit.arguments.parse_seeds`).
 
     Raises:
-        UserError: not a comma-separated list of integers and ranges.
+        UserError: not a comma-separated list of integers and ranges, seeds out of range,
+            or more than `tfkit.arguments.MAX_SEEDS` of them.
     """
-    seeds: list[int] = []
+    from tfkit import arguments
+
     try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
-                seeds.extend(range(int(a), int(b) + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        seeds = []
-    if not seeds:
-        raise UserError(
-            f"--seeds expects integers and ranges like 0-63 or 1,5,9. Received: {text!r}"
-        )
-    return seeds
+        return arguments.parse_seeds(text)
+    except ValueError as err:
+        raise UserError(f"--seeds {err}") from None
 
 
 def load_generator(run_dir: str | Path):

@@ -29,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfkit.config import CallbackConfig, TrainConfig
+from tfkit.config import CallbackConfig, ClassPathConfig, TrainConfig
 from tfkit.errors import UserError, unknown_name
 from tfkit.runs import (
     BACKUP_DIR,
@@ -222,18 +222,26 @@ def _parameters(cls) -> dict[str, inspect.Parameter]:
 
 
 def build_callback(
-    cfg: CallbackConfig,
+    cfg: CallbackConfig | ClassPathConfig,
     run_dir: str | os.PathLike,
     *,
     index: int = 0,
     batch_size: int | None = None,
 ) -> keras.callbacks.Callback:
-    """One callback from a `{name, args}` entry; relative paths are under `run_dir`.
+    """One callback from a `{name, args}` entry (relative paths are under `run_dir`), or
+    from a `{class_path, args}` entry naming a callback class of your own.
 
     Raises:
         UserError: unknown callback (listing the valid ones), an argument the callback does
-            not take (listing those it does), or missing required arguments.
+            not take (listing those it does), missing required arguments, or a class path
+            that does not give a Keras callback.
     """
+    if isinstance(cfg, ClassPathConfig):
+        from tfkit.extensions import instantiate
+
+        return instantiate(
+            cfg, f"train.callbacks[{index}]", keras.callbacks.Callback, "Keras callback"
+        )
     name = cfg.name.lower()
     if name not in _CALLBACKS:
         raise unknown_name("callback", cfg.name, CALLBACK_NAMES)
@@ -291,7 +299,7 @@ def build_callbacks(
     if run_dir is None or not is_chief:
         run_dir = tempfile.mkdtemp(prefix="tfkit-worker-")
     run_dir = Path(run_dir)
-    names = {c.name.lower() for c in train_cfg.callbacks}
+    names = {c.name.lower() for c in train_cfg.callbacks if isinstance(c, CallbackConfig)}
     out: list[keras.callbacks.Callback] = []
     # user callbacks first: Throughput adds keys to the logs that later ones record
     user = [

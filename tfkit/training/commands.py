@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
 from tfkit.errors import UserError
 from tfkit.runs import EXPORT_MANIFEST_FILE, Run
@@ -65,12 +66,13 @@ def train_command(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume {run.path}: this run already finished (see {run.result_file})"
             )
+        announce(config.runtime)
         chief = _is_chief(config)
         run.check_resume_state()
         with run.training(chief=chief):  # the chief holds the run's lock
             if chief:
                 run.record_resume(changes)
-            run_training(config, run.path, resume=True)
+            _train_or_stop(config, run.path, resume=True)
         return 0
     if not getattr(args, "config", None):
         raise UserError("tfkit train needs a CONFIG file (or --resume RUN_DIR)")
@@ -78,12 +80,24 @@ def train_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
+    announce(config.runtime)  # first line: where this process runs (tfkit.cluster)
     chief = _is_chief(config)
     # multi-worker: the chief creates the run dir, the other workers wait for it
     run = Run.for_worker(config, args.run_dir, root=args.runs_root, chief=chief)
     with run.training(chief=chief):
-        run_training(config, run.path, resume=False)
+        _train_or_stop(config, run.path, resume=False)
     return 0
+
+
+def _train_or_stop(config: ExperimentConfig, run_dir: Path, *, resume: bool) -> None:
+    """`run_training`; a stop by a signal says how to continue."""
+    from tfkit.errors import Stopped
+
+    try:
+        run_training(config, run_dir, resume=resume)
+    except Stopped as err:
+        err.resume_hint = f"tfkit train --resume {run_dir}"
+        raise
 
 
 # --------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ writes `metrics.json`.
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from tfkit.runs import (
     write_json_atomic,
 )
 from tfkit.training.callbacks import build_callbacks
-from tfkit.training.losses import build_loss, resolve_loss_name
+from tfkit.training.losses import build_loss, loss_name_of
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
 
@@ -54,8 +56,9 @@ def _output_units(model: keras.Model) -> int | None:
     return None if not shape or shape[-1] is None else int(shape[-1])
 
 
-def check_model_fits_data(model: keras.Model, loss_name: str, spec: DataSpec) -> None:
-    """Refuse a model whose output cannot match the labels, naming both sides.
+def check_model_fits_data(model: keras.Model, loss_name: str | None, spec: DataSpec) -> None:
+    """Refuse a model whose output cannot match the labels, naming both sides (`loss_name`
+    None: a loss class of your own, whose labels tfkit cannot know).
 
     Raises:
         UserError: e.g. a 5-way softmax for 10 classes, or 10 outputs for binary labels.
@@ -109,7 +112,7 @@ def compile_model(
     """
     runtime_cfg = runtime_cfg or RuntimeConfig()
     loss = build_loss(train_cfg.loss, spec)
-    check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+    check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
     model.compile(
         optimizer=build_optimizer(train_cfg.optimizer),
         loss=loss,
@@ -142,23 +145,107 @@ def _floats(logs: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in logs.items()}
 
 
+def build_model(config: ExperimentConfig, spec: DataSpec) -> keras.Model:
+    """The model of `config`, compiled, with initial weights drawn from `runtime.seed` alone.
+
+    `tfkit train` and every tuner trial call it, so a trial and `tfkit train best.yaml`
+    start from the same weights. Call it inside `strategy.scope()`.
+    """
+    import tfkit.models
+
+    keras.utils.set_random_seed(config.runtime.seed)
+    model = tfkit.models.build(config.model, spec)
+    compile_model(model, config.train, spec, config.runtime)
+    return model
+
+
+def train_batches(config: ExperimentConfig, splits: Any) -> int | None:
+    """Optimizer steps per epoch: `train.steps_per_epoch`, else the batches of one pass."""
+    batches = int(splits.train.cardinality())  # < 0: infinite or unknown
+    return config.train.steps_per_epoch or (batches if batches >= 0 else None)
+
+
+def fit_model(
+    model: keras.Model,
+    config: ExperimentConfig,
+    splits: Any,
+    callbacks: list[keras.callbacks.Callback],
+    *,
+    epochs: int | None = None,
+    start_step: int = 0,
+    start_epoch: int = 0,
+    verbose: Any = None,
+) -> keras.callbacks.History:
+    """Train a compiled model of `config` with `model.fit`, the data order a function of the
+    seed and the step (see `tfkit.training.backup`). `tfkit train` and tuner trials use it.
+
+    Args:
+        model: built by `build_model`.
+        config: the experiment.
+        splits: its data (`tfkit.data.build`); the train split is rebuilt fresh.
+        callbacks: Keras callbacks.
+        epochs: train up to this epoch (default `train.epochs`).
+        start_step, start_epoch: where a resumed run continues.
+        verbose: `fit`'s verbosity (default `train.verbose`).
+    """
+    import tfkit.data
+    from tfkit.training.backup import fit_phases
+
+    train = config.train
+
+    def make_train():
+        return tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None).train
+
+    class_weight = resolve_class_weight(train.class_weight, splits.spec, make_train())
+    return fit_phases(
+        model,
+        make_train,
+        epochs=train.epochs if epochs is None else epochs,
+        steps_per_epoch=train_batches(config, splits),
+        start_step=start_step,
+        start_epoch=start_epoch,
+        validation_data=splits.val,
+        validation_steps=train.validation_steps,
+        validation_freq=train.validation_freq,
+        class_weight=class_weight,
+        callbacks=callbacks,
+        verbose=train.verbose if verbose is None else verbose,
+    )
+
+
 def fit(
-    config: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train with `model.fit` as the config says and write the run's results.
 
     Args:
         config: the resolved experiment config (already saved in `run_dir`).
         run_dir: the run directory (holds `config.yaml`).
-        resume: continue from `run_dir/backup` (BackupAndRestore) instead of starting.
+        resume: continue exactly from the latest backup in `run_dir/backup` (a run whose
+            training finished but whose results were not written only writes them).
+        callbacks: Keras callbacks of your own, run after the config's.
 
     Returns:
         The result written to `metrics.json`: `{"test": {...}, "val": {...}, "epochs": N,
         "train_seconds": s, "examples_per_sec": e, "strategy": ..., "replicas": n}`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/Inf (the last good backup is kept).
+        Stopped: SIGTERM or SIGINT; the backup holds the step reached.
     """
     import tfkit.data
-    import tfkit.models
     from tfkit import distribute
+    from tfkit.training.backup import (
+        FitBackup,
+        build_from_spec,
+        saved_position,
+        weights_finite,
+    )
+    from tfkit.training.stop import StopSignals
 
     run_dir = Path(run_dir)
     if resume and not (run_dir / BACKUP_DIR).exists() and (run_dir / RESULT_FILE).exists():
@@ -172,44 +259,66 @@ def fit(
     splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
     spec = splits.spec
     with strategy.scope():
-        model = tfkit.models.build(config.model, spec)
-        compile_model(model, config.train, spec, config.runtime)
-    class_weight = resolve_class_weight(config.train.class_weight, spec, splits.train)
+        model = build_model(config, spec)
     chief = distribute.is_chief(strategy)
-    callbacks = build_callbacks(
-        config.train, run_dir, batch_size=config.data.batch_size, is_chief=chief
-    )
+    steps_per_epoch = train_batches(config, splits)
+    position = saved_position(run_dir / BACKUP_DIR) if resume else None
+    start_step, start_epoch = position or (0, 0)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
     if chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
-    print(f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)})", flush=True)
+    print(
+        f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}"
+        + (f", resuming at step {start_step}, epoch {start_epoch}" if position else "")
+        + ")",
+        flush=True,
+    )
 
+    extra = list(callbacks)
     start = time.perf_counter()
-    try:
-        history = model.fit(
-            splits.train,
-            validation_data=splits.val,
-            epochs=config.train.epochs,
-            steps_per_epoch=config.train.steps_per_epoch,
-            validation_steps=config.train.validation_steps,
-            validation_freq=config.train.validation_freq,
-            class_weight=class_weight,
-            shuffle=False,  # the tf.data pipeline already shuffles, under the data seed
-            callbacks=callbacks,
-            verbose=config.train.verbose,
+    with StopSignals() as stop:
+        backup = FitBackup(
+            run_dir / BACKUP_DIR,
+            steps_per_epoch=steps_per_epoch,
+            start_step=start_step,
+            start_epoch=start_epoch,
+            save_every=config.train.checkpoint_every,
+            stop=stop,
         )
-    except BaseException:
-        if chief:  # keep what was learned, then let the error through
-            try:
-                save_model_atomic(model, last)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-        raise
+        build_from_spec(model, splits.train.element_spec)
+        backup.set_model(model)
+        backup.restore()  # also when training is over and only the results are missing
+        # the backup first: a NaN stops the epoch end before any other callback saves
+        callbacks = [
+            backup,
+            *build_callbacks(
+                config.train,
+                run_dir,
+                batch_size=config.data.batch_size,
+                is_chief=chief,
+                backup=False,
+            ),
+            *extra,
+        ]
+        try:
+            history = fit_model(
+                model,
+                config,
+                splits,
+                callbacks,
+                start_step=start_step,
+                start_epoch=start_epoch,
+            )
+        except BaseException:
+            if chief and weights_finite(model):  # keep what was learned, never a NaN model
+                try:
+                    save_model_atomic(model, last)
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+            raise
     train_seconds = time.perf_counter() - start
 
-    epochs = (
-        (history.epoch[-1] + 1) if history.epoch else int(getattr(model, "_initial_epoch", 0) or 0)
-    )
+    epochs = (history.epoch[-1] + 1) if history.epoch else start_epoch
     result: dict[str, Any] = {}
     for split in ("test", "val"):
         dataset = getattr(splits, split, None)
@@ -233,6 +342,7 @@ def fit(
         write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
         save_model_atomic(model, run_dir / MODEL_FILE)
         write_json_atomic(run_dir / RESULT_FILE, result)
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
     print(format_table(result), flush=True)
     print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
     return result

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,13 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkit.errors import UserError
+from tfkit.errors import NonFiniteLossError, Stopped, UserError
+from tfkit.training.stop import StopSignals, end_progress_line
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
-
-
-class NonFiniteLossError(UserError):
-    """The training loss became NaN or Inf (with `train.nan_policy: stop`)."""
 
 
 def resolve_metric(metric: Any, loss: Any, output_units: int | None) -> keras.metrics.Metric:
@@ -145,6 +141,7 @@ class Loop:
         self.validation_freq = validation_freq
         self.validation_steps = validation_steps
         self.verbose = verbose
+        self._stop = StopSignals()  # entered by `run()`
         self._stop_signal: int | None = None  # the signal this process received
         self._stopping = False  # every worker agreed to stop (see StopAgreement)
         from tfkit.distribute import StopAgreement
@@ -191,23 +188,26 @@ class Loop:
     # one replica's work
     # ----------------------------------------------------------------------------------
 
-    def _per_example_loss(self, y, y_pred, sample_weight):
+    def _per_example_loss(self, y, y_pred, sample_weight, *, class_weighted: bool = True):
+        """Per-example losses weighted by `sample_weight` (and by `class_weight` when
+        `class_weighted`: training only, as `fit` does), and the weight the metrics get:
+        `sample_weight` alone, so metrics are never weighted by class."""
         y_pred = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), y_pred)
         per_example = tf.cast(self.loss.call(y, y_pred), tf.float32)
         rank = per_example.shape.rank
         if rank and rank > 1:  # e.g. per-timestep losses: average over non-batch axes
             per_example = tf.reduce_mean(per_example, axis=list(range(1, rank)))
-        weight = None
-        if self.class_weight is not None:
+        metric_weight = None
+        if sample_weight is not None:
+            metric_weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+            per_example = per_example * metric_weight
+        if class_weighted and self.class_weight is not None:
             labels = y if y.shape.rank == 1 or y.shape[-1] == 1 else tf.argmax(y, axis=-1)
             labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-            weight = tf.gather(self.class_weight, labels)
-        if sample_weight is not None:
-            sw = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
-            weight = sw if weight is None else weight * sw
-        if weight is not None:
-            per_example = per_example * weight
-        return per_example, weight
+            size = tf.shape(self.class_weight)[0]  # classes not named weigh 1
+            known = tf.gather(self.class_weight, tf.minimum(labels, size - 1))
+            per_example = per_example * tf.where(labels < size, known, 1.0)
+        return per_example, metric_weight
 
     def _update_metrics(self, y, y_pred, weight):
         for metric in self.metrics:
@@ -260,7 +260,7 @@ class Loop:
     def _replica_eval(self, batch):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         y_pred = self.model(x, training=False)
-        per_example, weight = self._per_example_loss(y, y_pred, sample_weight)
+        per_example, weight = self._per_example_loss(y, y_pred, sample_weight, class_weighted=False)
         self._update_metrics(y, y_pred, weight)
         return tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32)
 
@@ -395,11 +395,18 @@ class Loop:
             if directions.get(name) in ("up", "down"):
                 callback.mode = "max" if directions[name] == "up" else "min"
 
-    def _on_sigterm(self, signum, frame):
-        self._stop_signal = signum
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stopped the last `run()` (SIGTERM when another worker's did)."""
+        if not self._stopping:
+            return None
+        return self._stop_signal if self._stop_signal is not None else int(signal.SIGTERM)
 
     def run(self, resume: bool = True) -> dict[str, list[float]]:
         """Train for `epochs` epochs (continuing from the latest checkpoint when `resume`).
+
+        SIGTERM and SIGINT stop the run at the next chunk of steps, after a checkpoint
+        (`stopped_by_signal`, `stop_signal`); a second signal acts at once.
 
         Returns:
             The history: each logged key -> one value per epoch trained in this call.
@@ -423,36 +430,19 @@ class Loop:
             verbose=0,
         )
         writer = tf.summary.create_file_writer(str(self.summary_dir)) if self.summary_dir else None
-        previous = None
-        try:
-            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except ValueError:  # not the main thread
-            pass
         self.model.stop_training = False
         self._stop_signal = None
         self._stopping = False
         callbacks.on_train_begin()
         logs: dict[str, float] = {}
-        try:
+        with StopSignals() as self._stop:
             for epoch in range(start_epoch, self.epochs):
                 logs = self._run_epoch(epoch, iterator, callbacks, writer)
                 if self._stopping:
                     self.save()
-                    cause = (
-                        f"signal {self._stop_signal}"
-                        if self._stop_signal is not None
-                        else "a signal to another worker"
-                    )
-                    print(
-                        f"Stopped by {cause} at step {int(self.step.numpy())}; checkpoint saved",
-                        file=sys.stderr,
-                    )
                     break
                 if self.model.stop_training:
                     break
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         callbacks.on_train_end(logs)
         if writer is not None:
             writer.flush()
@@ -480,11 +470,10 @@ class Loop:
             if self.nan_policy == "stop" and not np.isfinite(losses[done - 1]):
                 bad_step = int(self.step.numpy())
                 raise NonFiniteLossError(
-                    f"The training loss (or its gradients) became {losses[done - 1]} at step {bad_step} "
-                    f"(epoch {epoch + 1}); stopped. The last good checkpoint is "
-                    f"{self.manager.latest_checkpoint if self.manager else None}. Lower "
-                    "`train.optimizer.learning_rate`, add clipping, or set "
-                    "`train.nan_policy: skip_step`"
+                    losses[done - 1],
+                    bad_step,
+                    epoch + 1,
+                    self.manager.latest_checkpoint if self.manager else None,
                 )
             finite = np.isfinite(losses)
             loss_sum += float(np.sum(losses[finite] * counts[finite]))
@@ -501,11 +490,14 @@ class Loop:
             if self.checkpoint_every and int(self.step.numpy()) % self.checkpoint_every == 0:
                 self.save()
             # chunk ends are the same steps on every worker: agree there on a stop request
+            self._stop_signal = self._stop.requested
             self._stopping = self._stop_agreement.should_stop(self._stop_signal is not None)
             if self._stopping or self.model.stop_training:
                 break
         seconds = time.perf_counter() - start
         if self._stopping:  # interrupted: no validation or epoch-end hooks
+            if progbar is not None:
+                end_progress_line(1)
             return logs
         if self.val_data is not None and (epoch + 1) % self.validation_freq == 0:
             val = self.evaluate(self.val_data, self.validation_steps)
@@ -513,8 +505,9 @@ class Loop:
         finished = done_in_epoch >= self.steps_per_epoch
         if finished:
             self.epoch.assign(epoch + 1)
-            if not self.checkpoint_every:
-                self.save()
+            step = int(self.step.numpy())
+            if not self.checkpoint_every or step % self.checkpoint_every:
+                self.save()  # every epoch end: a kill after the last one retrains nothing
         if self.verbose == 2 or (progbar is not None and "val_loss" in logs):
             text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
             print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {text}")
@@ -571,7 +564,7 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
     )
     from tfkit.training.callbacks import build_callbacks
     from tfkit.training.fit import check_model_fits_data, format_table, spec_to_dict
-    from tfkit.training.losses import build_loss, resolve_loss_name
+    from tfkit.training.losses import build_loss, loss_name_of
     from tfkit.training.metrics import build_metrics, resolve_class_weight
     from tfkit.training.optimizers import build_optimizer
 
@@ -605,7 +598,7 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
     with strategy.scope():
         model = tfkit.models.build(config.model, spec)
         loss = build_loss(train_cfg.loss, spec)
-        check_model_fits_data(model, resolve_loss_name(train_cfg.loss.name, spec), spec)
+        check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
         optimizer = build_optimizer(train_cfg.optimizer)
         metrics = build_metrics(train_cfg.metrics, spec)
     class_weight = resolve_class_weight(train_cfg.class_weight, spec, splits.train)
@@ -657,8 +650,8 @@ def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any
         history = loop.run(resume=False)
         train_seconds = time.perf_counter() - start
         if loop.stopped_by_signal:
-            print(f"tfkit train: stopped; continue with --resume {run_dir}", flush=True)
-            return {"stopped_at_step": int(loop.step.numpy())}
+            step = int(loop.step.numpy())
+            raise Stopped(loop.stop_signal, max(step - 1, 0) // steps_per_epoch + 1, step)
         result: dict[str, Any] = {}
         for split in ("test", "val"):
             if getattr(splits, split, None) is not None:

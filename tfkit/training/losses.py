@@ -19,7 +19,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfkit.config import LossConfig
+from tfkit.config import ClassPathConfig, LossConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError, unknown_name
 from tfkit.keras_names import LOSS_ALIASES, LOSS_NAMES, LOSSES, loss_arguments
@@ -148,6 +148,13 @@ def resolve_loss_name(name: str, spec: DataSpec | None = None) -> str:
     return key
 
 
+def loss_name_of(cfg: LossConfig | ClassPathConfig | str, spec: DataSpec | None) -> str | None:
+    """The canonical name of a configured loss; None for a loss class of your own."""
+    if isinstance(cfg, ClassPathConfig):
+        return None
+    return resolve_loss_name(cfg if isinstance(cfg, str) else cfg.name, spec)
+
+
 def _check_fits_data(name: str, spec: DataSpec) -> None:
     """Refuse a loss that cannot work with the dataset's labels, naming both sides."""
     label = f"data task `{spec.task}`" + (" with one-hot labels" if spec.one_hot else "")
@@ -182,6 +189,10 @@ def build_loss(cfg: LossConfig | str, spec: DataSpec | None = None) -> keras.los
         UserError: unknown name (listing the valid ones), an argument the loss does not
             take, or a loss that does not fit the labels.
     """
+    if isinstance(cfg, ClassPathConfig):
+        from tfkit.extensions import instantiate
+
+        return instantiate(cfg, "train.loss", keras.losses.Loss, "Keras loss")
     if isinstance(cfg, str):
         cfg = LossConfig(name=cfg)
     name = resolve_loss_name(cfg.name, spec)

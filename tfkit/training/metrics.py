@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfkit.config import ClassPathConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError, unknown_name
 from tfkit.keras_names import METRIC_NAMES, METRICS
@@ -39,22 +40,33 @@ _CLASSIFICATION_ONLY = {
 }
 
 
-def build_metrics(names: Iterable[str], spec: DataSpec | None = None) -> list[Any]:
-    """Keras metrics (objects, or `"accuracy"` for Keras to match) from their names.
+def build_metrics(
+    names: Iterable[str | ClassPathConfig], spec: DataSpec | None = None
+) -> list[Any]:
+    """Keras metrics (objects, or `"accuracy"` for Keras to match) from their names, and
+    metrics of your own from `{class_path, args}` entries.
 
     Raises:
-        UserError: an unknown name (listing the valid ones) or a classification metric on
-            a regression dataset.
+        UserError: an unknown name (listing the valid ones), a classification metric on
+            a regression dataset, or a class path that does not give a Keras metric.
     """
     out = []
-    for name in names:
+    for i, name in enumerate(names):
+        if isinstance(name, ClassPathConfig):
+            from tfkit.extensions import instantiate
+
+            out.append(
+                instantiate(name, f"train.metrics[{i}]", keras.metrics.Metric, "Keras metric")
+            )
+            continue
         key = name.lower()
         if key not in METRIC_NAMES:
             raise unknown_name("metric", name, METRIC_NAMES)
         if spec is not None and spec.task == "regression" and key in _CLASSIFICATION_ONLY:
             raise UserError(
                 f"`train.metrics` has `{name}`, a classification metric, but the data task is "
-                "`regression`. Use mae, mse or rmse"
+                "`regression` (data.task: auto takes float or negative labels for regression "
+                "targets; set data.task for class ids). Use mae, mse or rmse"
             )
         if spec is not None and key in ("precision", "recall", "auc") and spec.task == "multiclass":
             raise UserError(
@@ -91,6 +103,11 @@ def resolve_class_weight(
     if spec.task == "regression":
         raise UserError(
             "`train.class_weight` is for classification, but the data task is `regression`"
+        )
+    if spec.has_sample_weight:
+        raise UserError(
+            "`train.class_weight` cannot be combined with the data's sample weights (Keras "
+            "refuses both at once); fold the class weights into the sample weights"
         )
     k = spec.num_classes or 2
     if class_weight == "balanced":

@@ -139,12 +139,21 @@ def build_optimizer(cfg: OptimizerConfig | str) -> keras.optimizers.Optimizer:
         return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
     if cfg.nesterov:
         raise UserError(f"`train.optimizer.nesterov` is only for sgd. Received: name={cfg.name}")
-    adam_args = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2, "epsilon": cfg.epsilon}
+    adam_args = {
+        "beta_1": cfg.beta_1,
+        "beta_2": cfg.beta_2,
+        "epsilon": cfg.epsilon,
+        "amsgrad": cfg.amsgrad,
+    }
     if cfg.name == "adam":
         return keras.optimizers.Adam(**adam_args, **common)
     if cfg.name == "adamw":
         decay = 0.004 if cfg.weight_decay is None else cfg.weight_decay
         return keras.optimizers.AdamW(weight_decay=decay, **adam_args, **common)
+    if cfg.amsgrad:
+        raise UserError(
+            f"`train.optimizer.amsgrad` is for adam and adamw. Received: name={cfg.name}"
+        )
     if cfg.name == "rmsprop":
         return keras.optimizers.RMSprop(momentum=cfg.momentum, epsilon=cfg.epsilon, **common)
     raise unknown_name("optimizer", cfg.name, OPTIMIZER_NAMES)  # pragma: no cover

@@ -27,6 +27,8 @@ def _model_inputs(model, run_dir: str | Path | None = None) -> list[tuple[str, t
 def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarray:
     from PIL import Image
 
+    from tfkit.data.imageio import to_mode
+
     files = sorted(
         p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif")
     )
@@ -38,13 +40,15 @@ def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarr
         )
     height, width, channels = shape[1:]
     mode = "L" if channels == 1 else "RGB"
-    images = [
-        np.asarray(Image.open(f).convert(mode).resize((width, height)), np.float32).reshape(
-            height, width, channels
-        )
-        for f in files
-    ]
-    # as the `images` source does: 8-bit pixels become [0, 1] (`data.normalize` comes after)
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                pixels = np.asarray(to_mode(img, mode).resize((width, height)), np.float32)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for bad files
+            raise UserError(f"--input {path}: cannot decode image {f}: {err}") from None
+        images.append(pixels.reshape(height, width, channels))
+    # as the `images` source does: pixels become [0, 1] (`data.normalize` comes after)
     return (np.stack(images) / 255.0).astype(np.float32)
 
 
@@ -115,9 +119,9 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
     if path.is_dir():
         x: Any = _read_images(path, inputs[0][1], config)
     elif path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
+        x = _load_numpy(path)
     elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
+        with _load_numpy(path) as data:
             names = list(data.keys())
             if len(inputs) > 1:
                 missing = [n for n, _ in inputs if n not in names]
@@ -133,7 +137,10 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
     elif path.suffix in (".csv", ".parquet"):
         import pandas as pd
 
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        try:
+            frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pandas/pyarrow raise many types
+            raise UserError(f"--input {path}: cannot read as {path.suffix}: {err}") from None
         source = config.data.source
         label = getattr(source, "label", None)
         features = getattr(source, "features", None)
@@ -154,6 +161,15 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
             f"{len(inputs)}: {[f'{n} {s}' for n, s in inputs]}"
         )
     for (name, expected), array in zip(inputs, arrays.values(), strict=True):
+        array = np.asarray(array)
+        if array.ndim == 0 or len(array) == 0:
+            raise UserError(
+                f"--input {path}: input `{name}` holds no examples (shape {array.shape})"
+            )
+        if array.dtype.kind not in "biuf":
+            raise UserError(
+                f"--input {path}: input `{name}` has dtype {array.dtype}; expected numbers"
+            )
         want = expected[1:]
         got = tuple(array.shape[1:])
         fits = len(want) == len(got) and all(
@@ -165,6 +181,14 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
                 f"example, but the model expects {tuple(want)} per example (shape {expected})"
             )
     return x
+
+
+def _load_numpy(path: Path):
+    """`np.load` of a `.npy`/`.npz`, with unreadable files as a UserError naming them."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError(f"--input {path}: cannot read as {path.suffix}: {err}") from None
 
 
 def write_predictions(path: str | Path, predictions: np.ndarray) -> Path:

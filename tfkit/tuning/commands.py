@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 
+from tfkit.cluster import announce
 from tfkit.config import apply_overrides, read_yaml, validate
 from tfkit.errors import UserError
 
 
 def tune_command(args: argparse.Namespace) -> int:
-    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`."""
+    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`.
+
+    Without --role, a cluster of several processes (`runtime.cluster`: an srun step, a
+    TF_CONFIG) runs a distributed search: its chief serves the oracle, the others run trials.
+    """
     from tfkit.tuning import space as space_lib
     from tfkit.tuning.launch import parse_oracle, wait_for_oracle
 
@@ -27,6 +32,14 @@ def tune_command(args: argparse.Namespace) -> int:
         raise UserError(
             "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
         )
+    bind = None
+    if args.role is None:
+        # under SLURM or TF_CONFIG the roles and the oracle come from the cluster: the
+        # chief (SLURM task 0) serves the oracle on its own address, the others are workers
+        cluster = announce(config.runtime)
+        if cluster.multi_worker:
+            args.role, args.tuner_id, args.oracle = cluster.tuner_role()
+            bind = f"0.0.0.0:{args.oracle.rpartition(':')[2]}"
     if args.oracle:
         parse_oracle(args.oracle)
     if args.role == "worker":
@@ -49,5 +62,6 @@ def tune_command(args: argparse.Namespace) -> int:
             oracle=args.oracle,
             tuner_id=args.tuner_id,
             oracle_timeout=args.oracle_timeout,
+            bind=bind,
         )
     return 0

@@ -103,11 +103,12 @@ class _HyperModel(TfkitHyperModel):
 # --------------------------------------------------------------------------------------
 
 
-def serve_oracle(tuner, poll_s: float = 0.5) -> None:
+def serve_oracle(tuner, poll_s: float = 0.5, bind: str | None = None) -> None:
     """Serve the chief's oracle until every trial is done and every worker was told to stop.
 
     Keras Tuner's own `oracle_chief.start_server` polls every 20 s once stopping and never
     stops its gRPC server; this does the same work with a short poll and a clean stop.
+    `bind` (e.g. `0.0.0.0:8888`) is where to listen, default the oracle's address.
     """
     import grpc
     from keras_tuner.src import protos
@@ -118,12 +119,16 @@ def serve_oracle(tuner, poll_s: float = 0.5) -> None:
     servicer = oracle_chief.OracleServicer(tuner.oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    address = bind or address
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if not bound:
-        raise UserError(f"--oracle {address}: cannot listen there (port in use or wrong host?)")
+        raise UserError(
+            f"The tuning oracle cannot listen on {address} (port in use or wrong host?); "
+            "choose another with --oracle HOST:PORT (or runtime.cluster_port on a cluster)"
+        )
     tuner.oracle.verbose = 0  # the chief prints one line per finished trial instead
     server.start()
     print(f"chief: oracle serving at {address}", flush=True)
@@ -237,6 +242,7 @@ def run_search(
     oracle: str | None = None,
     tuner_id: str | None = None,
     oracle_timeout: float = 60.0,
+    bind: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the search of `config.tune` and write its results into `run_dir`.
 
@@ -249,6 +255,7 @@ def run_search(
         oracle: `HOST:PORT` of the chief's oracle (with `role`).
         tuner_id: a worker's id (default `worker<pid>`).
         oracle_timeout: seconds a worker waits for the oracle before giving up.
+        bind: where the chief's oracle listens (default: the `oracle` address itself).
 
     Returns:
         `{"trials": [...], "best": {...} | None, "seconds": s, "search_dir": path,
@@ -282,8 +289,16 @@ def run_search(
     if not is_worker:
         _save_config(Run(run_dir), config, resuming)
 
-    distribute.setup_runtime(config.runtime)
-    strategy = distribute.strategy(config.runtime)
+    if config.runtime.strategy == "multi_worker":
+        raise UserError(
+            "runtime.strategy: multi_worker: tfkit tune trains each trial in one process (a "
+            "distributed search spreads the trials over the processes); use auto, mirrored "
+            "or one_device"
+        )
+    # the processes of a cluster run different trials: each trial is local to its process
+    runtime = config.runtime.model_copy(update={"cluster": "local"})
+    distribute.setup_runtime(runtime)
+    strategy = distribute.strategy(runtime)
     hypermodel = _HyperModel(raw, tune.space, search_dir / TRIALS_TB_DIR)
     if not resuming and not is_worker:
         check_objective(hypermodel, tune.space, tune.objective.name)
@@ -320,7 +335,7 @@ def run_search(
     )
     start = time.perf_counter()
     if role == "chief":
-        serve_oracle(tuner)
+        serve_oracle(tuner, bind=bind)
     else:
         tuner.search(verbose=0)
     seconds = time.perf_counter() - start

@@ -1,0 +1,260 @@
+"""Both training paths (fit and the custom loop) stop and resume exactly.
+
+Properties: a run interrupted at any step (a crash, SIGKILL, SIGTERM, Ctrl-C) and resumed
+ends with the weights and metrics of the uninterrupted run; a signal saves, prints one line
+and exits 143 / 130; a NaN loss exits 2 naming the step and leaves no NaN model; a run
+killed after its last epoch finishes on `--resume` without training again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tfkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 20  # 1257 training digits / 64 per batch, rounded up
+CONFIG = """
+name: digits_small
+data:
+  source: {kind: digits, layout: flat}
+  batch_size: 64
+model: {name: mlp, units: [32], dropout: 0.2}
+train:
+  epochs: 3
+  optimizer: {name: adam, learning_rate: 0.003}
+  checkpoint_every: 6
+  verbose: 1
+  tensorboard: false
+"""
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "digits_small.yaml"
+    path.write_text(CONFIG)
+    return str(path)
+
+
+def _train(config_file: str, run_dir: Path, *sets: str) -> list[str]:
+    """`tfkit train` arguments for a new run."""
+    return [
+        "train",
+        config_file,
+        "--run-dir",
+        str(run_dir),
+        *(a for s in sets for a in ("--set", s)),
+    ]
+
+
+class _AtStep(keras.callbacks.Callback):
+    """Calls `action()` once this process has run `step` training batches."""
+
+    def __init__(self, step: int, action):
+        super().__init__()
+        self.step, self.action, self.seen = step, action, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            self.action()
+
+
+def _inject(monkeypatch, callback) -> None:
+    """Add `callback` to the callbacks `tfkit train` builds (fit and custom loop)."""
+    import tfkit.training.callbacks as callbacks_module
+
+    fit_module = importlib.import_module("tfkit.training.fit")
+    original = callbacks_module.build_callbacks
+
+    def patched(*args, **kwargs):
+        return [*original(*args, **kwargs), callback]
+
+    monkeypatch.setattr(fit_module, "build_callbacks", patched)
+    monkeypatch.setattr(callbacks_module, "build_callbacks", patched)
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    return max(float(np.abs(u - v).max()) for u, v in zip(_weights(a), _weights(b), strict=True))
+
+
+def _epochs(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module", params=["fit", "custom"])
+def straight(request, tmp_path_factory, config_file):
+    """The uninterrupted run of each loop: (loop, run dir, args for a new run)."""
+    run_dir = tmp_path_factory.mktemp(request.param) / "straight"
+    loop = f"train.loop={request.param}"
+    assert main(_train(config_file, run_dir, loop)) == 0
+
+    def args(run_dir: Path, *sets: str) -> list[str]:
+        return _train(config_file, run_dir, loop, *sets)
+
+    return args, run_dir
+
+
+def _assert_same_run(resumed: Path, straight: Path) -> None:
+    assert _max_diff(resumed, straight) <= 1e-6
+    result = json.loads((resumed / "metrics.json").read_text())
+    expected = json.loads((straight / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for key, value in expected[split].items():
+            assert result[split][key] == pytest.approx(value, abs=1e-6), (split, key)
+    assert result["epochs"] == expected["epochs"] == 3
+    by_epoch = {e["epoch"]: e for e in _epochs(resumed)}  # the last record of each epoch
+    for record in _epochs(straight):
+        assert by_epoch[record["epoch"]]["val_accuracy"] == pytest.approx(
+            record["val_accuracy"], abs=1e-6
+        )
+
+
+@pytest.mark.parametrize("crash_at", [7, 33])  # before the first epoch end; mid epoch 2
+def test_crash_at_any_step_then_resume_equals_uninterrupted(
+    straight, crash_at, tmp_path, monkeypatch
+):
+    args, straight_dir = straight
+    run_dir = tmp_path / "run"
+
+    def crash():
+        raise RuntimeError("simulated crash")
+
+    with monkeypatch.context() as patch:
+        _inject(patch, _AtStep(crash_at, crash))
+        assert main(args(run_dir)) == 1
+    assert not (run_dir / "metrics.json").exists()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    _assert_same_run(run_dir, straight_dir)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_prints_one_line_and_resume_equals_uninterrupted(
+    straight, signum, code, tmp_path, monkeypatch, capsys
+):
+    args, straight_dir = straight
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _inject(patch, _AtStep(25, lambda: os.kill(os.getpid(), signum)))
+        capsys.readouterr()
+        assert main(args(run_dir)) == code
+    out, err = capsys.readouterr()
+    line = f"tfkit train: stopped at epoch 2; continue with: tfkit train --resume {run_dir}"
+    assert err.splitlines() == [line], err
+    assert out.endswith("\n")  # the progress bar's line was closed first
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)
+    assert not (run_dir / "metrics.json").exists()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    _assert_same_run(run_dir, straight_dir)
+
+
+def test_kill_after_the_last_epoch_finishes_without_training(straight, tmp_path, monkeypatch):
+    args, straight_dir = straight
+    run_dir = tmp_path / "run"
+
+    class DieAtEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            raise RuntimeError("killed before the results were written")
+
+    with monkeypatch.context() as patch:
+        _inject(patch, DieAtEnd())
+        assert main(args(run_dir)) == 1
+    assert not (run_dir / "metrics.json").exists()
+    trained = len(_epochs(run_dir))
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert len(_epochs(run_dir)) == trained == 3  # no epoch trained again
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["epochs_this_session"] == 0
+    _assert_same_run(run_dir, straight_dir)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
+    loop, config_file, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    sets = [f"train.loop={loop}", "train.optimizer={name: sgd, learning_rate: 1.0e12}"]
+    code = main(_train(config_file, run_dir, *sets, "train.checkpoint=both"))
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert "became nan at step" in line or "became inf at step" in line, line
+    assert "(epoch 1)" in line and "The last good checkpoint is" in line
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+    for path in run_dir.rglob("*.keras"):  # last.keras / best.keras: never NaN
+        weights = keras.saving.load_model(path).get_weights()
+        assert all(np.isfinite(w).all() for w in weights), path
+
+
+def test_metrics_json_is_strict_json(tmp_path):
+    from tfkit.training.fit import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("-inf")]})
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert data == {"a": "nan", "b": [1.0, "-inf"]}
+    assert math.isfinite(data["b"][0])
+
+
+CHILD = """
+import os, signal, sys, importlib
+import keras
+import tfkit.training.callbacks as callbacks_module
+kill_at = int(os.environ["KILL_AT"])
+original = callbacks_module.build_callbacks
+
+class Kill(keras.callbacks.Callback):
+    seen = 0
+    def on_train_batch_end(self, batch, logs=None):
+        Kill.seen += 1
+        if Kill.seen == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+def patched(*args, **kwargs):
+    return [*original(*args, **kwargs), Kill()]
+
+importlib.import_module("tfkit.training.fit").build_callbacks = patched
+callbacks_module.build_callbacks = patched
+from tfkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", [5, 26, 47])
+def test_sigkill_at_any_step_then_resume_equals_uninterrupted(straight, kill_at, tmp_path):
+    args, straight_dir = straight
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "KILL_AT": str(kill_at), "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, *args(run_dir, "train.verbose=0")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tfkit.cli", "train", "--resume", str(run_dir)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_run(run_dir, straight_dir)

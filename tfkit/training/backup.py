@@ -1,0 +1,259 @@
+"""Exact resume for `model.fit`: a step-level backup and a data stream that is a function of
+the step.
+
+`fit_phases` trains on `make_train().repeat().skip(start_step)`: the order of every batch is
+a function of the data seed and its global step, not of how many epochs this process ran
+(a `tf.data` shuffle reshuffles per iteration of one dataset object, so each phase builds a
+fresh dataset). A run resumed in the middle of epoch `e` first trains the rest of that epoch
+(`model.fit(initial_epoch=e, epochs=e + 1, steps_per_epoch=<the rest>)`), then the
+remaining epochs.
+
+`FitBackup` saves a `tf.train.Checkpoint` of the model, its optimizer, every model variable
+(Keras seed generators of dropout and noise layers included), the compiled metrics' state
+and the step: at each epoch end, every `save_every` steps and when a stop signal arrives. It
+refuses to save non-finite weights and stops the run on a non-finite loss
+(`NonFiniteLossError`), so the last checkpoint is always a good one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkit.errors import NonFiniteLossError, Stopped
+from tfkit.training.stop import StopSignals, end_progress_line
+
+
+def _raw(variable: Any) -> Any:
+    return getattr(variable, "value", variable)
+
+
+def saved_position(directory: str | os.PathLike) -> tuple[int, int] | None:
+    """`(step, epoch)` of the latest backup in `directory` (None when there is none)."""
+    latest = tf.train.latest_checkpoint(str(directory))
+    if latest is None:
+        return None
+    step = tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")
+    epoch = tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    return int(step), int(epoch)
+
+
+def weights_finite(model: keras.Model) -> bool:
+    """Whether every weight of `model` is finite."""
+    return all(np.all(np.isfinite(np.asarray(w))) for w in model.get_weights())
+
+
+class FitBackup(keras.callbacks.Callback):
+    """Save what an exact `--resume` of `model.fit` needs; stop on NaN/Inf or a signal.
+
+    Args:
+        directory: where the checkpoints go (`tf.train.CheckpointManager`).
+        steps_per_epoch: optimizer steps per epoch (None: unknown; saves at epoch ends only).
+        start_step: the step training starts from (restored from `directory` when > 0).
+        start_epoch: the epoch training starts from.
+        save_every: also save every N steps (0: at epoch ends only).
+        stop: the stop request of the surrounding `StopSignals` (None: signals not handled).
+        max_to_keep: checkpoints kept.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        steps_per_epoch: int | None,
+        start_step: int = 0,
+        start_epoch: int = 0,
+        save_every: int = 0,
+        stop: StopSignals | None = None,
+        max_to_keep: int = 2,
+    ):
+        super().__init__()
+        self.directory = Path(directory)
+        self.steps_per_epoch = steps_per_epoch
+        self.start_step = int(start_step)
+        self.save_every = int(save_every or 0)
+        self.stop = stop
+        self.max_to_keep = max_to_keep
+        self.step = int(start_step)
+        self.epoch = int(start_epoch)
+        self._saved_step = int(start_step)
+        self._offset = 0
+        self._checkpoint: tf.train.Checkpoint | None = None
+        self._manager: tf.train.CheckpointManager | None = None
+        self._metric_values: list[np.ndarray] | None = None
+        self._step_var: tf.Variable | None = None
+        self._epoch_var: tf.Variable | None = None
+
+    @property
+    def latest(self) -> str | None:
+        """The latest checkpoint written (or restored), None before the first."""
+        return tf.train.latest_checkpoint(str(self.directory))
+
+    def _make_checkpoint(self) -> None:
+        model = self.model
+        self._step_var = tf.Variable(self.start_step, dtype=tf.int64, trainable=False)
+        self._epoch_var = tf.Variable(self.epoch, dtype=tf.int64, trainable=False)
+        self._metric_vars = [_raw(v) for v in model.metrics_variables]
+        self._checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=model.optimizer,
+            # Keras seed generators (dropout, noise) are not reached through `model`
+            model_variables=[_raw(v) for v in model.variables],
+            metric_variables=self._metric_vars,
+            step=self._step_var,
+            epoch=self._epoch_var,
+        )
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, str(self.directory), max_to_keep=self.max_to_keep
+        )
+        if self.start_step or self.epoch:
+            latest = self._manager.latest_checkpoint
+            if latest is None:
+                raise FileNotFoundError(f"no backup in {self.directory} to resume from")
+            self._checkpoint.restore(latest).assert_existing_objects_matched()
+            # fit resets the metrics at each epoch begin: keep the state of a cut epoch
+            self._metric_values = [v.numpy() for v in self._metric_vars]
+
+    def restore(self) -> None:
+        """Create the checkpoint and restore the backup when resuming (idempotent); the
+        model must be built with its metrics (`build_from_spec`). `fit` calls it at its
+        start; call it first to load a backup without training."""
+        if self._checkpoint is None:
+            self._make_checkpoint()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.restore()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+        self._offset = 0
+        if self.steps_per_epoch:
+            self._offset = max(self.start_step - epoch * self.steps_per_epoch, 0)
+        if self._metric_values is not None:
+            if self._offset:
+                for variable, value in zip(self._metric_vars, self._metric_values, strict=True):
+                    variable.assign(value)
+            self._metric_values = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.steps_per_epoch:
+            self.step = self.epoch * self.steps_per_epoch + self._offset + batch + 1
+        else:
+            self.step += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(float(loss), self.step, self.epoch + 1, self.latest)
+        if self.stop is not None and self.stop.requested:
+            if self.steps_per_epoch:  # a mid-epoch state resumes exactly only at known steps
+                self._save(self.step)
+            end_progress_line(self.params.get("verbose"))
+            raise Stopped(self.stop.requested, self.epoch + 1, self.step)
+        if self.save_every and self.steps_per_epoch and self._due():
+            self._save(self.step)
+
+    def _due(self) -> bool:
+        return self.step // self.save_every > self._saved_step // self.save_every
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.steps_per_epoch:
+            self.step = (epoch + 1) * self.steps_per_epoch
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(float(loss), self.step, epoch + 1, self.latest)
+        self.epoch = epoch + 1
+        self._save(self.step)
+
+    def _save(self, step: int) -> None:
+        if not weights_finite(self.model):  # the last update overflowed
+            raise NonFiniteLossError(float("nan"), step, self.epoch + 1, self.latest)
+        self._step_var.assign(step)
+        self._epoch_var.assign(self.epoch)
+        self._manager.save(checkpoint_number=step)
+        self._saved_step = step
+
+
+def build_from_spec(model: keras.Model, element_spec: Any) -> None:
+    """Build a compiled model, its metrics and its optimizer from the data's shapes.
+
+    `fit` would otherwise take a batch of the train stream to build them, which moves the
+    shuffle of that dataset on by one iteration. Does nothing when all is built.
+    """
+    if hasattr(model, "_symbolic_build"):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=element_spec)
+
+
+def train_stream(make_train: Callable[[], tf.data.Dataset], skip: int) -> tf.data.Dataset:
+    """A fresh train dataset, repeated, from global step `skip` on."""
+    data = make_train()
+    if data.cardinality() != tf.data.INFINITE_CARDINALITY:
+        data = data.repeat()
+    return data.skip(skip) if skip else data
+
+
+def fit_phases(
+    model: keras.Model,
+    make_train: Callable[[], tf.data.Dataset],
+    *,
+    epochs: int,
+    steps_per_epoch: int | None,
+    start_step: int = 0,
+    start_epoch: int = 0,
+    **fit_kwargs: Any,
+) -> keras.callbacks.History:
+    """`model.fit` from `start_step` to `epochs`, on a stream that depends only on the step.
+
+    Args:
+        model: a compiled model.
+        make_train: builds a fresh train dataset (one pass, or infinite).
+        epochs: the epoch to train up to.
+        steps_per_epoch: steps per epoch; None when unknown (then the dataset is one epoch,
+            training starts at `start_epoch`, and the order is not restored).
+        start_step: global steps already done (a resumed run).
+        start_epoch: epochs already done (used when `steps_per_epoch` is None).
+        **fit_kwargs: passed to every `model.fit` call (callbacks, validation, verbose...).
+
+    Returns:
+        A `History` whose `history` spans every epoch trained here and `epoch` lists them.
+    """
+    if steps_per_epoch is None:
+        phases = [(start_epoch, epochs, None)]
+    else:
+        start_epoch, offset = divmod(start_step, steps_per_epoch)
+        phases = []
+        if offset:  # finish the cut epoch first
+            phases.append((start_epoch, start_epoch + 1, steps_per_epoch - offset))
+            start_epoch += 1
+        phases.append((start_epoch, epochs, steps_per_epoch))
+    build_from_spec(model, make_train().element_spec)
+    merged = keras.callbacks.History()
+    merged.history = {}
+    merged.epoch = []
+    step = start_step
+    for first, last, steps in phases:
+        if first >= last:
+            continue
+        data = make_train() if steps is None else train_stream(make_train, step)
+        history = model.fit(
+            data,
+            initial_epoch=first,
+            epochs=last,
+            steps_per_epoch=steps,
+            shuffle=False,  # the tf.data pipeline shuffles, under the data seed
+            **fit_kwargs,
+        )
+        merged.epoch += history.epoch
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+        if steps is not None:
+            step += steps * (last - first)
+        if model.stop_training:  # e.g. EarlyStopping in the cut epoch
+            break
+    return merged
