@@ -41,4 +41,4 @@ tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir runs --host 127.0.0.1
 
 clean:
-	rm -rf runs bench.json .pytest_cache
+	rm -rf runs export data bench.json .pytest_cache

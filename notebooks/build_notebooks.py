@@ -1213,6 +1213,25 @@ print(tf.config.list_logical_devices("CPU"))
     ),
     md(
         """
+        Between the two sits `train_on_batch`: one optimizer step of a *compiled* model on
+        one batch, with its compiled loss, metrics and optimizer, for loops you drive
+        yourself (alternating two models, a curriculum). A tfkit-built, tfkit-compiled model
+        steps like any Keras model; each call resets the metrics, so its logs are that
+        batch's own:
+        """
+    ),
+    code(
+        """
+        keras.utils.set_random_seed(0)
+        model = tfkit.training.compile_model(new_model(), train_cfg, spec)
+        for epoch in range(3):
+            losses = [model.train_on_batch(x, y, return_dict=True)["loss"] for x, y in digits.train]
+            val = model.evaluate(digits.val, verbose=0, return_dict=True)
+            print(f"epoch {epoch + 1}: mean batch loss {np.mean(losses):.3f}, val_accuracy {val['accuracy']:.3f}")
+        """
+    ),
+    md(
+        """
         `tfkit.training.loop.Loop` is that step made complete: it runs under any strategy
         (`strategy.run` per replica), several steps per `tf.function` call, metrics,
         validation, Keras callbacks, checkpoints of model, optimizer, step and RNG state

@@ -410,3 +410,29 @@ def wait_all(procs, timeout: float) -> list[int]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def check_distributed_search(run_dir, workers: list[str], trials: int, objective: str) -> dict:
+    """A finished distributed search in `run_dir`: `trials` completed trials in trials.csv,
+    the workers' reports (search/workers/<id>.json) together name every trial exactly once
+    with the chief's score, and the best trial was written. Returns {worker: its report}."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    run_dir = Path(run_dir)
+    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
+    assert len(rows) == trials and all(r["status"] == "COMPLETED" for r in rows)
+    chief = {r["trial"]: float(r[objective]) for r in rows}
+    reports = {
+        name: json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
+        for name in workers
+    }
+    ran = [(t["trial_id"], t["score"]) for report in reports.values() for t in report]
+    assert sorted(trial for trial, _ in ran) == sorted(chief)  # every trial, exactly once
+    for trial, score in ran:
+        assert chief[trial] == pytest.approx(score)  # the chief's results = the workers'
+    assert (run_dir / "best.yaml").exists() and (run_dir / "best_model.keras").exists()
+    return reports

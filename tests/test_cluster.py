@@ -238,6 +238,47 @@ def test_apply_gives_the_task_its_gpus(monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
+@pytest.mark.parametrize("visible,gpus,per_task", [("0,1", "1", 1), ("", None, 0)])
+def test_the_strategy_gets_tensorflows_slurm_resolver_in_slurms_order(
+    visible, gpus, per_task, monkeypatch
+):
+    import tensorflow as tf
+
+    from tfkit import distribute
+
+    env = slurm_env(1, "node[9-10]", "2(x2)", 4, CUDA_VISIBLE_DEVICES=visible)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    c = resolve("slurm", port=9000, env=env)
+    resolver = distribute._slurm_resolver(c)
+    assert isinstance(resolver, tf.distribute.cluster_resolver.SlurmClusterResolver)
+    assert resolver.cluster_spec().as_dict() == c.spec
+    assert c.spec["worker"][:2] == ["node9:9000", "node9:9001"]
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    assert resolver.num_accelerators() == {"GPU": per_task} and c.gpus == gpus
+
+
+def test_runtime_cluster_decides_multi_worker(monkeypatch):
+    from tfkit import distribute
+    from tfkit.config import RuntimeConfig
+
+    two = tf_config({"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "worker", 1)
+    monkeypatch.setenv("TF_CONFIG", two)
+    assert distribute.wants_multi_worker(RuntimeConfig())
+    assert distribute.wants_multi_worker(RuntimeConfig(cluster="tf_config"))
+    assert not distribute.wants_multi_worker(RuntimeConfig(cluster="local"))
+    assert not distribute.is_chief() and distribute.is_chief(
+        distribute.strategy(RuntimeConfig(cluster="local", strategy="default"))
+    )
+    with pytest.raises(UserError, match="`runtime.strategy: multi_worker` needs a cluster"):
+        distribute.strategy(RuntimeConfig(strategy="multi_worker", cluster="local"))
+    for name, value in slurm_env(1, "n[1-2]", "1(x2)", 2).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TF_CONFIG")
+    assert distribute.wants_multi_worker(RuntimeConfig())  # auto: the srun step
+    assert not distribute.is_chief()
+
+
 # --------------------------------------------------------------------------------------
 # TF_CONFIG, auto, roles
 # --------------------------------------------------------------------------------------
@@ -417,12 +458,37 @@ def test_two_slurm_tasks_train_to_identical_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
+    import re
+
+    from helpers import start_slurm_tasks, wait_all
+    from stylegan.test_commands import SMALL_MULTI_WORKER
+
+    small = {**SMALL_MULTI_WORKER, "gan.kimg": 0.048}
+    sets = [a for k, v in small.items() for a in ("--set", f"{k}={v}")]
+    run_dir = tmp_path / "run"
+    config = os.path.join(ROOT, "configs", "stylegan_shapes32.yaml")
+    args = ["gan", "train", config, "--run-dir", str(run_dir), *sets]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    procs, logs, port = start_slurm_tasks(args, tmp_path / "logs", env={"TMPDIR": str(scratch)})
+    codes = wait_all(procs, timeout=500)
+    out = [log.read_text() for log in logs]
+    assert codes == [0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
+    assert (
+        out[1].splitlines()[0].startswith("cluster: slurm (auto: srun step of 2 tasks), worker 1")
+    )
+    sums = [re.search(r"final weights checksum: (.+)", text) for text in out]
+    assert sums[0] and sums[1] and sums[0].group(1) == sums[1].group(1), out
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3  # the chief's ticks
+    assert not list(scratch.glob("tfkit-*"))  # task 1's temporary output was removed
+
+
+@pytest.mark.slow
 def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path):
     """Task 0 serves the oracle on its node's port, tasks 1 and 2 run the trials; no
     KERASTUNER_* variable and no --role/--oracle is given."""
-    import csv
-
-    from helpers import start_slurm_tasks, wait_all
+    from helpers import check_distributed_search, start_slurm_tasks, wait_all
 
     run_dir = tmp_path / "run"
     args = [
@@ -438,13 +504,132 @@ def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path)
     assert codes == [0, 0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
     assert f"chief: oracle serving at 0.0.0.0:{port}" in out[0]
     assert "as worker worker0" in out[1] and "as worker worker1" in out[2]
-    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
-    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
-    chief = {r["trial"]: float(r["val_accuracy"]) for r in rows}
-    ran = []
-    for name in ("worker0", "worker1"):
-        report = json.loads((run_dir / "search" / "workers" / f"{name}.json").read_text())
-        ran += [(t["trial_id"], t["score"]) for t in report]
-    assert sorted(trial for trial, _ in ran) == sorted(chief)  # every trial, exactly once
-    for trial, score in ran:
-        assert chief[trial] == pytest.approx(score)
+    check_distributed_search(run_dir, ["worker0", "worker1"], 4, "val_accuracy")
+
+
+# --------------------------------------------------------------------------------------
+# configs/cluster: the batch scripts and the TFJob run the intended tfkit command on the
+# intended cluster
+# --------------------------------------------------------------------------------------
+
+FAKE_SRUN = """#!{python}
+import json, sys
+with open({out!r}, "w") as f:
+    json.dump(sys.argv[1:], f)
+"""
+
+
+def run_sbatch_script(name: str, tmp_path, **env: str) -> tuple[dict, list[str], list[str]]:
+    """Run configs/cluster/NAME with bash and a stand-in `srun` recording its arguments.
+
+    Returns the #SBATCH options, srun's own options and the tfkit arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    record = tmp_path / "srun.json"
+    (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable, out=str(record)))
+    (bin_dir / "srun").chmod(0o755)
+    script = os.path.join(ROOT, "configs", "cluster", name)
+    proc = subprocess.run(
+        ["/bin/bash", script],
+        cwd=ROOT,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "1234", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    options = {}
+    for line in open(script):
+        if line.startswith("#SBATCH "):
+            key, _, value = line.split()[1].partition("=")
+            options[key] = value
+    argv = json.loads(record.read_text())
+    at = argv.index("tfkit")
+    return options, argv[:at], argv[at + 1 :]
+
+
+def parse_tfkit(argv: list[str]):
+    """The parsed arguments and the validated config of a tfkit command line."""
+    from tfkit.cli import build_parser
+    from tfkit.config import load_config
+
+    args = build_parser().parse_args(argv)
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return args, load_config(args.config, args.overrides) if args.config else None
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize(
+    "script,command,config,nodes",
+    [
+        ("train.sbatch", ["train"], "configs/digits_cnn.yaml", 2),
+        ("gan_train.sbatch", ["gan", "train"], "configs/stylegan_shapes32.yaml", 2),
+        ("tune.sbatch", ["tune"], "configs/tune_digits.yaml", None),
+    ],
+)
+def test_sbatch_scripts_run_tfkit_under_srun_on_the_slurm_cluster(
+    script, command, config, nodes, tmp_path
+):
+    options, srun, argv = run_sbatch_script(script, tmp_path)
+    assert "--distribution=block" in srun and "--kill-on-bad-exit=1" in srun
+    assert argv[: len(command)] == command
+    args, cfg = parse_tfkit(argv)
+    assert args.config == config
+    assert (cfg.runtime.cluster, cfg.runtime.cluster_port) == ("slurm", 20000 + 1234)
+    if command != ["tune"]:
+        assert args.run_dir.endswith("/slurm-1234")  # one run dir per job, on shared storage
+        _, resumed = run_sbatch_script(script, tmp_path, RESUME="runs/x/slurm-1")[1:]
+        assert parse_tfkit(resumed)[0].resume == "runs/x/slurm-1"
+    # the step SLURM would start: every task resolves the same cluster, task 0 the chief
+    tasks = int(
+        options.get("--ntasks") or int(options["--nodes"]) * int(options["--ntasks-per-node"])
+    )
+    if nodes:
+        assert int(options["--nodes"]) == nodes
+        nodelist, per_node = f"n[1-{nodes}]", f"{tasks // nodes}(x{nodes})"
+    else:
+        nodelist, per_node = "n1", str(tasks)
+    clusters = [
+        cluster_lib.for_runtime(cfg.runtime, env=slurm_env(r, nodelist, per_node, tasks))
+        for r in range(tasks)
+    ]
+    assert [c.rank for c in clusters] == list(range(tasks))
+    assert [c.is_chief for c in clusters] == [True] + [False] * (tasks - 1)
+    assert clusters[0].chief_address == "n1:21234"
+
+
+def operator_tf_config(name: str, replicas: dict[str, int], kind: str, index: int) -> str:
+    """The TF_CONFIG Kubeflow's training operator gives replica `kind` `index` of TFJob `name`."""
+    cluster = {
+        k.lower(): [f"{name}-{k.lower()}-{i}.default.svc:2222" for i in range(n)]
+        for k, n in replicas.items()
+    }
+    return json.dumps({"cluster": cluster, "task": {"type": kind.lower(), "index": index}})
+
+
+def test_tfjob_manifest_runs_tfkit_train_on_one_chief_and_two_workers():
+    import yaml
+
+    with open(os.path.join(ROOT, "configs", "cluster", "tfjob.yaml")) as f:
+        job = yaml.safe_load(f)
+    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "TFJob")
+    specs = job["spec"]["tfReplicaSpecs"]
+    assert set(specs) == {"Chief", "Worker"}  # no PS, no Evaluator
+    replicas = {kind: spec["replicas"] for kind, spec in specs.items()}
+    ranks = []
+    for kind, spec in specs.items():
+        container = spec["template"]["spec"]["containers"][0]
+        assert container["name"] == "tensorflow"
+        assert container["ports"][0] == {"name": "tfjob-port", "containerPort": 2222}
+        args, cfg = parse_tfkit(container["args"])
+        assert args.command == "train" and args.run_dir.startswith("/shared/")
+        mounts = [m["mountPath"] for m in container["volumeMounts"]]
+        assert "/shared" in mounts  # the run dir is on the shared volume
+        for index in range(spec["replicas"]):
+            env = {"TF_CONFIG": operator_tf_config("tfkit-digits", replicas, kind, index)}
+            c = cluster_lib.for_runtime(cfg.runtime, env=env)
+            ranks.append((c.rank, c.is_chief))
+    assert sorted(ranks) == [(0, True), (1, False), (2, False)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -159,6 +160,27 @@ def test_every_registered_object_has_a_case_and_is_registered_by_tfkit_saving():
     modules = {name: obj.__module__ for name, obj in registered.items()}
     unlisted = {n: m for n, m in modules.items() if m not in tfkit.saving.MODULES}
     assert unlisted == {}, "add these modules to tfkit.saving.MODULES"
+
+
+def test_every_tfkit_layer_model_loss_metric_and_schedule_is_registered():
+    _import_every_tfkit_module()
+    kinds = (
+        keras.layers.Layer,
+        keras.losses.Loss,
+        keras.metrics.Metric,
+        keras.optimizers.schedules.LearningRateSchedule,
+    )
+    defined = {
+        obj
+        for module_name, module in list(sys.modules.items())
+        if module_name == "tfkit" or module_name.startswith("tfkit.")
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, kinds) and obj.__module__ == module_name
+    }
+    assert {Dense, Generator, HuberLoss, WarmupSchedule} <= defined  # the walk finds them
+    registered = set(tfkit.saving.registered_objects().values())
+    missing = sorted(f"{c.__module__}.{c.__qualname__}" for c in defined - registered)
+    assert missing == [], "register these with keras.saving.register_keras_serializable"
 
 
 def test_registered_names_use_the_tfkit_package():

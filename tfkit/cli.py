@@ -285,7 +285,14 @@ def config_show(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML."""
     from tfkit.config import dump_yaml, load_config
 
-    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    config = load_config(args.config, args.overrides)
+    if config.gan is None:
+        print(dump_yaml(config), end="")
+        return 0
+    from tfkit.stylegan import presets  # no TensorFlow there
+
+    values = presets.preset_values(config.gan, presets.data_resolution(config))
+    print(presets.resolved_yaml(config, values), end="")
     return 0
 
 

@@ -203,14 +203,17 @@ class TFRecordFeature(Strict):
 
 
 class TFRecordSource(Strict):
-    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, or a glob.
+    """Sharded TFRecord files: a directory written by `tfkit data convert`, a file, a glob,
+    or a list of those.
 
     With a tfkit schema file (`schema.json` beside the shards) nothing else is needed;
-    otherwise declare `features` (see `tfkit data inspect`).
+    otherwise declare `features` (see `tfkit data inspect`). Feature names are any strings
+    (`image/encoded`): the model's inputs get Keras-valid names (`image_encoded`), and the
+    data spec keeps the feature each one reads.
     """
 
     kind: Literal["tfrecord"]
-    path: str
+    path: str | list[str]  # a list of files, globs or directories is read as one source
     compression: Literal["", "GZIP", "ZLIB", "auto"] = "auto"
     features: list[TFRecordFeature] | None = None
     inputs: list[str] | None = None  # feature names fed to the model (default: all but label)
@@ -1015,6 +1018,10 @@ def _member_for(annotation: Any, value: dict) -> type[BaseModel] | None:
     import typing
 
     members = _union_members(annotation, typing)
+    if ClassPathConfig in members:  # `{class_path, args}` or the section it stands for
+        if "class_path" in value:
+            return ClassPathConfig
+        members = [m for m in members if m is not ClassPathConfig]
     if len(members) == 1:
         return members[0]
     for member in members:

@@ -40,8 +40,11 @@ class NonFiniteLossError(UserError):
         self.checkpoint = checkpoint
 
 
-class Stopped(Exception):
+class Stopped(BaseException):
     """Training stopped on a signal after saving everything `--resume` needs.
+
+    A `BaseException`, like `KeyboardInterrupt`: code that catches `Exception` (Keras
+    Tuner's trial runner) lets it through.
 
     The CLI prints `str(err)` on its own line and exits with `exit_code`: 128 + the signal
     number (143 for SIGTERM, 130 for SIGINT / Ctrl-C), as a shell reports a killed process.

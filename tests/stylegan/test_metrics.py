@@ -439,7 +439,9 @@ def test_gan_metrics_command_measures_a_run_checkpoint(tmp_path, capsys):
     )
     assert metrics_command(args) == 0
     out = capsys.readouterr().out
-    assert "fid: " in out and "kid: " in out and "32 generated vs 32 real" in out
+    # classifier features: the Fréchet distance is named FCD, not FID (InceptionV3's)
+    assert "fcd (Fréchet classifier distance): " in out and "fid: " not in out
+    assert "kid: " in out and "32 generated vs 32 real" in out
     record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["fid"] > 0 and record["kimg"] == 1.5 and record["num_fake"] == 32
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1

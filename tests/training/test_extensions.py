@@ -181,3 +181,20 @@ def test_fit_takes_extra_callbacks(user_module, tmp_path):
     fit(config, run, callbacks=[extra])
     assert json.loads(record.read_text())["tag"] == "python"
     assert isinstance(extra, keras.callbacks.Callback) and extra.epochs == [0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"train": {"loss": {"name": "huber", "delta": True}}}, "train.loss.delta"),
+        ({"train": {"metrics": [{"class_path": "a.B"}], "epochs": True}}, "train.epochs"),
+        ({"model": {"name": "cnn", "groups": True}}, "model.groups"),
+    ],
+)
+def test_sections_that_may_be_class_paths_keep_their_number_checks(raw, key):
+    from tfkit.config import validate
+    from tfkit.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        validate(raw)
+    assert f"`{key}`" in str(err.value)

@@ -97,7 +97,8 @@ def _epochs(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module", params=["fit", "custom"])
+# the custom loop's own resume tests are in test_loop.py; here it runs with the slow tests
+@pytest.fixture(scope="module", params=["fit", pytest.param("custom", marks=pytest.mark.slow)])
 def straight(request, tmp_path_factory, config_file):
     """The uninterrupted run of each loop: (loop, run dir, args for a new run)."""
     run_dir = tmp_path_factory.mktemp(request.param) / "straight"
@@ -125,7 +126,9 @@ def _assert_same_run(resumed: Path, straight: Path) -> None:
         )
 
 
-@pytest.mark.parametrize("crash_at", [7, 33])  # before the first epoch end; mid epoch 2
+@pytest.mark.parametrize(
+    "crash_at", [pytest.param(7, marks=pytest.mark.slow), 33]
+)  # before the first epoch end; mid epoch 2
 def test_crash_at_any_step_then_resume_equals_uninterrupted(
     straight, crash_at, tmp_path, monkeypatch
 ):
@@ -143,7 +146,10 @@ def test_crash_at_any_step_then_resume_equals_uninterrupted(
     _assert_same_run(run_dir, straight_dir)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
 def test_signal_saves_prints_one_line_and_resume_equals_uninterrupted(
     straight, signum, code, tmp_path, monkeypatch, capsys
 ):

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -222,20 +223,69 @@ def test_hyperband_config_runs_with_conditional_momentum(tmp_path):
 
 
 @pytest.mark.slow
-def test_tfkit_train_best_yaml_reproduces_the_best_trial(tmp_path):
+def test_tfkit_train_reproduces_every_trial_and_best_yaml_the_best(tmp_path):
+    """A trial and `tfkit train` of its config run the same code with the same seeds and
+    data order: the same objective (0.002; exact where ops are deterministic)."""
     from tfkit.cli import main
+    from tfkit.config import save_config
 
     raw = with_tune(RAW, max_trials=3)
     raw["train"]["epochs"] = 4
     result = search(raw, tmp_path / "tune")
     best = result["best"]["objective"]
-    train_dir = tmp_path / "train"
-    assert main(["train", str(tmp_path / "tune" / "best.yaml"), "--run-dir", str(train_dir)]) == 0
-    epochs = [json.loads(line) for line in open(train_dir / "metrics.jsonl")]
-    reproduced = max(e["val_accuracy"] for e in epochs)
-    print(f"best trial val_accuracy {best:.4f}, tfkit train best.yaml {reproduced:.4f}")
-    assert len(epochs) == 4
-    assert reproduced == pytest.approx(best, abs=0.05)
+    completed = [t for t in result["trials"] if t["status"] == "COMPLETED"]
+    assert len(completed) == 3
+    for trial in completed:
+        path = tmp_path / f"trial_{trial['trial']}.yaml"
+        if trial["trial"] == result["best"]["trial"]:
+            path = tmp_path / "tune" / "best.yaml"
+        else:
+            save_config(space_lib.trial_config(raw, trial["values"]), path)
+        train_dir = tmp_path / f"train_{trial['trial']}"
+        assert main(["train", str(path), "--run-dir", str(train_dir)]) == 0
+        epochs = [json.loads(line) for line in open(train_dir / "metrics.jsonl")]
+        assert len(epochs) == 4
+        reproduced = max(e["val_accuracy"] for e in epochs)
+        print(f"trial {trial['trial']} {trial['objective']:.4f}, tfkit train {reproduced:.4f}")
+        assert reproduced == pytest.approx(trial["objective"], abs=0.002)
+    assert best == max(t["objective"] for t in completed)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
+def test_signal_stops_the_search_with_one_line_and_a_rerun_finishes_it(
+    signum, code, tmp_path, monkeypatch, capsys
+):
+    import tfkit.training.callbacks as callbacks_module
+    from tfkit.cli import main
+
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(with_tune(RAW, max_trials=2)))
+    run_dir = tmp_path / "run"
+    original = callbacks_module.build_callbacks
+    trials = []
+
+    class Signal(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if len(trials) == 2 and batch == 3:
+                os.kill(os.getpid(), signum)
+
+    def with_signal(*args, **kwargs):
+        trials.append(1)
+        return [*original(*args, **kwargs), Signal()]
+
+    monkeypatch.setattr(callbacks_module, "build_callbacks", with_signal)
+    assert main(["tune", str(config), "--run-dir", str(run_dir)]) == code
+    err = capsys.readouterr().err
+    line = f"tfkit tune: stopped at epoch 1; continue with: tfkit tune {config} --run-dir {run_dir}"
+    assert err.splitlines()[-1] == line
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIGTERM, signal.SIG_DFL)
+    monkeypatch.setattr(callbacks_module, "build_callbacks", original)
+    assert main(["tune", str(config), "--run-dir", str(run_dir)]) == 0
+    with open(run_dir / "trials.csv") as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["COMPLETED", "COMPLETED"]
 
 
 def test_each_trial_can_train_under_a_mirrored_strategy(tmp_path, two_replicas):

@@ -444,9 +444,12 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
 
 def make_spec(src: Source, cfg, counts: dict[str, int]) -> DataSpec:
     """The `DataSpec` of a source's examples after the pipeline (floats, one-hot labels)."""
+    features = src.input_features or src.input_names
     inputs = tuple(
-        InputSpec(n, tuple(s), "string" if d == "string" else "float32")
-        for n, s, d in zip(src.input_names, src.input_shapes, src.input_dtypes, strict=True)
+        InputSpec(n, tuple(s), "string" if d == "string" else "float32", f if f != n else None)
+        for n, s, d, f in zip(
+            src.input_names, src.input_shapes, src.input_dtypes, features, strict=True
+        )
     )
     one_hot = bool(cfg.one_hot)
     label_shape = (src.num_classes,) if one_hot else tuple(src.label_shape)

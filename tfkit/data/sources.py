@@ -43,6 +43,8 @@ class Source:
         has_sample_weight: elements carry a third component.
         task, num_classes, class_names, value_range: what the labels and features mean.
         skipped: bad records or images skipped under `ignore_errors`, per file.
+        input_features: for TFRecords, the feature each input reads (`image/encoded` for
+            the input `image_encoded`): input names are valid Keras names.
     """
 
     where: str
@@ -67,6 +69,7 @@ class Source:
     weight_name: str | None = None
     stream: Callable[[], tf.data.Dataset] | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    input_features: list[str] | None = None  # the stored feature of each input, if renamed
 
     @property
     def multi_input(self) -> bool:
@@ -133,7 +136,7 @@ def from_generator(generator: Callable[[], Any], output_signature: Any) -> tf.da
 
 
 def from_tfrecords(
-    path: str,
+    path: str | list[str],
     *,
     batch_size: int = 32,
     features: list[Any] | None = None,
@@ -149,7 +152,7 @@ def from_tfrecords(
     `tf.io.parse_example`. uint8 features stay uint8 here (`pipeline` scales them).
 
     Args:
-        path: directory written by `tfkit data convert`, a file, or a glob.
+        path: directory written by `tfkit data convert`, a file, a glob, or a list of those.
         batch_size: examples per batch.
         features: `TFRecordFeature`s (or dicts) for files without `schema.json`.
         label: the label feature (None for unlabelled).
@@ -163,7 +166,8 @@ def from_tfrecords(
     if batch_size < 1:
         raise UserError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     cfg = TFRecordSource(
-        kind="tfrecord", path=str(path), compression=compression, features=features,
+        kind="tfrecord", path=path if isinstance(path, (list, tuple)) else str(path),
+        compression=compression, features=features,
         label=label, inputs=inputs,
     )  # fmt: skip
     src = resolve_tfrecord(cfg, "from_tfrecords", ignore_errors)
@@ -544,8 +548,10 @@ def resolve_tfrecord(
         if n not in names:
             raise UserError(f"`{where}.inputs`: feature `{n}` is not among: {', '.join(names)}")
     compression = tfr.detect_compression(files[0], cfg.compression)
+    schema_base = cfg.path if isinstance(cfg.path, str) else files[0]
     shard_counts = {
-        str(Path(schema_dir_file(cfg.path, s["file"]))): s["count"] for s in meta.get("shards", [])
+        str(Path(schema_dir_file(schema_base, s["file"]))): s["count"]
+        for s in meta.get("shards", [])
     }
 
     counts, skipped = [], {}
@@ -614,7 +620,8 @@ def resolve_tfrecord(
     return Source(
         where=where,
         count=int(sum(counts)),
-        input_names=list(inputs),
+        input_names=keras_input_names(inputs),
+        input_features=list(inputs),
         input_shapes=[tuple(by_name[n].shape) for n in inputs],
         input_dtypes=[by_name[n].dtype for n in inputs],
         label_dtype=None if label is None else _label_dtype(t),
@@ -632,6 +639,27 @@ def resolve_tfrecord(
         weight_name=weight,
         skipped=skipped,
     )
+
+
+def keras_input_names(features: list[str]) -> list[str]:
+    """Keras-valid, distinct input names for feature names (`image/encoded` -> `image_encoded`).
+
+    Keras refuses `/` (and TensorFlow more) in layer names; TFRecords written elsewhere
+    commonly use `image/encoded`, `image/class/label`.
+    """
+    import re
+
+    out: list[str] = []
+    for name in features:
+        safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "input"
+        if not safe[0].isalpha():
+            safe = f"f_{safe}"
+        candidate, n = safe, 1
+        while candidate in out:
+            n += 1
+            candidate = f"{safe}_{n}"
+        out.append(candidate)
+    return out
 
 
 def schema_dir_file(path: str, name: str) -> str:
@@ -713,7 +741,8 @@ def parse_fn(src: Source) -> Callable:
 
     def parse(records, names):
         parsed = tfr.decode_batch(tf.io.parse_example(records, fmap, example_names=names), specs)
-        xs = {n: parsed[n] for n in src.input_names}
+        features = src.input_features or src.input_names
+        xs = {n: parsed[f] for n, f in zip(src.input_names, features, strict=True)}
         x = xs if src.multi_input else xs[src.input_names[0]]
         y = tf.cast(parsed[src.label_name], label_dtype) if src.label_name else None
         w = tf.cast(parsed[src.weight_name], tf.float32) if src.weight_name else None

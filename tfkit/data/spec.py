@@ -14,11 +14,16 @@ Task = Literal["binary", "multiclass", "regression"]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input: its name, per-example shape (no batch dimension) and dtype."""
+    """One model input: its name, per-example shape (no batch dimension) and dtype.
+
+    `feature` is the stored feature it reads when that name is not a valid Keras name
+    (a TFRecord's `image/encoded` feeds the input `image_encoded`).
+    """
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    feature: str | None = None
 
 
 @dataclass(frozen=True)

@@ -255,13 +255,24 @@ def _write_shards(columns, out: Path, shard_mb, num_shards, compression, meta) -
 
 
 def resolve_files(
-    path: str | Path, what: str = "data.source.path"
+    path: str | Path | list[str], what: str = "data.source.path"
 ) -> tuple[list[str], dict | None]:
-    """The TFRecord files at `path` (a directory, a file or a glob) and its schema, if any.
+    """The TFRecord files at `path` (a directory, a file, a glob, or a list of those) and
+    its schema, if any (the first one found).
 
     Raises:
         UserError: the path does not exist, or holds no TFRecord files.
     """
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise UserError(f"`{what}`: an empty list; name TFRecord files, globs or directories")
+        files: list[str] = []
+        schema = None
+        for i, item in enumerate(path):
+            found, found_schema = resolve_files(item, f"{what}[{i}]")
+            files += [f for f in found if f not in files]
+            schema = schema or found_schema
+        return files, schema
     text = str(path)
     p = Path(text)
     schema = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -270,15 +271,21 @@ def to_display(images: np.ndarray, value_range: tuple[float, float] | None) -> n
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-def config_images(cfg, count: int) -> tuple[np.ndarray, str]:
-    """Up to `count` training images of an experiment as its model sees them.
+def config_images(cfg, count: int, *, images_only: bool = True) -> tuple[Any, str]:
+    """Up to `count` training examples of an experiment as its model sees them.
 
     With a `gan` section the images come from the GAN trainer's own reader (square RGB in
     [-1, 1], x-flipped when `data.xflip`); otherwise from the train split of
     `tfkit.data.build` (after augmentation and `data.normalize`).
 
+    Args:
+        cfg: the experiment.
+        count: how many examples at most.
+        images_only: refuse inputs that are not one batch of images (N, H, W, C); else
+            tabular, sequence and multi-input data come back as they are.
+
     Returns:
-        (float images (N, H, W, C), a one-line description of what they are).
+        (inputs: an array (N, ...) or a dict of them, a one-line description).
     """
     if cfg.gan is not None:
         from tfkit.stylegan.trainer import load_images
@@ -294,40 +301,50 @@ def config_images(cfg, count: int) -> tuple[np.ndarray, str]:
         what = "train split"
     batches, n = [], 0
     for batch in ds.as_numpy_iterator():
-        if isinstance(batch, dict):
+        if isinstance(batch, dict) and images_only:
             raise UserError(
                 f"--grid: the model of {cfg.name} takes several inputs ({', '.join(batch)}); "
                 "inspect one image source with a TFRecord path instead"
             )
         batches.append(batch)
-        n += len(batch)
+        n += len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
         if n >= count:
             break
-    images = np.concatenate(batches)[:count]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+    if isinstance(batches[0], dict):
+        inputs: Any = {k: np.concatenate([b[k] for b in batches])[:count] for k in batches[0]}
+    else:
+        inputs = np.concatenate(batches)[:count]
+    if images_only and (inputs.ndim != 4 or inputs.shape[-1] not in (1, 3, 4)):
         raise UserError(
             f"--grid: {cfg.name}'s inputs are not images (N, H, W, C). "
-            f"Received: shape {list(images.shape)}"
+            f"Received: shape {list(inputs.shape)}"
         )
-    return images, (f"{what}; normalize {cfg.data.normalize}, xflip {cfg.data.xflip}")
+    return inputs, (f"{what}; normalize {cfg.data.normalize}, xflip {cfg.data.xflip}")
 
 
 def inspect_config(args: argparse.Namespace) -> int:
-    """`tfkit data inspect CONFIG.yaml`: the train images as the model (or GAN) sees them."""
+    """`tfkit data inspect CONFIG.yaml`: the train inputs as the model (or GAN) sees them;
+    `--grid` writes image inputs as a PNG grid."""
     from tfkit.config import load_config
 
     cfg = load_config(args.path, getattr(args, "overrides", None) or [])
     want = max(args.examples, 64 if args.grid else 0, 1)
-    images, what = config_images(cfg, want)
+    inputs, what = config_images(cfg, want, images_only=bool(args.grid))
     print(f"{args.path}: {what}")
-    print(
-        f"images: shape {list(images.shape[1:])} {images.dtype}, range "
-        f"[{images.min():.4g}, {images.max():.4g}] over {len(images)} examples"
-    )
-    for i, img in enumerate(images[: args.examples]):
-        print(f"example {i}: {_summary(img)}")
+    named = inputs if isinstance(inputs, dict) else {"": inputs}
+    for name, values in named.items():
+        kind = "images" if values.ndim == 4 else "inputs"
+        label = f"input `{name}`" if name else kind
+        print(
+            f"{label}: shape {list(values.shape[1:])} {values.dtype}, range "
+            f"[{values.min():.4g}, {values.max():.4g}] over {len(values)} examples"
+        )
+    count = len(next(iter(named.values())))
+    for i in range(min(args.examples, count)):
+        parts = [(f"{k}: " if k else "") + _summary(v[i]) for k, v in named.items()]
+        print(f"example {i}: {'; '.join(parts)}")
     if args.grid:
-        shown = to_display(images[:64], display_range(cfg.data.normalize))
+        shown = to_display(inputs[:64], display_range(cfg.data.normalize))
         out = write_grid(list(shown), args.grid)
         print(f"grid: {out} ({len(shown)} images, {cfg.data.normalize} mapped back to 0-255)")
     return 0

@@ -178,7 +178,10 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
         x = layer(x)
         if cfg.batch_norm:
             x = keras.layers.BatchNormalization(
-                momentum=cfg.batch_norm_momentum, epsilon=cfg.batch_norm_epsilon, name=f"{name}_bn"
+                momentum=cfg.batch_norm_momentum,
+                epsilon=cfg.batch_norm_epsilon,
+                synchronized=True,  # global-batch statistics: every replica stays equal
+                name=f"{name}_bn",
             )(x)
         return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
 

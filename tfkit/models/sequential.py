@@ -32,13 +32,21 @@ def build_mlp(cfg: MLPModel, spec: DataSpec) -> keras.Sequential:
         # and the activation is a layer of its own (as `activation_layer` asks without it).
         separate = cfg.batch_norm or cfg.activation_layer
         layers.append(
-            dense(width, None if separate else cfg.activation, cfg.dense_impl, name=f"dense_{i}")
+            dense(
+                width,
+                None if separate else cfg.activation,
+                cfg.dense_impl,
+                # batch norm removes a bias (its gradient is rounding noise Adam would amplify)
+                use_bias=not cfg.batch_norm,
+                name=f"dense_{i}",
+            )
         )
         if cfg.batch_norm:
             layers.append(
                 keras.layers.BatchNormalization(
                     momentum=cfg.batch_norm_momentum,
                     epsilon=cfg.batch_norm_epsilon,
+                    synchronized=True,  # global-batch statistics: every replica stays equal
                     name=f"batch_norm_{i}",
                 )
             )

@@ -16,7 +16,7 @@ def train_command(args: argparse.Namespace) -> int:
     `--resume RUN_DIR` continues the run with its own saved config; `--set` (or a CONFIG
     given along) may change only the keys of `tfkit.runs.RESUMABLE_KEYS`.
     """
-    from tfkit.config import dump_yaml, load_config
+    from tfkit.config import load_config
     from tfkit.runs import Run
 
     run = changes = None
@@ -55,7 +55,9 @@ def train_command(args: argparse.Namespace) -> int:
             num_classes,
             cfg.runtime.mixed_precision,
         )
-        print(dump_yaml(cfg), end="")
+        from tfkit.stylegan.presets import resolved_yaml
+
+        print(resolved_yaml(cfg, opts.as_dict()), end="")
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0
@@ -126,6 +128,7 @@ def metrics_command(args: argparse.Namespace) -> int:
         METRICS,
         check_metric_names,
         default_cache_dir,
+        display_name,
         evaluate_generator,
         log_metrics,
     )
@@ -169,8 +172,8 @@ def metrics_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     for name in metrics:
         print(
-            f"{name}: {results[name]:.6g}  ({results['num_fake']} generated vs "
-            f"{results['num_real']} real images)"
+            f"{display_name(name, spec)}: {results[name]:.6g}  ({results['num_fake']} "
+            f"generated vs {results['num_real']} real images)"
         )
     print(f"time: {seconds:.1f} s")
     log_metrics(

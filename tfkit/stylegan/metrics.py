@@ -511,3 +511,11 @@ def log_metrics(
             if name in METRICS:
                 tf.summary.scalar(f"Metrics/{name}", value, step=step)
     writer.close()
+
+
+def display_name(metric: str, features: str) -> str:
+    """How a metric is named to the user: the Fréchet distance of classifier features is
+    the Fréchet classifier distance (FCD), not FID, which means InceptionV3 features."""
+    if metric == "fid" and not features.startswith("inception"):
+        return "fcd (Fréchet classifier distance)"
+    return metric

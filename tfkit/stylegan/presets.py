@@ -316,3 +316,45 @@ def resolve_options(
         rounds=rounds,
         **v,
     )
+
+
+def data_resolution(cfg) -> int | None:
+    """The image size of an experiment's data as far as the config states it (no reading)."""
+    if cfg.gan is not None and cfg.gan.resolution is not None:
+        return cfg.gan.resolution
+    source = cfg.data.source
+    if getattr(source, "resolution", None):
+        return source.resolution
+    size = getattr(source, "image_size", None)
+    return size[0] if size and size[0] == size[1] else None
+
+
+def preset_values(gan, resolution: int | None, replicas: int = 1) -> dict:
+    """What `gan.preset` sets, unchecked (`{}` for `auto` when the resolution is unknown)."""
+    if gan.preset == "auto":
+        if resolution is None:
+            return {}
+        values = auto_preset(resolution, replicas)
+    else:
+        values = dict(PRESETS.get(gan.preset, {}))
+    values.setdefault("tick_kimg", 4.0)
+    values.setdefault("snapshot_ticks", 50)
+    if resolution is not None:
+        values.setdefault("resolution", resolution)
+    return values
+
+
+def resolved_yaml(cfg, values: dict) -> str:
+    """The experiment as YAML with each null `gan` key the preset fills shown with its value."""
+    import yaml
+
+    from tfkit.config import to_dict
+
+    tree = to_dict(cfg)
+    if tree.get("gan") is not None:
+        tree["gan"] = {
+            k: values[k] if v is None and values.get(k) is not None else v
+            for k, v in tree["gan"].items()
+        }
+    text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
+    return f"{text}# gan: null keys shown with the value of preset {cfg.gan.preset}\n"

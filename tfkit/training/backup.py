@@ -190,6 +190,24 @@ def build_from_spec(model: keras.Model, element_spec: Any) -> None:
             model._symbolic_build(data_batch=element_spec)
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Raise `Stopped` at the batch end after a signal of `stop` (a tuner trial: the
+    search keeps its completed trials and reruns the stopped one)."""
+
+    def __init__(self, stop: StopSignals):
+        super().__init__()
+        self.stop = stop
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.stop.requested:
+            end_progress_line(self.params.get("verbose"))
+            raise Stopped(self.stop.requested, self._epoch + 1, batch + 1)
+
+
 def train_stream(make_train: Callable[[], tf.data.Dataset], skip: int) -> tf.data.Dataset:
     """A fresh train dataset, repeated, from global step `skip` on."""
     data = make_train()

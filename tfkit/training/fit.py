@@ -43,7 +43,9 @@ def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
 
     out = dataclasses.asdict(spec)
     out["inputs"] = [
-        {"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in spec.inputs
+        {"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
+        | ({"feature": i.feature} if i.feature else {})
+        for i in spec.inputs
     ]
     return out
 

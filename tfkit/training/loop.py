@@ -66,7 +66,8 @@ class Loop:
         metrics: metric objects or names (`"accuracy"` matches the loss).
         steps_per_loop: optimizer steps per `tf.function` call.
         jit_compile: compile the replica step with XLA.
-        callbacks: Keras callbacks receiving the usual `on_*` hooks.
+        callbacks: Keras callbacks receiving the hooks `fit` calls (`on_train_*`, `on_epoch_*`,
+            and `on_test_*` around each validation); `predict` calls `on_predict_*`.
         checkpoint_dir: where `tf.train.CheckpointManager` writes (None: no checkpoints).
         checkpoint_every: save every N steps (0: at each epoch end only).
         nan_policy: `stop` (raise `NonFiniteLossError` naming the step, leaving the last
@@ -183,6 +184,7 @@ class Loop:
             )
         self._train_fn = None
         self._eval_fn = None
+        self._predict_fn = None
 
     # ----------------------------------------------------------------------------------
     # one replica's work
@@ -303,9 +305,20 @@ class Loop:
             self._train_fn = train_fn
         return self._train_fn(iterator, tf.constant(steps, dtype=tf.int32))
 
-    def evaluate(self, data: DatasetFn, steps: int | None = None) -> dict[str, float]:
-        """Loss and metrics over a finite dataset function (all of it, or `steps` batches)."""
+    def evaluate(
+        self,
+        data: DatasetFn,
+        steps: int | None = None,
+        callbacks: keras.callbacks.CallbackList | None = None,
+    ) -> dict[str, float]:
+        """Loss and metrics over a finite dataset function (all of it, or `steps` batches).
+
+        `callbacks` receive `on_test_begin`, `on_test_batch_begin/end` per batch and
+        `on_test_end`, as during `model.fit`'s validation.
+        """
         self._ensure_built()
+        callbacks = callbacks or keras.callbacks.CallbackList([], model=self.model)
+        batch_logs = _overrides(callbacks, "on_test_batch_end")
         for metric in self.metrics:
             metric.reset_state()
         if self._eval_fn is None:
@@ -321,11 +334,20 @@ class Loop:
 
             self._eval_fn = eval_fn
         dist = self.strategy.distribute_datasets_from_function(data)
+        callbacks.on_test_begin()
         totals = []  # kept on device; one transfer at the end
         for i, batch in enumerate(dist):
             if steps is not None and i >= steps:
                 break
+            callbacks.on_test_batch_begin(i)
             totals.append(self._eval_fn(batch))
+            # running logs cost a device sync per batch: only for callbacks that read them
+            callbacks.on_test_batch_end(i, self._eval_logs(totals) if batch_logs else None)
+        logs = self._eval_logs(totals)
+        callbacks.on_test_end(logs)
+        return logs
+
+    def _eval_logs(self, totals: list) -> dict[str, float]:
         total = float(tf.add_n([t for t, _ in totals])) if totals else 0.0
         count = float(tf.add_n([n for _, n in totals])) if totals else 0.0
         logs = {"loss": total / max(count, 1.0)}
@@ -333,6 +355,38 @@ class Loop:
         if self.model.losses:
             logs["loss"] += float(tf.add_n(self.model.losses))
         return logs
+
+    def predict(
+        self,
+        data: DatasetFn | tf.data.Dataset,
+        steps: int | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+    ) -> Any:
+        """The model's outputs over a finite dataset (or dataset function), in order.
+
+        Batches may be `x` or `(x, y[, sample_weight])`. `callbacks` receive
+        `on_predict_begin`, `on_predict_batch_begin/end` (logs `{"outputs": ...}`) and
+        `on_predict_end`, as with `model.predict`.
+        """
+        self._ensure_built()
+        dataset = data(tf.distribute.InputContext()) if callable(data) else data
+        if self._predict_fn is None:
+            self._predict_fn = tf.function(lambda x: self.model(x, training=False))
+        callback_list = keras.callbacks.CallbackList(list(callbacks), model=self.model)
+        callback_list.on_predict_begin()
+        outputs = []
+        for i, batch in enumerate(dataset):
+            if steps is not None and i >= steps:
+                break
+            callback_list.on_predict_batch_begin(i)
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            y = tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(x))
+            outputs.append(y)
+            callback_list.on_predict_batch_end(i, {"outputs": y})
+        callback_list.on_predict_end()
+        if not outputs:
+            return None
+        return tf.nest.map_structure(lambda *ys: np.concatenate(ys), *outputs)
 
     # ----------------------------------------------------------------------------------
     # the controller
@@ -500,7 +554,7 @@ class Loop:
                 end_progress_line(1)
             return logs
         if self.val_data is not None and (epoch + 1) % self.validation_freq == 0:
-            val = self.evaluate(self.val_data, self.validation_steps)
+            val = self.evaluate(self.val_data, self.validation_steps, callbacks)
             logs.update({f"val_{k}": v for k, v in val.items()})
         finished = done_in_epoch >= self.steps_per_epoch
         if finished:
@@ -518,6 +572,12 @@ class Loop:
                 tf.summary.scalar("epoch/examples_per_second", count_sum / max(seconds, 1e-9))
         callbacks.on_epoch_end(epoch, logs)
         return logs
+
+
+def _overrides(callbacks: keras.callbacks.CallbackList, hook: str) -> bool:
+    """Whether any callback implements `hook` (the base class's is a no-op)."""
+    base = getattr(keras.callbacks.Callback, hook)
+    return any(getattr(type(c), hook, base) is not base for c in callbacks.callbacks)
 
 
 def steps_in(dataset: tf.data.Dataset) -> int | None:

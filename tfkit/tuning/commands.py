@@ -7,10 +7,11 @@ the chief's oracle answers, so a mistake is reported before TensorFlow is import
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tfkit.cluster import announce
 from tfkit.config import apply_overrides, read_yaml, validate
-from tfkit.errors import UserError
+from tfkit.errors import Stopped, UserError
 
 
 def tune_command(args: argparse.Namespace) -> int:
@@ -52,16 +53,21 @@ def tune_command(args: argparse.Namespace) -> int:
     chief = args.role != "worker"  # a local search or the chief: one process per run dir
     if chief:
         run.path.mkdir(parents=True, exist_ok=True)
-    with run.locked(chief):
-        run_search(
-            config,
-            raw,
-            run.path,
-            overwrite=args.overwrite,
-            role=args.role,
-            oracle=args.oracle,
-            tuner_id=args.tuner_id,
-            oracle_timeout=args.oracle_timeout,
-            bind=bind,
-        )
+    try:
+        with run.locked(chief):
+            run_search(
+                config,
+                raw,
+                run.path,
+                overwrite=args.overwrite,
+                role=args.role,
+                oracle=args.oracle,
+                tuner_id=args.tuner_id,
+                oracle_timeout=args.oracle_timeout,
+                bind=bind,
+            )
+    except Stopped as err:  # the same command continues the search
+        sets = "".join(f" --set {shlex.quote(o)}" for o in args.overrides or [])
+        err.resume_hint = f"tfkit tune {shlex.quote(args.config)}{sets} --run-dir {run.path}"
+        raise
     return 0

@@ -53,6 +53,7 @@ class TfkitHyperModel(keras_tuner.HyperModel):
         self.space = space
         self.log_dir = Path(log_dir)
         self._splits: dict[str, Any] = {}
+        self.stop = None  # a `StopSignals` while a search runs: trials stop on its request
 
     # ----------------------------------------------------------------------------------
 
@@ -74,23 +75,21 @@ class TfkitHyperModel(keras_tuner.HyperModel):
         return self._splits[key]
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        """Build and compile the trial's model exactly as `tfkit train` would."""
-        import tfkit.models
-        from tfkit.training.fit import compile_model
+        """Build and compile the trial's model as `tfkit train` does (`build_model`: the
+        same initial weights)."""
+        from tfkit.training.fit import build_model
 
         config = self.trial_config(hp)
-        spec = self.splits(config).spec
-        keras.utils.set_random_seed(config.runtime.seed)  # same initial weights as `train`
-        model = tfkit.models.build(config.model, spec)
-        compile_model(model, config.train, spec, config.runtime)
-        return model
+        return build_model(config, self.splits(config).spec)
 
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any):
-        """Train the trial's model on the experiment's data with tfkit's callbacks."""
+        """Train the trial's model as `tfkit train` does (`fit_model`: the same data order,
+        so `tfkit train best.yaml` reproduces the trial), with tfkit's callbacks."""
         from tensorboard.plugins.hparams import api as hparams_api
 
+        from tfkit.training.backup import StopOnSignal
         from tfkit.training.callbacks import build_callbacks
-        from tfkit.training.metrics import resolve_class_weight
+        from tfkit.training.fit import fit_model, train_batches
 
         config = self.trial_config(hp)
         splits = self.splits(config)
@@ -118,17 +117,20 @@ class TfkitHyperModel(keras_tuner.HyperModel):
             hparams_api.KerasCallback(writer=str(log_dir), hparams=hparams, trial_id=str(trial_id))
         )
         epochs = kwargs.pop("epochs", None) or config.train.epochs
-        kwargs.pop("verbose", None)
-        class_weight = resolve_class_weight(config.train.class_weight, splits.spec, splits.train)
-        return model.fit(
-            splits.train,
-            validation_data=splits.val,
+        initial_epoch = int(kwargs.pop("initial_epoch", 0) or 0)  # Hyperband's later rounds
+        unused = set(kwargs) - {"verbose", "shuffle"}
+        if unused:
+            raise TypeError(f"TfkitHyperModel.fit does not take {sorted(unused)}")
+        if self.stop is not None:
+            callbacks.insert(0, StopOnSignal(self.stop))
+        steps = train_batches(config, splits) or 0
+        return fit_model(
+            model,
+            config,
+            splits,
+            callbacks + tuner_callbacks,
             epochs=epochs,
-            steps_per_epoch=config.train.steps_per_epoch,
-            validation_steps=config.train.validation_steps,
-            validation_freq=config.train.validation_freq,
-            class_weight=class_weight,
-            callbacks=callbacks + tuner_callbacks,
+            start_step=initial_epoch * steps,
+            start_epoch=initial_epoch,
             verbose=0,
-            **{"shuffle": False, **kwargs},  # the tf.data pipeline shuffles under the data seed
         )

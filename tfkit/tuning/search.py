@@ -337,7 +337,12 @@ def run_search(
     if role == "chief":
         serve_oracle(tuner, bind=bind)
     else:
-        tuner.search(verbose=0)
+        from tfkit.training.stop import StopSignals
+
+        # SIGTERM / Ctrl-C stop the running trial at its next step (`Stopped`); the search
+        # keeps every completed trial, and running it again reruns the stopped one
+        with StopSignals() as hypermodel.stop:
+            tuner.search(verbose=0)
     seconds = time.perf_counter() - start
 
     if is_worker:
