@@ -344,12 +344,19 @@ def free_port_range(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
-def start_slurm_tasks(args: list[str], out_dir, tasks: int = 2, env=None):
-    """Start `python -m tfkit.cli ARGS` as the `tasks` tasks of one srun step on one node
-    (`fakenode`, which a stand-in `scontrol` on PATH maps to 127.0.0.1): each process gets
-    the SLURM variables `srun` sets, and `--set runtime.cluster_port=P` with free ports
-    P..P+tasks-1. No TF_CONFIG. Returns the processes, the paths of their stdout (stderr
-    goes beside it, `.err`) and P."""
+def start_cluster_tasks(args: list[str], out_dir, tasks: int = 2, env=None, kind="slurm"):
+    """Start `python -m tfkit.cli ARGS` as the `tasks` processes of one cluster on 127.0.0.1,
+    each with the environment its scheduler would give it, and no other cluster variable.
+
+    `kind="slurm"`: the tasks of one srun step on one node (`fakenode`, which a stand-in
+    `scontrol` on PATH maps to 127.0.0.1), with `--set runtime.cluster_port=P`.
+    `kind="tf_config"`: the TF_CONFIG Kubeflow's TFJob sets: a chief (process 0) and
+    `tasks - 1` workers, on ports P, P+1, ...
+
+    P..P+tasks-1 are free ports. Returns the processes, the paths of their stdout (stderr
+    goes beside it, `.err`) and P.
+    """
+    import json
     import os
     import subprocess
     import sys
@@ -376,15 +383,22 @@ def start_slurm_tasks(args: list[str], out_dir, tasks: int = 2, env=None):
         "SLURM_STEP_TASKS_PER_NODE": str(tasks),
         "SLURM_NODEID": "0",
     }
+    addresses = [f"127.0.0.1:{port + i}" for i in range(tasks)]
+    cluster = {"chief": addresses[:1], "worker": addresses[1:]}
     procs, logs = [], []
     for rank in range(tasks):
         log = out_dir / f"task{rank}.log"
-        task_env = {**base, **step, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        if kind == "slurm":
+            task_env = {**base, **step, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+            extra = ["--set", f"runtime.cluster_port={port}"]
+        else:
+            task = {"type": "worker", "index": rank - 1} if rank else {"type": "chief", "index": 0}
+            task_env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+            extra = []
         with open(log, "w") as f, open(log.with_suffix(".err"), "w") as err:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "tfkit.cli", *args]
-                    + ["--set", f"runtime.cluster_port={port}"],
+                    [sys.executable, "-m", "tfkit.cli", *args, *extra],
                     env={**task_env, **(env or {})},
                     cwd=root,
                     stdout=f,

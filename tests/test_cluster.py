@@ -425,7 +425,7 @@ def test_cluster_module_imports_no_tensorflow():
 
 # --------------------------------------------------------------------------------------
 # real runs: an srun step of 2-3 tasks on 127.0.0.1 (SLURM variables per process and a
-# stand-in scontrol; see helpers.start_slurm_tasks)
+# stand-in scontrol; see helpers.start_cluster_tasks)
 # --------------------------------------------------------------------------------------
 
 
@@ -433,14 +433,14 @@ def test_cluster_module_imports_no_tensorflow():
 def test_two_slurm_tasks_train_to_identical_weights(tmp_path):
     import re
 
-    from helpers import start_slurm_tasks, wait_all
+    from helpers import start_cluster_tasks, wait_all
     from test_launch import SMALL
 
     config = tmp_path / "digits.yaml"
     config.write_text("name: slurm_digits\n")
     run_dir = tmp_path / "run"
     args = ["train", str(config), *SMALL, "--run-dir", str(run_dir)]
-    procs, logs, port = start_slurm_tasks(args, tmp_path / "logs", tasks=2)
+    procs, logs, port = start_cluster_tasks(args, tmp_path / "logs", tasks=2)
     codes = wait_all(procs, timeout=500)
     out = [log.read_text() for log in logs]
     assert codes == [0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
@@ -461,7 +461,7 @@ def test_two_slurm_tasks_train_to_identical_weights(tmp_path):
 def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
     import re
 
-    from helpers import start_slurm_tasks, wait_all
+    from helpers import start_cluster_tasks, wait_all
     from stylegan.test_commands import SMALL_MULTI_WORKER
 
     small = {**SMALL_MULTI_WORKER, "gan.kimg": 0.048}
@@ -471,7 +471,7 @@ def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
     args = ["gan", "train", config, "--run-dir", str(run_dir), *sets]
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    procs, logs, port = start_slurm_tasks(args, tmp_path / "logs", env={"TMPDIR": str(scratch)})
+    procs, logs, port = start_cluster_tasks(args, tmp_path / "logs", env={"TMPDIR": str(scratch)})
     codes = wait_all(procs, timeout=500)
     out = [log.read_text() for log in logs]
     assert codes == [0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
@@ -485,10 +485,12 @@ def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path):
-    """Task 0 serves the oracle on its node's port, tasks 1 and 2 run the trials; no
+@pytest.mark.parametrize("kind", ["slurm", "tf_config"])
+def test_a_search_over_a_three_process_cluster_runs_every_trial_exactly_once(kind, tmp_path):
+    """Under SLURM (an srun step of 3 tasks) and under a TFJob's TF_CONFIG (chief + 2
+    workers): process 0 serves the oracle on its own port, the other two run the trials; no
     KERASTUNER_* variable and no --role/--oracle is given."""
-    from helpers import check_distributed_search, start_slurm_tasks, wait_all
+    from helpers import check_distributed_search, start_cluster_tasks, wait_all
 
     run_dir = tmp_path / "run"
     args = [
@@ -498,9 +500,10 @@ def test_a_search_over_three_slurm_tasks_runs_every_trial_exactly_once(tmp_path)
         *("--set", "train.epochs=2", "--set", "data.source.count=600"),
         *("--run-dir", str(run_dir)),
     ]
-    procs, logs, port = start_slurm_tasks(args, tmp_path / "logs", tasks=3)
+    procs, logs, port = start_cluster_tasks(args, tmp_path / "logs", tasks=3, kind=kind)
     codes = wait_all(procs, timeout=500)
     out = [log.read_text() for log in logs]
+    assert out[0].startswith(f"cluster: {kind} (auto: "), out[0][:500]
     assert codes == [0, 0, 0], out + [log.with_suffix(".err").read_text()[-3000:] for log in logs]
     assert f"chief: oracle serving at 0.0.0.0:{port}" in out[0]
     assert "as worker worker0" in out[1] and "as worker worker1" in out[2]

@@ -283,7 +283,7 @@ def _handler(name: str):
 
 def config_show(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML."""
-    from tfkit.config import dump_yaml, load_config
+    from tfkit.config import dump_yaml, load_config, to_dict
 
     config = load_config(args.config, args.overrides)
     if config.gan is None:
@@ -292,7 +292,7 @@ def config_show(args: argparse.Namespace) -> int:
     from tfkit.stylegan import presets  # no TensorFlow there
 
     values = presets.preset_values(config.gan, presets.data_resolution(config))
-    print(presets.resolved_yaml(config, values), end="")
+    print(presets.resolved_yaml(to_dict(config), values), end="")
     return 0
 
 

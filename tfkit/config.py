@@ -87,6 +87,10 @@ def check_number_kinds(annotation: Any, value: Any) -> None:
                 check_number_kinds(item, v)
 
 
+# random seeds: NumPy's generators take [0, 2**32)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 class Strict(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated.
 
@@ -115,7 +119,7 @@ class ShapesSource(Strict):
     kind: Literal["shapes"]
     count: int = Field(2000, ge=1)
     resolution: int = Field(32, ge=4)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("resolution")
     @classmethod
@@ -131,7 +135,7 @@ class TabularBinarySource(Strict):
     kind: Literal["tabular_binary"]
     count: int = Field(4000, ge=1)
     features: int = Field(50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TwoInputSource(Strict):
@@ -139,7 +143,7 @@ class TwoInputSource(Strict):
 
     kind: Literal["two_input"]
     count: int = Field(4000, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SequencesSource(Strict):
@@ -150,7 +154,7 @@ class SequencesSource(Strict):
     length: int = Field(20, ge=2)
     features: int = Field(4, ge=1)
     classes: int = Field(3, ge=2)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class RegressionSource(Strict):
@@ -161,7 +165,7 @@ class RegressionSource(Strict):
     features: int = Field(8, ge=1)
     noise: float = Field(0.1, ge=0)
     outlier_fraction: float = Field(0.05, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class NpzSource(Strict):
@@ -265,7 +269,7 @@ class SplitConfig(Strict):
     train: float = Field(0.8, ge=0, le=1)
     val: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
@@ -299,8 +303,8 @@ class DataConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     batch_size: int = Field(32, ge=1)
     drop_remainder: bool = False
-    shuffle_buffer: int = Field(10_000, ge=0)  # 0 disables shuffling
-    seed: int | None = None  # shuffling seed; default runtime.seed
+    shuffle_buffer: int = Field(10_000, ge=0, le=2**31 - 1)  # 0 disables shuffling
+    seed: Seed | None = None  # shuffling seed; default runtime.seed
     repeat: bool = False
     cache: str = "memory"  # "none", "memory" or a file path prefix
     prefetch: bool = True
@@ -647,7 +651,7 @@ class RuntimeConfig(Strict):
     # picks (the number of cores); like torch.set_num_threads
     intra_op_threads: int | None = Field(None, ge=1)
     inter_op_threads: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
@@ -757,7 +761,7 @@ class TuneConfig(Strict):
     max_epochs: int = Field(10, ge=1)  # hyperband
     factor: int = Field(3, ge=2)  # hyperband
     hyperband_iterations: int = Field(1, ge=1)
-    seed: int | None = None  # default runtime.seed
+    seed: Seed | None = None  # default runtime.seed
     directory: str | None = None  # default <run dir>/search
     save_best_model: bool = True
     space: dict[str, HyperParameterConfig] = Field(default_factory=dict)
@@ -853,7 +857,7 @@ class GanConfig(Strict):
     # it. Gradients accumulate over batch / (batch_per_replica * replicas) rounds.
     batch_per_replica: int | None = Field(None, ge=1)
     grid: tuple[int, int] = (8, 4)  # snapshot grid columns, rows
-    grid_seed: int = 0
+    grid_seed: Seed = 0
     metrics: list[Literal["fid", "kid"]] = []  # computed at every snapshot
     metrics_features: str = "inception_v3"  # or classifier:RUN_DIR (offline)
     metrics_num_images: int = Field(50000, ge=2)  # real and generated images per metric
@@ -1148,6 +1152,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         else:
             check(f"train.metrics[{i}]", kn.check_metric_name, name)
             metric_names.append(name)
+    shown = [m.class_path if isinstance(m, ClassPathConfig) else m for m in train.metrics]
     # a class_path metric without a `name` argument logs under a name only its class knows
     logs_known = all(isinstance(n, str) for n in metric_names)
     logs = kn.log_keys([n for n in metric_names if isinstance(n, str)])
@@ -1164,7 +1169,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and monitor not in logs:
             out.append(
                 f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
-                f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"(train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     for field_name in type(config.model).model_fields:
         if field_name.endswith("activation"):
@@ -1182,7 +1187,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
-                f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"config (train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     return out
 

@@ -55,9 +55,10 @@ def train_command(args: argparse.Namespace) -> int:
             num_classes,
             cfg.runtime.mixed_precision,
         )
+        from tfkit.config import to_dict
         from tfkit.stylegan.presets import resolved_yaml
 
-        print(resolved_yaml(cfg, opts.as_dict()), end="")
+        print(resolved_yaml(to_dict(cfg), opts.as_dict()), end="")
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0

@@ -344,17 +344,17 @@ def preset_values(gan, resolution: int | None, replicas: int = 1) -> dict:
     return values
 
 
-def resolved_yaml(cfg, values: dict) -> str:
-    """The experiment as YAML with each null `gan` key the preset fills shown with its value."""
+def resolved_yaml(tree: dict, values: dict) -> str:
+    """A resolved experiment (`tfkit.config.to_dict`) as YAML, each null `gan` key the
+    preset fills shown with its value."""
     import yaml
 
-    from tfkit.config import to_dict
-
-    tree = to_dict(cfg)
-    if tree.get("gan") is not None:
-        tree["gan"] = {
-            k: values[k] if v is None and values.get(k) is not None else v
-            for k, v in tree["gan"].items()
-        }
+    gan = tree.get("gan")
+    if gan is not None:
+        tree = {**tree, "gan": {
+            k: values[k] if v is None and values.get(k) is not None else v for k, v in gan.items()
+        }}  # fmt: skip
     text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
-    return f"{text}# gan: null keys shown with the value of preset {cfg.gan.preset}\n"
+    if gan is None:
+        return text
+    return f"{text}# gan: null keys shown with the value of preset {gan['preset']}\n"
