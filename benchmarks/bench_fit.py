@@ -2,7 +2,7 @@
 
 Both train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arrays with the
 same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
-(a) tfkit: `tfkit.training.fit.fit` on an `npz` config with every default on (progress bar
+(a) tfkit: `tfkit.training.session.fit` on an `npz` config with every default on (progress bar
     off): the tf.data pipeline of `tfkit.data`, Throughput, TensorBoard, best and last
     `.keras` checkpoints, BackupAndRestore and the metrics logger each epoch;
 (b) keras: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and a bare
@@ -58,7 +58,7 @@ def _tfkit_fit(npz: Path, root: Path, epochs: int, seed: int, train_count: int) 
     """Examples/s of tfkit's fit path (the `model.fit` call it makes, callbacks included)."""
     from tfkit.config import load_config
     from tfkit.runs import create_run_dir
-    from tfkit.training.fit import fit
+    from tfkit.training.session import fit
 
     config = load_config(
         None,

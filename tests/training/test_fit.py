@@ -15,7 +15,8 @@ from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 from tfkit.runs import create_run_dir
 from tfkit.training.commands import evaluate_command, predict_command, train_command
-from tfkit.training.fit import compile_model, fit
+from tfkit.training.fit import compile_model
+from tfkit.training.session import fit
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -169,7 +170,7 @@ _MIRRORED_SCRIPT = """
 import json, sys
 from tfkit.config import load_config
 from tfkit.runs import create_run_dir
-from tfkit.training.fit import fit
+from tfkit.training.session import fit
 out = {}
 for strategy in ("default", "mirrored"):
     config = load_config(sys.argv[1], [f"runtime.strategy={strategy}", *sys.argv[3:]])

@@ -75,13 +75,13 @@ def _inject(monkeypatch, callback) -> None:
     """Add `callback` to the callbacks `tfkit train` builds (fit and custom loop)."""
     import tfkit.training.callbacks as callbacks_module
 
-    fit_module = importlib.import_module("tfkit.training.fit")
+    session_module = importlib.import_module("tfkit.training.session")
     original = callbacks_module.build_callbacks
 
     def patched(*args, **kwargs):
         return [*original(*args, **kwargs), callback]
 
-    monkeypatch.setattr(fit_module, "build_callbacks", patched)
+    monkeypatch.setattr(session_module, "build_callbacks", patched)
     monkeypatch.setattr(callbacks_module, "build_callbacks", patched)
 
 
@@ -208,7 +208,7 @@ def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
 
 
 def test_metrics_json_is_strict_json(tmp_path):
-    from tfkit.training.fit import write_json_atomic
+    from tfkit.runs import write_json_atomic
 
     path = write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("-inf")]})
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
@@ -233,7 +233,7 @@ class Kill(keras.callbacks.Callback):
 def patched(*args, **kwargs):
     return [*original(*args, **kwargs), Kill()]
 
-importlib.import_module("tfkit.training.fit").build_callbacks = patched
+importlib.import_module("tfkit.training.session").build_callbacks = patched
 callbacks_module.build_callbacks = patched
 from tfkit.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -33,7 +33,7 @@ def run_training(
 
     multi_worker = wants_multi_worker(config.runtime)
     if config.train.loop == "custom" or multi_worker:
-        from tfkit.training.loop import run_loop
+        from tfkit.training.session import run_loop
 
         if config.train.loop != "custom":
             print(
@@ -43,7 +43,7 @@ def run_training(
             )
 
         return run_loop(config, run_dir, resume=resume)
-    from tfkit.training.fit import fit
+    from tfkit.training.session import fit
 
     return fit(config, run_dir, resume=resume)
 
