@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.errors import UserError, unknown_name
 from tfkit.runs import EXPORT_MANIFEST_FILE as MANIFEST_FILE
 from tfkit.runs import Run
@@ -226,6 +227,21 @@ def _check_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
         )
 
 
+def check_request(
+    run_dir: str | Path, out: str | Path, format: str, *, overwrite: bool = False
+) -> None:
+    """Check an export request without TensorFlow: a known format, a run directory, and
+    an `out` that may be written.
+
+    Raises:
+        UserError: naming the argument at fault.
+    """
+    if format not in FORMATS:
+        raise unknown_name("export format", format, FORMATS)
+    Run.open(run_dir, "export")  # missing, not a run, failed or untrained: named
+    _check_out_dir(Path(out), Path(run_dir), overwrite)
+
+
 def export_run(
     run_dir: str | Path,
     out: str | Path,
@@ -247,12 +263,9 @@ def export_run(
     Raises:
         UserError: unknown format, a run without a model, or `out` exists.
     """
-    if format not in FORMATS:
-        raise unknown_name("export format", format, FORMATS)
+    check_request(run_dir, out, format, overwrite=overwrite)
     run_dir = Path(run_dir)
     out = Path(out)
-    Run.open(run_dir, "export")  # a clear error for a missing, failed or untrained run
-    _check_out_dir(out, run_dir, overwrite)
     servable, config = run_servable(run_dir)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -403,7 +416,7 @@ def predict_exported(args: argparse.Namespace) -> int:
     from tfkit.config import validate
     from tfkit.training.predict import read_inputs, write_predictions
 
-    if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
+    if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     model = load_exported(args.run_dir)
     config = validate(model.manifest["config"], str(Path(args.run_dir) / MANIFEST_FILE))

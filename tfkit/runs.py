@@ -187,6 +187,24 @@ def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy the file `source` to `path` through a temporary file and a rename.
+
+    Raises:
+        UserError: the copy failed (disk full, ...), naming `path`; the previous file is kept.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _write_failed(path, err) from None
+    return path
+
+
 # ---- checks of model and checkpoint files ------------------------------------------------
 
 

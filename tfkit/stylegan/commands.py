@@ -76,7 +76,17 @@ def train_command(args: argparse.Namespace) -> int:
             f"{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
         )
         status = trainer.run()
-    return 143 if status == "stopped" else 0
+    if status in ("stopped", "interrupted"):  # the CLI prints the line and exits 143 / 130
+        import signal
+
+        from tfkit.errors import Stopped
+
+        signum = signal.SIGTERM if status == "stopped" else signal.SIGINT
+        err = Stopped(signum, int(trainer.tick.numpy()), int(trainer.step.numpy()))
+        err.position = f"kimg {trainer.nimg.numpy() / 1000:g}"
+        err.resume_hint = f"tfkit gan train --resume {run.path}"
+        raise err
+    return 0
 
 
 def generate_command(args: argparse.Namespace) -> int:

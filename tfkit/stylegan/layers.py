@@ -25,7 +25,11 @@ def activate(
 ) -> tf.Tensor:
     """Apply `activation` (`linear` or `lrelu`), its gain (sqrt(2) for lrelu) and a clamp."""
     if activation == "lrelu":
-        x = tf.nn.leaky_relu(x, alpha=LRELU_ALPHA)
+        # max(x, 0.2 x) is leaky ReLU; written without the LeakyRelu op, because Grappler's
+        # remapper fuses conv + bias + LeakyRelu even when the gradient still reads the
+        # pre-activation sum, then fails ("Mutation::Apply error: fanout ...LeakyReluGrad")
+        # and drops every fusion of the graph
+        x = tf.maximum(LRELU_ALPHA * x, x)  # this order: slope 0.2 at 0, as leaky_relu
         gain = math.sqrt(2.0) if gain is None else gain
     elif activation != "linear":
         raise ValueError(

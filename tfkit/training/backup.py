@@ -87,6 +87,8 @@ class FitBackup(keras.callbacks.Callback):
         self._offset = 0
         self._checkpoint: tf.train.Checkpoint | None = None
         self._manager: tf.train.CheckpointManager | None = None
+        self._write_fn: Any = None
+        self._kept: list[str] = []
         self._metric_values: list[np.ndarray] | None = None
         self._step_var: tf.Variable | None = None
         self._epoch_var: tf.Variable | None = None
@@ -175,8 +177,33 @@ class FitBackup(keras.callbacks.Callback):
             raise NonFiniteLossError(float("nan"), step, self.epoch + 1, self.latest)
         self._step_var.assign(step)
         self._epoch_var.assign(self.epoch)
-        self._manager.save(checkpoint_number=step)
+        self._write(step)
         self._saved_step = step
+
+    def _write(self, step: int) -> None:
+        """Write checkpoint `ckpt-<step>`, point the directory's state file at it and keep
+        the last `max_to_keep`. The write is one traced function: an eager
+        `CheckpointManager.save` walks the object graph in Python on every call (~45 ms
+        of CPU for the digits CNN, a sixth of its epoch); the traced write takes ~3 ms."""
+        if self._write_fn is None:
+            _ = self._checkpoint.save_counter  # an eager save creates it: restores match
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_fn = tf.function(self._checkpoint.write)
+            state = tf.train.get_checkpoint_state(str(self.directory))
+            paths = state.all_model_checkpoint_paths if state is not None else []
+            self._kept = [os.path.basename(path) for path in paths]
+        name = f"ckpt-{step}"
+        self._write_fn(tf.constant(str(self.directory / name)))
+        self._kept = [*(n for n in self._kept if n != name), name]
+        lines = [f'model_checkpoint_path: "{name}"']
+        lines += [f'all_model_checkpoint_paths: "{n}"' for n in self._kept[-self.max_to_keep :]]
+        tmp = self.directory / ".checkpoint.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.directory / "checkpoint")  # the state file tf.train reads
+        for old in self._kept[: -self.max_to_keep]:
+            for path in self.directory.glob(f"{old}.*"):
+                path.unlink(missing_ok=True)
+        self._kept = self._kept[-self.max_to_keep :]
 
 
 def build_from_spec(model: keras.Model, element_spec: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
 from tfkit.errors import UserError
@@ -137,8 +138,8 @@ def predict_command(args: argparse.Namespace) -> int:
     if any((Path(args.run_dir) / f).is_file() for f in ("saved_model.pb", EXPORT_MANIFEST_FILE)):
         from tfkit.export import predict_exported
 
-        return predict_exported(args)  # a `tfkit export` directory
-    if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
+        return predict_exported(args)
+    if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     run = Run.open(args.run_dir, "predict")
     config = run.load_config()

@@ -37,6 +37,7 @@ from tfkit.runs import (
     RESULT_FILE,
     SPEC_FILE,
     TENSORBOARD_DIR,
+    copy_atomic,
     save_model_atomic,
     write_json_atomic,
 )
@@ -208,6 +209,7 @@ def fit(
                 batch_size=config.data.batch_size,
                 is_chief=session.chief,
                 backup=False,
+                last_at_end=False,  # the final model.keras is copied there below
             ),
             *extra,
         ]
@@ -246,6 +248,8 @@ def fit(
         **fields,
     )
     if session.chief:
+        if config.train.checkpoint in ("last", "both"):
+            copy_atomic(run_dir / MODEL_FILE, last)
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
     print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
     return result
