@@ -243,9 +243,11 @@ def test_a_failure_before_training_leaves_no_usable_run(tmp_path, capsys):
         run.last_checkpoint.write_bytes(b"untrained")
         raise ValueError("exploded in the first step")
     assert run.is_failed and "exploded in the first step" in run.failure()["error"]
+    inputs = tmp_path / "x.npy"
+    inputs.write_bytes(b"")  # never read: the run is refused first
     commands = [
         ["evaluate", str(run.path)],
-        ["predict", str(run.path), "--input", "x.npy", "--output", str(tmp_path / "p.npy")],
+        ["predict", str(run.path), "--input", str(inputs), "--output", str(tmp_path / "p.npy")],
         ["export", str(run.path), "--out", str(tmp_path / "export")],
     ]
     for command in commands:
