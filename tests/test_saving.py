@@ -86,7 +86,10 @@ CASES: dict[str, list[Case]] = {
         (lambda: sg.EqualizedConv2D(2, 3, up=True, activation="lrelu"), _x(2, 4, 4, 3), {}),
     ],
     "tfkit>PixelNorm": [(sg.PixelNorm, _x(2, 6), {})],
-    "tfkit>AddNoise": [(lambda: sg.AddNoise("const"), _x(2, 4, 4, 3), {})],
+    "tfkit>AddNoise": [
+        (lambda: sg.AddNoise("const"), _x(2, 4, 4, 3), {}),
+        (lambda: sg.AddNoise("const", per_channel=True), _x(2, 4, 4, 3), {}),
+    ],
     "tfkit>AdaIN": [(sg.AdaIN, [_x(2, 4, 4, 3), _x(2, 6)], {})],
     "tfkit>ModulatedConv2D": [
         (lambda: sg.ModulatedConv2D(4, up=True), [_x(2, 4, 4, 3), _x(2, 3)], {}),

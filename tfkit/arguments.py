@@ -62,6 +62,14 @@ def float_above(low: float, *, inclusive: bool = False) -> Callable[[str], float
     return parse
 
 
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    value = float(_number(text, float))
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]. Received: {text}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """Any finite float (`nan`, `inf` refused)."""
     return float(_number(text, float))

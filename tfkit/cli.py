@@ -32,6 +32,7 @@ HANDLERS = {
     "gan train": "tfkit.stylegan.commands:train_command",
     "gan generate": "tfkit.stylegan.commands:generate_command",
     "gan metrics": "tfkit.stylegan.commands:metrics_command",
+    "gan augment-grid": "tfkit.stylegan.commands:augment_grid_command",
 }
 
 
@@ -264,6 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="images in the interpolation strip",
     )
+    p.add_argument(
+        "--out",
+        type=A.output_file_of((".png",), ignore_case=True),
+        required=True,
+        help="output PNG",
+    )
+    p = gan_sub.add_parser(
+        "augment-grid", help="what D sees: training images and their ADA augmentation at p"
+    )
+    _add_config_args(p)
+    p.add_argument("--p", type=A.probability, default=0.5, help="augmentation probability")
+    p.add_argument("--augpipe", help="pipeline (default: the config's gan.augpipe)")
+    p.add_argument("--count", type=A.int_at_least(1, 1024), default=32, help="images shown")
+    p.add_argument("--cols", type=A.int_at_least(1), default=8, help="grid columns")
+    p.add_argument("--seed", type=A.int_at_least(0, A.MAX_SEED), default=0)
     p.add_argument(
         "--out",
         type=A.output_file_of((".png",), ignore_case=True),

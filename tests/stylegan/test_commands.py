@@ -84,6 +84,21 @@ def test_signals_stop_with_one_line_and_resume(config, tmp_path, capsys, monkeyp
     assert [t["kimg"] for t in ticks] == [0.008, 0.016, 0.024, 0.032]
 
 
+def test_augment_grid_shows_reals_and_what_d_sees(config, tmp_path, capsys):
+    out = tmp_path / "aug.png"
+    args = ["gan", "augment-grid", config, "--count", "6", "--cols", "3", "--out", str(out)]
+    assert main([*args, "--p", "0"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (4 * 8, 3 * 8, 3)  # 2 rows of reals, each above its augmentation
+    assert np.array_equal(grid[:8], grid[8:16]) and np.array_equal(grid[16:24], grid[24:])
+    assert main([*args, "--p", "1", "--augpipe", "bgcfnc"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert not np.array_equal(grid[:8], grid[8:16])
+    assert main([*args, "--augpipe", "bgx"]) == 2
+    assert "--augpipe: unknown augmentation pipeline 'bgx'" in capsys.readouterr().err
+    assert main([*args, "--p", "1.5"]) == 2
+
+
 def test_train_resume_generate(config, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["gan", "train", config, "--run-dir", str(run)]) == 0

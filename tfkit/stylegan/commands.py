@@ -89,6 +89,45 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def augment_grid_command(args: argparse.Namespace) -> int:
+    """Write a grid of training images (odd rows) and what D sees of them at p (even rows)."""
+    from tfkit.config import GanConfig, load_config
+    from tfkit.stylegan.presets import parse_augpipe
+
+    cfg = load_config(args.config, args.overrides)
+    augpipe = args.augpipe or (cfg.gan or GanConfig()).augpipe
+    try:
+        parse_augpipe(augpipe)
+    except ValueError as err:
+        raise UserError(f"--augpipe: {err}") from None
+    import numpy as np
+    import tensorflow as tf
+
+    from tfkit.stylegan.augment import AugmentPipe
+    from tfkit.stylegan.generate import save_png
+    from tfkit.stylegan.trainer import load_images, make_grid
+
+    dataset, _, _ = load_images(cfg)
+    reals = np.stack([x.numpy() for x, _ in dataset.take(args.count)])
+    pipe = AugmentPipe(augpipe, initial_p=args.p)
+    seen = pipe(reals, seed=tf.constant([args.seed, 0])).numpy()
+    cols = min(args.cols, len(reals))
+    rows = -(-len(reals) // cols)
+    pad = rows * cols - len(reals)
+    pairs = [
+        np.concatenate([reals, np.zeros((pad, *reals.shape[1:]), np.float32)]),
+        np.concatenate([seen, np.zeros((pad, *seen.shape[1:]), np.float32)]),
+    ]
+    # row r of the originals, then the same images augmented below it
+    images = np.stack(pairs, 1).reshape(rows, cols, 2, *reals.shape[1:]).swapaxes(1, 2)
+    grid = make_grid(images.reshape(-1, *reals.shape[1:]), cols, rows * 2)
+    out = save_png(grid, args.out)
+    print(
+        f"wrote {out}: {len(reals)} images, {augpipe} at p={args.p:g} (rows 2, 4, ...: augmented)"
+    )
+    return 0
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """Write a seed grid, a style-mixing figure or an interpolation strip from a GAN run."""
     from tfkit.stylegan import generate
