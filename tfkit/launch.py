@@ -70,6 +70,16 @@ def _with_run_dir(command: list[str]) -> list[str]:
     return [*command, "--run-dir", str(next_run_dir(args.runs_root, config.name))]
 
 
+def _epoch_lines(command: list[str]) -> list[str]:
+    """`train` prints one line per epoch in each worker (`train.verbose=2`) unless the
+    command sets `train.verbose`: a progress bar in a pipe is a line per update."""
+    if not command or command[0] != "train":
+        return command
+    if any("train.verbose" in a for a in command):
+        return command
+    return [*command, "--set", "train.verbose=2"]
+
+
 def _stream(name: str, proc: subprocess.Popen, lock: threading.Lock) -> None:
     for line in proc.stdout:  # type: ignore[union-attr]
         with lock:
@@ -186,7 +196,7 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
         )
     if command[0] == "launch":
         raise UserError("tfkit launch cannot launch `launch`")
-    command = _with_run_dir(command)
+    command = _epoch_lines(_with_run_dir(command))
     if base_port and base_port + workers - 1 > 65535:
         raise UserError(
             f"--base-port {base_port} with --workers {workers} needs ports up to "

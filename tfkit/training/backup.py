@@ -277,7 +277,6 @@ def fit_phases(
             phases.append((start_epoch, start_epoch + 1, steps_per_epoch - offset))
             start_epoch += 1
         phases.append((start_epoch, epochs, steps_per_epoch))
-    build_from_spec(model, make_train().element_spec)
     merged = keras.callbacks.History()
     merged.history = {}
     merged.epoch = []
@@ -286,6 +285,7 @@ def fit_phases(
         if first >= last:
             continue
         data = make_train() if steps is None else train_stream(make_train, step)
+        build_from_spec(model, data.element_spec)  # (done once; then a no-op)
         history = model.fit(
             data,
             initial_epoch=first,

@@ -113,8 +113,8 @@ class Throughput(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None or not hasattr(optimizer, "iterations"):
             return None
-        iterations = optimizer.iterations
-        return int(getattr(iterations, "value", iterations))
+        value = getattr(optimizer.iterations, "value", optimizer.iterations)  # tf.Variable,
+        return int(value.numpy() if hasattr(value, "numpy") else value)  # mirrored or not
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start_iterations = self._iterations()

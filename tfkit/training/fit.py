@@ -182,7 +182,9 @@ def fit_model(
     def make_train():
         return tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None).train
 
-    class_weight = resolve_class_weight(train.class_weight, splits.spec, make_train())
+    class_weight = None  # counting labels iterates a train set: a fresh one, only if asked
+    if train.class_weight is not None:
+        class_weight = resolve_class_weight(train.class_weight, splits.spec, make_train())
     return fit_phases(
         model,
         make_train,
