@@ -122,14 +122,21 @@ def test_callbacks_run_with_plain_hooks(tmp_path):
     assert [h["steps"] for h in throughput.history] == [3, 3]
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 4, 8])
-def test_throughput_counts_every_step_it_trained(tmp_path, steps_per_execution):
+@pytest.mark.parametrize("steps_per_execution,mirrored", [(1, False), (4, False), (8, True)])
+def test_throughput_counts_every_step_it_trained(tmp_path, steps_per_execution, mirrored):
     """examples/s = every step's examples / the epoch's training time, whatever the number
-    of steps per graph call; that time is within the epoch's (validation excluded)."""
-    model, x, y = _model_and_data()
-    model.compile(
-        optimizer="adam", loss="binary_crossentropy", steps_per_execution=steps_per_execution
+    of steps per graph call (and under a strategy, whose step counter is mirrored); that
+    time is within the epoch's (validation excluded)."""
+    import tensorflow as tf
+
+    strategy = (
+        tf.distribute.MirroredStrategy(["/cpu:0"]) if mirrored else tf.distribute.get_strategy()
     )
+    with strategy.scope():
+        model, x, y = _model_and_data()
+        model.compile(
+            optimizer="adam", loss="binary_crossentropy", steps_per_execution=steps_per_execution
+        )
     throughput, logger = Throughput(16), MetricsLogger(tmp_path / "m.jsonl")
     model.fit(
         x, y, batch_size=16, epochs=3, validation_split=0.25, callbacks=[throughput, logger],

@@ -234,7 +234,7 @@ def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
 
 
 def test_metrics_json_is_strict_json(tmp_path):
-    from tfkit.training.fit import write_json_atomic
+    from tfkit.runs import write_json_atomic
 
     path = write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("-inf")]})
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
