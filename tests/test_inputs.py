@@ -97,6 +97,7 @@ def inputs(tmp_path_factory):
     ragged[:] = [np.zeros(3), np.zeros(4), np.zeros(2)]
     np.savez(d / "ragged.npz", x=ragged, y=np.array([0, 1, 0]))
     np.save(d / "empty.npy", np.zeros((0, 8, 8, 1), np.float32))
+    np.save(d / "x.npy", np.zeros((2, 8, 8, 1), np.float32))  # a valid --input
     (d / "random.npy").write_bytes(rng.bytes(512))
     rows = "".join(f"{i},{i * 2},{'cat' if i % 2 else 'dog'}\n" for i in range(50))
     (d / "strlab.csv").write_text("a,b,label\n" + rows)
