@@ -172,7 +172,7 @@ def test_unreadable_backup_is_refused_naming_it(damage, config_file, tmp_path, c
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("tfkit train: error: --resume: ") and str(backup) in line, line
+    assert line.startswith("tfkit train: error: ") and str(backup) in line, line
     assert not (run_dir / "metrics.json").exists()
 
 
