@@ -327,8 +327,13 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
             # every worker restores the chief's checkpoint, so all continue from one state
             latest = tf.train.latest_checkpoint(str(run_dir / LOOP_CHECKPOINT_DIR))
             if latest:
+                from tfkit.training.backup import unreadable
+
                 loop._ensure_built()
-                loop.checkpoint.restore(latest).assert_existing_objects_matched()
+                try:
+                    loop.checkpoint.restore(latest).assert_existing_objects_matched()
+                except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
+                    raise unreadable(latest, err) from None
         start_step = int(loop.step.numpy())
         print(
             f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}, "
