@@ -124,13 +124,15 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
         with _load_numpy(path) as data:
             names = list(data.keys())
             if len(inputs) > 1:
-                missing = [n for n, _ in inputs if n not in names]
+                # an input may also be named by the stored feature it reads (image/encoded)
+                key = {n: n if n in names else _feature_of(n, config) for n, _ in inputs}
+                missing = [n for n, k in key.items() if k not in names]
                 if missing:
                     raise UserError(
                         f"--input {path} has arrays {names}, but the model needs inputs named "
                         f"{[n for n, _ in inputs]}"
                     )
-                x = {n: data[n] for n, _ in inputs}
+                x = {n: data[key[n]] for n, _ in inputs}
             else:
                 key = "x" if "x" in names else names[0]
                 x = data[key]
@@ -181,6 +183,17 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
                 f"example, but the model expects {tuple(want)} per example (shape {expected})"
             )
     return x
+
+
+def _feature_of(input_name: str, config: ExperimentConfig) -> str:
+    """The TFRecord feature an input reads (`image_encoded` reads `image/encoded`)."""
+    source = config.data.source
+    if source.kind != "tfrecord":
+        return input_name
+    from tfkit.data.sources import keras_input_names
+
+    features = list(source.inputs or [f.name for f in source.features or []])
+    return dict(zip(keras_input_names(features), features, strict=True)).get(input_name, input_name)
 
 
 def _load_numpy(path: Path):
