@@ -97,6 +97,7 @@ def inputs(tmp_path_factory):
     ragged[:] = [np.zeros(3), np.zeros(4), np.zeros(2)]
     np.savez(d / "ragged.npz", x=ragged, y=np.array([0, 1, 0]))
     np.save(d / "empty.npy", np.zeros((0, 8, 8, 1), np.float32))
+    np.save(d / "x.npy", np.zeros((2, 8, 8, 1), np.float32))  # a valid --input
     (d / "random.npy").write_bytes(rng.bytes(512))
     rows = "".join(f"{i},{i * 2},{'cat' if i % 2 else 'dog'}\n" for i in range(50))
     (d / "strlab.csv").write_text("a,b,label\n" + rows)
@@ -324,3 +325,20 @@ def test_gan_preset_values_are_shown_instead_of_null(command, capsys):
     for key in ("batch", "lr", "gamma", "map_layers", "channel_base", "ema_kimg", "kimg"):
         assert gan[key] == preset[key], key
     assert gan["resolution"] == 16
+
+
+def test_keras_input_names_are_valid_distinct_and_stable():
+    import re
+
+    import keras
+
+    from tfkit.data.sources import keras_input_names
+
+    features = ["image/encoded", "image_encoded", "1st", "", "a b", "x", "image/encoded/2"]
+    names = keras_input_names(features)
+    assert names == keras_input_names(features)  # the same features give the same names
+    assert len(set(names)) == len(names)
+    assert names[:2] == ["image_encoded", "image_encoded_2"] and names[5] == "x"
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", name), name
+        keras.Input(shape=(1,), name=name)  # Keras accepts it

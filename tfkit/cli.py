@@ -31,7 +31,7 @@ HANDLERS = {
     "tune": "tfkit.tuning.commands:tune_command",
     "gan train": "tfkit.stylegan.commands:train_command",
     "gan generate": "tfkit.stylegan.commands:generate_command",
-    "gan metrics": "tfkit.stylegan.metrics:metrics_command",
+    "gan metrics": "tfkit.stylegan.commands:metrics_command",
     "gan augment-grid": "tfkit.stylegan.commands:augment_grid_command",
 }
 
@@ -329,25 +329,35 @@ def _leaf_parsers(parser: argparse.ArgumentParser):
 
 
 def _check_run_dir(args: argparse.Namespace) -> None:
-    from tfkit.runs import load_run_config
+    from tfkit.runs import Run
 
-    load_run_config(args.run_dir)  # missing, or not a run
+    Run.open(args.run_dir)  # missing, or not a run
+
+
+def _check_trained_run(args: argparse.Namespace) -> None:
+    from tfkit.runs import Run
+
+    Run.open(args.run_dir, args.command)  # missing, not a run, failed or untrained
 
 
 def _check_predict(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    if not Path(args.run_dir).exists():  # an existing directory may be an export
-        _check_run_dir(args)
+    from tfkit.runs import Run
+
+    if not Path(args.run_dir).exists() or Run(args.run_dir).config_file.exists():
+        _check_trained_run(args)  # else it may be an export directory
 
 
 def _check_resume(args: argparse.Namespace) -> None:
-    from tfkit.runs import load_run_config
+    from tfkit.runs import Run
 
     if getattr(args, "resume", None):
         if getattr(args, "run_dir", None):
             raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
-        load_run_config(args.resume)
+        # the resume policy: every refused change is named before TensorFlow loads
+        run = Run.open(args.resume, "resume", flag="--resume")
+        run.plan_resume(getattr(args, "overrides", None), getattr(args, "config", None))
 
 
 def _check_export(args: argparse.Namespace) -> None:
@@ -359,7 +369,7 @@ def _check_export(args: argparse.Namespace) -> None:
 PRECHECKS = {
     "train": _check_resume,
     "gan train": _check_resume,
-    "evaluate": _check_run_dir,
+    "evaluate": _check_trained_run,
     "predict": _check_predict,
     "export": _check_export,
     "gan generate": _check_run_dir,

@@ -15,46 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# the augmentation pipelines and the preset names are config vocabulary (validated without
+# TensorFlow), so they live in tfkit.config
+from tfkit.config import AUGMENT_GROUPS, AUGPIPES, GAN_PRESET_NAMES, parse_augpipe  # noqa: F401 - re-exported
 from tfkit.errors import UserError, unknown_name
-
-# adaptive discriminator augmentation: the transforms of each group and the reference's
-# pipeline names (tfkit.stylegan.augment implements them; named here, without TensorFlow,
-# for config validation)
-AUGMENT_GROUPS: dict[str, tuple[str, ...]] = {
-    "blit": ("xflip", "rotate90", "xint"),
-    "geom": ("scale", "rotate", "aniso", "xfrac"),
-    "color": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
-    "filter": ("imgfilter",),
-    "noise": ("noise",),
-    "cutout": ("cutout",),
-}
-AUGPIPES: dict[str, tuple[str, ...]] = {
-    **{group: (group,) for group in AUGMENT_GROUPS},
-    "bg": ("blit", "geom"),
-    "bgc": ("blit", "geom", "color"),
-    "bgcf": ("blit", "geom", "color", "filter"),
-    "bgcfn": ("blit", "geom", "color", "filter", "noise"),
-    "bgcfnc": ("blit", "geom", "color", "filter", "noise", "cutout"),
-}
-
-
-def parse_augpipe(name: str) -> tuple[str, ...]:
-    """The transform groups of an augmentation pipeline name, in the pipeline's order: a
-    reference name (`bgc`) or names joined by `+` (`blit+noise`).
-
-    Raises:
-        ValueError: an unknown name (the message lists the valid ones).
-    """
-    groups: set[str] = set()
-    for part in str(name).split("+"):
-        if part.strip() not in AUGPIPES:
-            raise ValueError(
-                f"unknown augmentation pipeline {part.strip()!r}. Valid: {', '.join(AUGPIPES)}, "
-                "or names joined by '+' (e.g. blit+color)"
-            )
-        groups.update(AUGPIPES[part.strip()])
-    return tuple(g for g in AUGMENT_GROUPS if g in groups)
-
 
 _REF = dict(
     lr_decay="none",
@@ -168,7 +132,9 @@ PRESETS: dict[str, dict] = {
         snapshot_ticks=5,
     ),
 }
-PRESET_NAMES = tuple(PRESETS)
+PRESET_NAMES = GAN_PRESET_NAMES
+if tuple(PRESETS) != PRESET_NAMES:  # config.py validates `gan.preset` against the names
+    raise RuntimeError(f"PRESETS {tuple(PRESETS)} != config.GAN_PRESET_NAMES {PRESET_NAMES}")
 
 
 @dataclass(frozen=True)

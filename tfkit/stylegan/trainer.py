@@ -39,13 +39,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError
-from tfkit.runs import G_EMA_FILE
+from tfkit.runs import CHECKPOINT_DIR, G_EMA_FILE, METRICS_FILE, TENSORBOARD_DIR
+from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.presets import GanOptions, resolve_options
 from tfkit.stylegan.synthesis import Generator
 
-OPTIONS_FILE = "gan_options.json"
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
 
@@ -296,14 +296,14 @@ class Trainer:
             )
         self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=3
+            self.checkpoint, str(self.out_dir / CHECKPOINT_DIR), max_to_keep=3
         )
         if resume:
             # every worker restores the chief's checkpoint
-            latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
+            latest = tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
             if latest is None:
                 raise UserError(
-                    f"--resume {self.run_dir}: no checkpoint in {self.run_dir / 'checkpoints'}"
+                    f"--resume {self.run_dir}: no checkpoint in {self.run_dir / CHECKPOINT_DIR}"
                 )
             checkpoint = self.checkpoint
             saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
@@ -739,7 +739,7 @@ class Trainer:
         tick_nimg = int(opts.tick_kimg * 1000)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
-        self._writer = tf.summary.create_file_writer(str(self.out_dir / "tb"))
+        self._writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
         previous = {}
         try:
             previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
@@ -904,7 +904,7 @@ class Trainer:
             for k, v in record.items():
                 if k not in ("tick", "kimg"):
                     tf.summary.scalar(k, v, step=step)
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
+        with open(self.out_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkit.errors import NonFiniteLossError, Stopped
+from tfkit.errors import NonFiniteLossError, Stopped, UserError
 from tfkit.training.stop import StopSignals, end_progress_line
 
 
@@ -37,12 +37,30 @@ def _raw(variable: Any) -> Any:
 
 def saved_position(directory: str | os.PathLike) -> tuple[int, int] | None:
     """`(step, epoch)` of the latest backup in `directory` (None when there is none)."""
+    directory = Path(directory)
     latest = tf.train.latest_checkpoint(str(directory))
     if latest is None:
+        if directory.is_dir() and any(directory.iterdir()):  # Keras' BackupAndRestore files
+            raise UserError(
+                f"--resume: {directory} holds a backup written by an older tfkit, which cannot "
+                "resume exactly; start a new run"
+            )
         return None
-    step = tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")
-    epoch = tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    try:
+        step = tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")
+        epoch = tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    except (tf.errors.OpError, ValueError, IndexError) as err:  # IndexError: a short read
+        raise unreadable(latest, err) from None
     return int(step), int(epoch)
+
+
+def unreadable(path: str, err: BaseException) -> UserError:
+    """The error for a backup that cannot be read (e.g. truncated by a full disk)."""
+    reason = str(getattr(err, "message", err)).splitlines()[0]
+    return UserError(
+        f"--resume: the backup {path} cannot be read ({reason}); it may be truncated (a full "
+        "disk or a kill while writing). Nothing was loaded"
+    )
 
 
 def weights_finite(model: keras.Model) -> bool:
@@ -119,7 +137,10 @@ class FitBackup(keras.callbacks.Callback):
             latest = self._manager.latest_checkpoint
             if latest is None:
                 raise FileNotFoundError(f"no backup in {self.directory} to resume from")
-            self._checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self._checkpoint.restore(latest).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
+                raise unreadable(latest, err) from None
             # fit resets the metrics at each epoch begin: keep the state of a cut epoch
             self._metric_values = [v.numpy() for v in self._metric_vars]
 

@@ -32,11 +32,15 @@ import numpy as np
 
 from tfkit.config import CallbackConfig, ClassPathConfig, TrainConfig
 from tfkit.errors import UserError, unknown_name
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tb"
+from tfkit.runs import (
+    BACKUP_DIR,
+    BEST_CHECKPOINT_FILE,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    save_model_atomic,
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -185,10 +189,7 @@ class LastCheckpoint(keras.callbacks.Callback):
         return time.perf_counter() - self._last_save >= self.min_interval_s
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
+        save_model_atomic(self.model, self.path)
         self._last_save = time.perf_counter()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -302,7 +303,7 @@ _DEFAULT_PATHS = {
     "backup_and_restore": ("backup_dir", BACKUP_DIR),
     "csv_logger": ("filename", "history.csv"),
     "metrics_logger": ("path", METRICS_FILE),
-    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/last.keras"),
+    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}"),
 }
 _PATH_ARGS = {"filepath", "log_dir", "backup_dir", "filename", "path"}
 
@@ -416,9 +417,13 @@ def build_callbacks(
             )
         )
     if train_cfg.checkpoint in ("best", "both"):
-        out.append(BestCheckpoint(run_dir / CHECKPOINT_DIR / "best.keras", train_cfg.monitor))
+        out.append(
+            BestCheckpoint(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT_FILE, train_cfg.monitor)
+        )
     if train_cfg.checkpoint in ("last", "both") and "last_checkpoint" not in names:
-        out.append(LastCheckpoint(run_dir / CHECKPOINT_DIR / "last.keras", save_at_end=last_at_end))
+        out.append(
+            LastCheckpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE, save_at_end=last_at_end)
+        )
     if backup and "backup_and_restore" not in names:
         out.append(
             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)

@@ -8,10 +8,6 @@ writes `metrics.json`.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -23,10 +19,6 @@ from tfkit.keras_names import LOSSES
 from tfkit.training.losses import build_loss, loss_name_of
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
-
-MODEL_FILE = "model.keras"
-RESULT_FILE = "metrics.json"
-SPEC_FILE = "spec.json"
 
 
 def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
@@ -131,47 +123,6 @@ def compile_model(
         steps_per_execution=steps_per_execution(runtime_cfg),
     )
     return model
-
-
-def _strict(data: Any) -> Any:
-    """`data` with non-finite floats as the strings "nan", "inf", "-inf" (strict JSON)."""
-    if isinstance(data, dict):
-        return {k: _strict(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_strict(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return str(data)
-    return data
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write strict JSON (NaN/Inf as strings) to `path` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save `model` as `.keras` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Copy the file `source` to `path` through a temporary file and a rename."""
-    import shutil
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -28,22 +28,21 @@ import tensorflow as tf
 
 from tfkit.config import ExperimentConfig
 from tfkit.errors import Stopped, UserError
-from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, build_callbacks
-from tfkit.training.fit import (
+from tfkit.runs import (
+    BACKUP_DIR,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT_FILE,
+    LOOP_CHECKPOINT_DIR,
     MODEL_FILE,
     RESULT_FILE,
     SPEC_FILE,
-    build_model,
+    TENSORBOARD_DIR,
     copy_atomic,
-    fit_model,
-    format_table,
     save_model_atomic,
-    spec_to_dict,
-    train_batches,
     write_json_atomic,
 )
-
-LOOP_CHECKPOINT_DIR = "checkpoints/loop"
+from tfkit.training.callbacks import build_callbacks
+from tfkit.training.fit import build_model, fit_model, format_table, spec_to_dict, train_batches
 
 
 @dataclasses.dataclass
@@ -178,7 +177,7 @@ def fit(
     model = session.model
     position = saved_position(run_dir / BACKUP_DIR) if resume else None
     start_step, start_epoch = position or (0, 0)
-    last = run_dir / CHECKPOINT_DIR / "last.keras"
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
     if session.chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
     print(
@@ -328,8 +327,13 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
             # every worker restores the chief's checkpoint, so all continue from one state
             latest = tf.train.latest_checkpoint(str(run_dir / LOOP_CHECKPOINT_DIR))
             if latest:
+                from tfkit.training.backup import unreadable
+
                 loop._ensure_built()
-                loop.checkpoint.restore(latest).assert_existing_objects_matched()
+                try:
+                    loop.checkpoint.restore(latest).assert_existing_objects_matched()
+                except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
+                    raise unreadable(latest, err) from None
         start_step = int(loop.step.numpy())
         print(
             f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}, "
