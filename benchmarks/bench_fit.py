@@ -2,7 +2,7 @@
 
 Both train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arrays with the
 same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
-(a) tfkit: `tfkit.training.fit.fit` on an `npz` config with every default on (progress bar
+(a) tfkit: `tfkit.training.session.fit` on an `npz` config with every default on (progress bar
     off): the tf.data pipeline of `tfkit.data`, Throughput, TensorBoard, best and last
     `.keras` checkpoints, BackupAndRestore and the metrics logger each epoch;
 (b) keras: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and a bare
@@ -11,13 +11,24 @@ Examples/s = train examples x epochs / wall time of the `model.fit` call (tracin
 both). Runs alternate (a, b), (b, a), ... Ratio: tfkit_fit_vs_keras_fit = median over runs of
 a / b of the same run (adjacent runs share the machine's load); figures add best-of-each.
 
+The main job's model the same way: tfkit_demo_vs_keras_fit = a default `tfkit train
+configs/digits_cnn.yaml` (every default on: checkpoints, backup, TensorBoard, throughput and
+metrics logging; progress bar off) / a bare `model.fit` of the same model (same builder,
+optimizer and seed) on the same arrays with Keras' default compile arguments. Figures: the
+seconds from process start to the first training step of `tfkit train
+configs/digits_cnn.yaml` (the first epoch's begin, from its metrics.jsonl) and that process's
+peak RSS.
+
     python benchmarks/bench_fit.py [--quick] --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +40,83 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BATCH = 256
 FEATURES = 64
 CLASSES = 10
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "configs" / "digits_cnn.yaml"
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _arrays(dataset):
+    """A batched (x, y) dataset as two NumPy arrays."""
+    import numpy as np
+
+    xs, ys = zip(*dataset.as_numpy_iterator(), strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _demo_keras(epochs: int) -> float:
+    """Examples/s of a bare `model.fit` of the digits CNN on the arrays tfkit trains on."""
+    import keras
+
+    import tfkit.data
+    import tfkit.models
+    from tfkit.config import load_config
+    from tfkit.training.optimizers import build_optimizer
+
+    config = load_config(str(DEMO), [f"train.epochs={epochs}"])
+    splits = tfkit.data.build(config.data, seed=config.runtime.seed)
+    (x, y), val = _arrays(splits.train), _arrays(splits.val)
+    keras.utils.set_random_seed(config.runtime.seed)
+    model = tfkit.models.build(config.model, splits.spec)
+    model.compile(
+        optimizer=build_optimizer(config.train.optimizer),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )  # Keras' defaults: one step per call, no XLA on CPU
+    start = time.perf_counter()
+    model.fit(
+        x, y, batch_size=config.data.batch_size, epochs=epochs, validation_data=val, verbose=0
+    )
+    return len(x) * epochs / (time.perf_counter() - start)
+
+
+def _demo_tfkit(root: Path, epochs: int) -> float:
+    """Examples/s of `tfkit train configs/digits_cnn.yaml` (its `model.fit` call)."""
+    from tfkit.config import load_config
+    from tfkit.runs import create_run_dir
+    from tfkit.training.session import fit
+
+    config = load_config(str(DEMO), [f"train.epochs={epochs}", "train.verbose=0"])
+    result = fit(config, create_run_dir(config, root=root))
+    with open(Path(root) / config.name / "00000" / "spec.json") as f:
+        count = json.load(f)["counts"]["train"]
+    return count * epochs / result["train_seconds"]
+
+
+def _start_up(root: Path) -> tuple[float, float]:
+    """(seconds from process start to the first training step, peak RSS in MB) of
+    `tfkit train configs/digits_cnn.yaml` (one epoch)."""
+    run_dir = root / "startup"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "tfkit.cli", "train", str(DEMO), "--set", "train.epochs=1"]
+    start = time.time()
+    proc = subprocess.Popen(
+        [*command, "--set", "train.verbose=0", "--run-dir", str(run_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with status {status}")
+    first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    return first["time"] - first["epoch_seconds"] - start, usage.ru_maxrss / 1024
 
 
 def _keras_fit(x, y, xv, yv, epochs: int, seed: int) -> float:
@@ -58,7 +146,7 @@ def _tfkit_fit(npz: Path, root: Path, epochs: int, seed: int, train_count: int) 
     """Examples/s of tfkit's fit path (the `model.fit` call it makes, callbacks included)."""
     from tfkit.config import load_config
     from tfkit.runs import create_run_dir
-    from tfkit.training.fit import fit
+    from tfkit.training.session import fit
 
     config = load_config(
         None,
@@ -112,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     pairs = sorted(t / k for t, k in zip(rates["tfkit"], rates["keras"], strict=True))
-    median_pair = (
-        pairs[len(pairs) // 2]
-        if len(pairs) % 2
-        else sum(pairs[len(pairs) // 2 - 1 : len(pairs) // 2 + 1]) / 2
-    )
+    median_pair = _median(pairs)
     a, b = max(rates["tfkit"]), max(rates["keras"])
     out = {
         "ratios": {"tfkit_fit_vs_keras_fit": round(median_pair, 3)},
@@ -133,6 +217,36 @@ def main(argv: list[str] | None = None) -> int:
             "keras_runs": [round(r, 1) for r in rates["keras"]],
         },
     }
+    demo = {"keras": [], "tfkit": []}
+    demo_epochs = 25  # the config's own
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            order = ("keras", "tfkit") if run % 2 == 0 else ("tfkit", "keras")
+            for which in order:
+                root = Path(tmp) / f"{which}{run}"
+                rate = (
+                    _demo_keras(demo_epochs) if which == "keras" else _demo_tfkit(root, demo_epochs)
+                )
+                demo[which].append(rate)
+            print(
+                f"digits run {run}: keras {demo['keras'][-1]:.0f} ex/s, "
+                f"tfkit {demo['tfkit'][-1]:.0f} ex/s",
+                flush=True,
+            )
+        starts = [_start_up(Path(tmp) / f"start{i}") for i in range(3 if args.quick else 5)]
+    demo_pairs = sorted(t / k for t, k in zip(demo["tfkit"], demo["keras"], strict=True))
+    out["ratios"]["tfkit_demo_vs_keras_fit"] = round(_median(demo_pairs), 3)
+    out["figures"].update(
+        {
+            "demo_epochs": demo_epochs,
+            "demo_pair_ratios": [round(r, 3) for r in demo_pairs],
+            "demo_tfkit_runs": [round(r, 1) for r in demo["tfkit"]],
+            "demo_keras_runs": [round(r, 1) for r in demo["keras"]],
+            "demo_start_to_first_step_s": round(_median([s for s, _ in starts]), 2),
+            "demo_start_to_first_step_runs": [round(s, 2) for s, _ in starts],
+            "demo_peak_rss_mb": round(max(r for _, r in starts), 1),
+        }
+    )
     write_result(args.json, **out)
     return 0
 

@@ -1,8 +1,8 @@
 """Custom-loop benchmark: examples/s of tfkit's GradientTape loop vs its `fit` path.
 
 Both run the same config (model, data pipeline, callbacks, seed) in one process, alternating
-runs: `tfkit.training.loop.run_loop` (train.loop=custom, steps_per_loop=10) and
-`tfkit.training.fit.fit`. Two workloads: the digits CNN (configs/digits_cnn.yaml without
+runs: `tfkit.training.session.run_loop` (train.loop=custom, steps_per_loop=10) and
+`tfkit.training.session.fit`. Two workloads: the digits CNN (configs/digits_cnn.yaml without
 its dropout) and the digits MLP. Examples/s = train examples x epochs / training wall time
 (tracing included in both). Ratio: loop_vs_fit = loop / fit on the CNN and MLP (best run of
 each), and `loop_vs_fit` is their geometric mean (target >= 1.0).
@@ -52,11 +52,11 @@ def _run(kind: str, workload: str, epochs: int, seed: int, root: Path) -> float:
     config = load_config(None, overrides)
     run_dir = create_run_dir(config, root=root)
     if kind == "loop":
-        from tfkit.training.loop import run_loop
+        from tfkit.training.session import run_loop
 
         result = run_loop(config, run_dir, resume=False)
     else:
-        from tfkit.training.fit import fit
+        from tfkit.training.session import fit
 
         result = fit(config, run_dir)
     import json as _json

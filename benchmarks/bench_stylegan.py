@@ -9,6 +9,10 @@ Figures (`--json` writes them with the ratios):
   cifar_b16_train_img_per_s  the `cifar` preset at batch 16, 32x32 (skipped with --quick):
                              each phase is timed on its own and the cycle is composed from them
                              (16 G-main + 16 D-main + 16 EMA + D-reg; cifar has no G-reg).
+  narrow_b16_train_img_per_s the issue's reference-comparison network: the `cifar` preset with
+                             channel_base 4096, channel_max 256 (G 5.24M / D 4.45M parameters),
+                             batch 16, 32x32, float32, no augmentation (8 iterations with --quick).
+  narrow_b16_ada_train_img_per_s   the same with ADA's default pipeline (bgc) at fixed p = 0.5.
   generate_img_per_s         G_ema of shapes32 sampling batches of 64 (traced).
   *_G_params, *_D_params     parameter counts.
   modconv_*_ms               forward + backward of one 3x3 modulated convolution (batch 32,
@@ -18,7 +22,8 @@ Figures (`--json` writes them with the ratios):
   step_graph_ms, step_xla_ms a plain non-saturating G + D step (no regularization) traced
                              with tf.function, without and with XLA (`jit_compile=True`).
 `--quick` (under a minute) skips cifar and XLA and repeats less.
-Ratios (same run): shapes32_reg_vs_noreg, fused_vs_unfused_modconv (unfused time / grouped
+Ratios (same run): ada_cost_ratio (narrow iteration time with ADA at p = 0.5 / without:
+1.15 means the augmentation costs 15 % of an iteration), shapes32_reg_vs_noreg, fused_vs_unfused_modconv (unfused time / grouped
 time: > 1 means fused is faster), einsum_vs_unfused_modconv, xla_vs_graph (graph time / XLA
 time: > 1 means XLA is faster).
 
@@ -213,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     # without regularization every iteration is alike: fewer iterations suffice
     plain, _ = cycle_rate(dict(preset="shapes32", pl_weight=0.0, gamma=0.0), iterations=16 // n)
     generate = generation_rate(t.G_ema, t.opts.z_dim, batches=8 // n)
+    narrow_gan = dict(preset="cifar", batch=16, channel_base=4096, channel_max=256)
+    narrow, tn = cycle_rate(narrow_gan, iterations=16 // (n - 1 or 1))
+    narrow_ada, _ = cycle_rate(
+        dict(narrow_gan, augment="fixed", augment_p=0.5), iterations=16 // (n - 1 or 1)
+    )
     modconv = modconv_ms(7 // n)
     graph_ms = plain_step_ms(t.G, t.D, t.opts.z_dim, jit=False)
     # XLA compiles slowly on CPU (the FIR depthwise convolutions): not in --quick
@@ -222,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         "shapes32_noreg_train_img_per_s": round(plain, 1),
         "cifar_b16_train_img_per_s": None,
         "generate_img_per_s": round(generate, 1),
+        "narrow_b16_train_img_per_s": round(narrow, 2),
+        "narrow_b16_ada_train_img_per_s": round(narrow_ada, 2),
+        "narrow_G_params": tn.G.count_params(),
+        "narrow_D_params": tn.D.count_params(),
         "shapes32_G_params": t.G.count_params(),
         "shapes32_D_params": t.D.count_params(),
         **{f"modconv_{k}_ms": round(v, 2) for k, v in modconv.items()},
@@ -239,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(gpu_s_per_kimg())
     result = {
         "ratios": {
+            "ada_cost_ratio": round(narrow / narrow_ada, 3),
             "shapes32_reg_vs_noreg": round(shapes / plain, 3),
             "fused_vs_unfused_modconv": round(modconv["unfused"] / modconv["grouped"], 3),
             "einsum_vs_unfused_modconv": round(modconv["unfused"] / modconv["einsum"], 3),

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - start
 
         # baseline: the default trial trained by `tfkit train` (same data, model, callbacks)
-        from tfkit.training.fit import fit
+        from tfkit.training.session import fit
 
         base = validate({k: v for k, v in raw.items() if k != "tune"})
         t = time.perf_counter()

@@ -1343,7 +1343,7 @@ print(tf.config.list_logical_devices("CPU"))
     code(
         """
         from tfkit.runs import create_run_dir
-        from tfkit.training.fit import fit
+        from tfkit.training.session import fit
 
         config = ExperimentConfig.model_validate(
             {

@@ -132,3 +132,44 @@ def test_unknown_key_inside_a_dict_valued_field_lists_that_models_keys():
     assert "unknown key `tune.space.model.dropout.stpe`" in msg
     assert "Did you mean `step`?" in msg
     assert "float" in msg and "choice" in msg  # aliases listed as the user writes them
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("gan.augment=always", r"`gan.augment`.*'ada', 'fixed' or 'none'"),
+        ("gan.ada_target=1.5", r"`gan.ada_target`.*less than or equal to 1"),
+        ("gan.ada_target=-2", r"`gan.ada_target`.*greater than or equal to -1"),
+        ("gan.ada_kimg=0", r"`gan.ada_kimg`.*greater than 0"),
+        ("gan.ada_interval=0", r"`gan.ada_interval`.*greater than or equal to 1"),
+        ("gan.augpipe=bgx", r"`gan.augpipe`.*unknown augmentation pipeline 'bgx'.*bgcfnc"),
+        ("gan.augment_p=2", r"`gan.augment_p`.*less than or equal to 1"),
+        ("gan.augment=fixed", r"`gan.augment: fixed` needs `gan.augment_p`"),
+        ("gan.augment_p=0.3", None),  # only with fixed, which the preset is not: see below
+    ],
+)
+def test_gan_augment_keys_are_validated_by_name(tmp_path, override, message):
+    path = write(tmp_path, "name: g\ndata: {normalize: minus_one_one}\ngan: {preset: cifar}\n")
+    if message is None:
+        from tfkit.stylegan.presets import resolve_options
+
+        cfg = load_config(path, [override])
+        with pytest.raises(UserError, match=r"`gan.augment_p` is used with `gan.augment: fixed`"):
+            resolve_options(cfg.gan, 32)
+        return
+    with pytest.raises(UserError, match=message):
+        load_config(path, [override])
+
+
+def test_gan_augment_defaults_follow_the_presets(tmp_path):
+    from tfkit.stylegan.presets import resolve_options
+
+    path = write(tmp_path, "name: g\ngan: {preset: paper256}\n")
+    assert resolve_options(load_config(path).gan, 256).augment == "ada"
+    assert resolve_options(load_config(path, ["gan.preset=auto"]).gan, 64).augment == "ada"
+    assert resolve_options(load_config(path, ["gan.preset=shapes32"]).gan, 32).augment == "none"
+    opts = resolve_options(
+        load_config(path, ["gan.augment=fixed", "gan.augment_p=0.25", "gan.augpipe=bgcfnc"]).gan,
+        256,
+    )
+    assert (opts.augment, opts.augment_p, opts.augpipe) == ("fixed", 0.25, "bgcfnc")

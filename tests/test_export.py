@@ -11,8 +11,7 @@ import tensorflow as tf
 from tfkit.cli import main
 from tfkit.config import load_config
 from tfkit.export import FORMATS, export_run, load_exported
-from tfkit.runs import create_run_dir
-from tfkit.training.commands import load_run_model
+from tfkit.runs import Run, create_run_dir
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOLERANCE = 1e-5
@@ -65,7 +64,7 @@ def _examples(name: str, n: int = 7) -> dict[str, np.ndarray]:
 
 
 def _keras_predict(run_dir: Path, x: dict[str, np.ndarray]) -> np.ndarray:
-    model = load_run_model(run_dir)
+    model = Run(run_dir).load_model()
     return model.predict(x if len(x) > 1 else next(iter(x.values())), verbose=0)
 
 

@@ -71,6 +71,17 @@ def test_timeout_stops_every_worker(fake_python, monkeypatch, capsys):
     assert "--timeout 1 s reached" in capsys.readouterr().err
 
 
+def test_train_workers_print_one_line_per_epoch():
+    """A progress bar in a pipe is a line per update: launched `train` commands log one
+    line per epoch (train.verbose=2) unless the command sets train.verbose itself."""
+    assert launch_mod._epoch_lines(["train", "c.yaml"]) == [
+        "train", "c.yaml", "--set", "train.verbose=2",
+    ]  # fmt: skip
+    mine = ["train", "c.yaml", "--set", "train.verbose=1"]
+    assert launch_mod._epoch_lines(mine) == mine
+    assert launch_mod._epoch_lines(["gan", "train", "g.yaml"]) == ["gan", "train", "g.yaml"]
+
+
 def test_bad_launch_arguments():
     with pytest.raises(UserError, match="needs a command after `--`"):
         launch_mod.launch([], workers=2)
@@ -111,6 +122,8 @@ def test_two_workers_train_digits(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert out.count("using the custom training loop") == 2
+    assert len(out.splitlines()) < 40, out  # no line per progress-bar update
+    assert not re.search(r"\] [IWEF]\d{4} |absl::|cuInit|oneDNN", out), out
     sums = dict(re.findall(r"\[worker (\d)\] final weights checksum: ([\d.]+)", out))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]  # identical weights
     assert list((run_dir / "checkpoints" / "loop").glob("ckpt-*.index"))

@@ -25,6 +25,7 @@ from tfkit.models.cells import MinimalRNNCell
 from tfkit.models.layers import Dense
 from tfkit.models.subclassed import SimpleANN
 from tfkit.stylegan import layers as sg
+from tfkit.stylegan.augment import AugmentPipe
 from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.mapping import MappingNetwork
 from tfkit.stylegan.synthesis import Generator, SynthesisNetwork, num_ws_for
@@ -85,7 +86,10 @@ CASES: dict[str, list[Case]] = {
         (lambda: sg.EqualizedConv2D(2, 3, up=True, activation="lrelu"), _x(2, 4, 4, 3), {}),
     ],
     "tfkit>PixelNorm": [(sg.PixelNorm, _x(2, 6), {})],
-    "tfkit>AddNoise": [(lambda: sg.AddNoise("const"), _x(2, 4, 4, 3), {})],
+    "tfkit>AddNoise": [
+        (lambda: sg.AddNoise("const"), _x(2, 4, 4, 3), {}),
+        (lambda: sg.AddNoise("const", per_channel=True), _x(2, 4, 4, 3), {}),
+    ],
     "tfkit>AdaIN": [(sg.AdaIN, [_x(2, 4, 4, 3), _x(2, 6)], {})],
     "tfkit>ModulatedConv2D": [
         (lambda: sg.ModulatedConv2D(4, up=True), [_x(2, 4, 4, 3), _x(2, 3)], {}),
@@ -99,6 +103,13 @@ CASES: dict[str, list[Case]] = {
         (lambda: sg.SynthesisLayer(4, up=True, noise_mode="const"), [_x(2, 4, 4, 3), _x(2, 6)], {})
     ],
     "tfkit>ToRGB": [(lambda: sg.ToRGB(3, clamp=1.0), [_x(2, 4, 4, 5), _x(2, 6)], {})],
+    "tfkit>AugmentPipe": [
+        (
+            lambda: AugmentPipe("bgcfnc", initial_p=0.5),
+            _x(2, 8, 8, 3),
+            {"call_kwargs": {"seed": [1, 2]}},
+        )
+    ],
     "tfkit>MinibatchStdDev": [(lambda: sg.MinibatchStdDev(2), _x(4, 4, 4, 3), {})],
     "tfkit>MappingNetwork": [(lambda: MappingNetwork(8, 8, num_ws=4, num_layers=2), _x(2, 8), {})],
     "tfkit>SynthesisNetwork": [
@@ -114,6 +125,11 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "tfkit>Generator": [
+        (  # the top resolution in bfloat16, as a mixed-precision GAN run builds G_ema
+            lambda: Generator(8, z_dim=8, w_dim=8, num_fp16_res=1, precision="bfloat16", **SMALL),
+            _x(3, 8),
+            {"call_kwargs": {"noise_mode": "const"}},
+        ),
         (
             lambda: Generator(8, z_dim=8, w_dim=8, mapping_layers=2, **SMALL),
             _x(3, 8),
@@ -126,6 +142,11 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "tfkit>Discriminator": [
+        (
+            lambda: Discriminator(8, mbstd_group=2, num_fp16_res=1, precision="bfloat16", **SMALL),
+            _x(4, 8, 8, 3),
+            {},
+        ),
         (lambda: Discriminator(8, mbstd_group=2, **SMALL), _x(4, 8, 8, 3), {}),
         (
             lambda: Discriminator(8, arch="stylegan", num_classes=3, mbstd_group=2, **SMALL),

@@ -62,6 +62,14 @@ def float_above(low: float, *, inclusive: bool = False) -> Callable[[str], float
     return parse
 
 
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    value = float(_number(text, float))
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]. Received: {text}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """Any finite float (`nan`, `inf` refused)."""
     return float(_number(text, float))
@@ -159,3 +167,52 @@ def output_dir(text: str) -> str:
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a file; expected a directory")
     return text
+
+
+# file types `tfkit predict` reads and writes
+PREDICT_INPUTS = (".npy", ".npz", ".csv", ".parquet")
+PREDICT_OUTPUTS = (".npy", ".npz", ".csv")
+
+
+def _suffix_list(suffixes: tuple[str, ...]) -> str:
+    return ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+
+
+def input_file(suffixes: tuple[str, ...], *, directory: str = "") -> Callable[[str], str]:
+    """An existing file with one of `suffixes` (or, when `directory` names what one holds,
+    an existing directory)."""
+    from pathlib import Path
+
+    expected = _suffix_list(suffixes) + (
+        f" file, or a directory of {directory}" if directory else ""
+    )
+
+    def parse(text: str) -> str:
+        path = Path(text)
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{text}: file not found")
+        if path.is_dir() and directory:
+            return text
+        if path.is_dir() or path.suffix not in suffixes:
+            raise argparse.ArgumentTypeError(f"expected a {expected}. Received: {text}")
+        return text
+
+    parse.__name__ = "input file"
+    return parse
+
+
+def output_file_of(suffixes: tuple[str, ...], *, ignore_case: bool = False) -> Callable[[str], str]:
+    """An `output_file` whose name ends with one of `suffixes`."""
+    from pathlib import Path
+
+    def parse(text: str) -> str:
+        output_file(text)
+        suffix = Path(text).suffix
+        if (suffix.lower() if ignore_case else suffix) not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"expected a file name ending in {_suffix_list(suffixes)}. Received: {text}"
+            )
+        return text
+
+    parse.__name__ = "output file"
+    return parse

@@ -31,7 +31,8 @@ HANDLERS = {
     "tune": "tfkit.tuning.commands:tune_command",
     "gan train": "tfkit.stylegan.commands:train_command",
     "gan generate": "tfkit.stylegan.commands:generate_command",
-    "gan metrics": "tfkit.stylegan.metrics:metrics_command",
+    "gan metrics": "tfkit.stylegan.commands:metrics_command",
+    "gan augment-grid": "tfkit.stylegan.commands:augment_grid_command",
 }
 
 
@@ -145,8 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")
-    p.add_argument("--input", required=True, help=".npy, .npz, .csv, .parquet or image directory")
-    p.add_argument("--output", type=A.output_file, required=True, help=".npy, .npz or .csv")
+    p.add_argument(
+        "--input",
+        type=A.input_file(A.PREDICT_INPUTS, directory="images"),
+        required=True,
+        help=".npy, .npz, .csv, .parquet or image directory",
+    )
+    p.add_argument(
+        "--output",
+        type=A.output_file_of(A.PREDICT_OUTPUTS),
+        required=True,
+        help=".npy, .npz or .csv",
+    )
     p.add_argument("--batch-size", type=A.int_at_least(1), default=256)
     p.add_argument(
         "--normalized",
@@ -254,7 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="images in the interpolation strip",
     )
-    p.add_argument("--out", type=A.output_file, required=True, help="output PNG")
+    p.add_argument(
+        "--out",
+        type=A.output_file_of((".png",), ignore_case=True),
+        required=True,
+        help="output PNG",
+    )
+    p = gan_sub.add_parser(
+        "augment-grid", help="what D sees: training images and their ADA augmentation at p"
+    )
+    _add_config_args(p)
+    p.add_argument("--p", type=A.probability, default=0.5, help="augmentation probability")
+    p.add_argument("--augpipe", help="pipeline (default: the config's gan.augpipe)")
+    p.add_argument("--count", type=A.int_at_least(1, 1024), default=32, help="images shown")
+    p.add_argument("--cols", type=A.int_at_least(1), default=8, help="grid columns")
+    p.add_argument("--seed", type=A.int_at_least(0, A.MAX_SEED), default=0)
+    p.add_argument(
+        "--out",
+        type=A.output_file_of((".png",), ignore_case=True),
+        required=True,
+        help="output PNG",
+    )
     p = gan_sub.add_parser("metrics", help="FID/KID of a GAN run's G_ema against its data")
     p.add_argument("run_dir", help="GAN run directory (its latest checkpoint is measured)")
     p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid (default both)")
@@ -273,7 +304,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=A.int_at_least(1), default=64)
     p.add_argument("--cache-dir", help="real-statistics cache (default ~/.cache/tfkit/metrics)")
     p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
+    for leaf in _leaf_parsers(parser):
+        leaf.add_argument(
+            "--verbose",
+            action="store_true",
+            help="also show TensorFlow's own log lines (C++ notices, CUDA, Grappler)",
+        )
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    """The parsers of runnable commands (those without subcommands), each once."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            yield from _leaf_parsers(child)
+
+
+# --------------------------------------------------------------------------------------
+# checks that need no TensorFlow: they run before it loads, so such an error answers at once
+# --------------------------------------------------------------------------------------
+
+
+def _check_run_dir(args: argparse.Namespace) -> None:
+    from tfkit.runs import Run
+
+    Run.open(args.run_dir)  # missing, or not a run
+
+
+def _check_trained_run(args: argparse.Namespace) -> None:
+    from tfkit.runs import Run
+
+    Run.open(args.run_dir, args.command)  # missing, not a run, failed or untrained
+
+
+def _check_predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tfkit.runs import Run
+
+    if not Path(args.run_dir).exists() or Run(args.run_dir).config_file.exists():
+        _check_trained_run(args)  # else it may be an export directory
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    from tfkit.runs import Run
+
+    if getattr(args, "resume", None):
+        if getattr(args, "run_dir", None):
+            raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
+        # the resume policy: every refused change is named before TensorFlow loads
+        run = Run.open(args.resume, "resume", flag="--resume")
+        run.plan_resume(getattr(args, "overrides", None), getattr(args, "config", None))
+
+
+def _check_export(args: argparse.Namespace) -> None:
+    from tfkit.export import check_request
+
+    check_request(args.run_dir, args.out, args.format, overwrite=args.overwrite)
+
+
+PRECHECKS = {
+    "train": _check_resume,
+    "gan train": _check_resume,
+    "evaluate": _check_trained_run,
+    "predict": _check_predict,
+    "export": _check_export,
+    "gan generate": _check_run_dir,
+    "gan metrics": _check_run_dir,
+}
+# commands that never load TensorFlow in this process
+NO_TENSORFLOW = {"config show", "config validate", "launch"}
 
 
 def _handler(name: str):
@@ -283,7 +386,7 @@ def _handler(name: str):
 
 def config_show(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML."""
-    from tfkit.config import dump_yaml, load_config
+    from tfkit.config import dump_yaml, load_config, to_dict
 
     config = load_config(args.config, args.overrides)
     if config.gan is None:
@@ -292,7 +395,7 @@ def config_show(args: argparse.Namespace) -> int:
     from tfkit.stylegan import presets  # no TensorFlow there
 
     values = presets.preset_values(config.gan, presets.data_resolution(config))
-    print(presets.resolved_yaml(config, values), end="")
+    print(presets.resolved_yaml(to_dict(config), values), end="")
     return 0
 
 
@@ -326,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in HANDLERS:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
-    # TensorFlow's C++ INFO lines would bury tfkit's own messages; TF_CPP_MIN_LOG_LEVEL=0 restores them
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    verbose = bool(getattr(args, "verbose", False))
+    if not verbose:  # TensorFlow's C++ INFO and WARNING lines would bury tfkit's messages
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if args.command != "config" and getattr(args, "config", None):
             # a bad config fails in well under a second, before the handler imports TensorFlow
@@ -340,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
                 from tfkit.cluster import for_runtime
 
                 for_runtime(config.runtime)  # a missing SLURM variable, a TF_CONFIG with ps
+        if name in PRECHECKS:
+            PRECHECKS[name](args)
+        if name not in NO_TENSORFLOW:
+            from tfkit.quiet import import_tensorflow
+
+            import_tensorflow(verbose)  # without its start-up notices on stderr
         return int(_handler(name)(args) or 0)
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)

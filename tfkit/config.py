@@ -87,6 +87,10 @@ def check_number_kinds(annotation: Any, value: Any) -> None:
                 check_number_kinds(item, v)
 
 
+# random seeds: NumPy's generators take [0, 2**32)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 class Strict(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated.
 
@@ -115,7 +119,7 @@ class ShapesSource(Strict):
     kind: Literal["shapes"]
     count: int = Field(2000, ge=1)
     resolution: int = Field(32, ge=4)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("resolution")
     @classmethod
@@ -131,7 +135,7 @@ class TabularBinarySource(Strict):
     kind: Literal["tabular_binary"]
     count: int = Field(4000, ge=1)
     features: int = Field(50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TwoInputSource(Strict):
@@ -139,7 +143,7 @@ class TwoInputSource(Strict):
 
     kind: Literal["two_input"]
     count: int = Field(4000, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SequencesSource(Strict):
@@ -150,7 +154,7 @@ class SequencesSource(Strict):
     length: int = Field(20, ge=2)
     features: int = Field(4, ge=1)
     classes: int = Field(3, ge=2)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class RegressionSource(Strict):
@@ -161,7 +165,7 @@ class RegressionSource(Strict):
     features: int = Field(8, ge=1)
     noise: float = Field(0.1, ge=0)
     outlier_fraction: float = Field(0.05, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class NpzSource(Strict):
@@ -265,7 +269,7 @@ class SplitConfig(Strict):
     train: float = Field(0.8, ge=0, le=1)
     val: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
@@ -299,8 +303,8 @@ class DataConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     batch_size: int = Field(32, ge=1)
     drop_remainder: bool = False
-    shuffle_buffer: int = Field(10_000, ge=0)  # 0 disables shuffling
-    seed: int | None = None  # shuffling seed; default runtime.seed
+    shuffle_buffer: int = Field(10_000, ge=0, le=2**31 - 1)  # 0 disables shuffling
+    seed: Seed | None = None  # shuffling seed; default runtime.seed
     repeat: bool = False
     cache: str = "memory"  # "none", "memory" or a file path prefix
     prefetch: bool = True
@@ -647,7 +651,7 @@ class RuntimeConfig(Strict):
     # picks (the number of cores); like torch.set_num_threads
     intra_op_threads: int | None = Field(None, ge=1)
     inter_op_threads: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
@@ -757,7 +761,7 @@ class TuneConfig(Strict):
     max_epochs: int = Field(10, ge=1)  # hyperband
     factor: int = Field(3, ge=2)  # hyperband
     hyperband_iterations: int = Field(1, ge=1)
-    seed: int | None = None  # default runtime.seed
+    seed: Seed | None = None  # default runtime.seed
     directory: str | None = None  # default <run dir>/search
     save_best_model: bool = True
     space: dict[str, HyperParameterConfig] = Field(default_factory=dict)
@@ -788,6 +792,59 @@ class TuneConfig(Strict):
 # --------------------------------------------------------------------------------------
 # gan
 # --------------------------------------------------------------------------------------
+
+
+# adaptive discriminator augmentation: the transforms of each group and the reference's
+# pipeline names (tfkit.stylegan.augment implements them; named here, without TensorFlow,
+# for config validation)
+AUGMENT_GROUPS: dict[str, tuple[str, ...]] = {
+    "blit": ("xflip", "rotate90", "xint"),
+    "geom": ("scale", "rotate", "aniso", "xfrac"),
+    "color": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
+    "filter": ("imgfilter",),
+    "noise": ("noise",),
+    "cutout": ("cutout",),
+}
+AUGPIPES: dict[str, tuple[str, ...]] = {
+    **{group: (group,) for group in AUGMENT_GROUPS},
+    "bg": ("blit", "geom"),
+    "bgc": ("blit", "geom", "color"),
+    "bgcf": ("blit", "geom", "color", "filter"),
+    "bgcfn": ("blit", "geom", "color", "filter", "noise"),
+    "bgcfnc": ("blit", "geom", "color", "filter", "noise", "cutout"),
+}
+
+
+def parse_augpipe(name: str) -> tuple[str, ...]:
+    """The transform groups of an augmentation pipeline name, in the pipeline's order: a
+    reference name (`bgc`) or names joined by `+` (`blit+noise`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
+    groups: set[str] = set()
+    for part in str(name).split("+"):
+        if part.strip() not in AUGPIPES:
+            raise ValueError(
+                f"unknown augmentation pipeline {part.strip()!r}. Valid: {', '.join(AUGPIPES)}, "
+                "or names joined by '+' (e.g. blit+color)"
+            )
+        groups.update(AUGPIPES[part.strip()])
+    return tuple(g for g in AUGMENT_GROUPS if g in groups)
+
+
+# the presets of `tfkit.stylegan.presets` (their values live there; the names are here so
+# validating a config imports nothing of the GAN code)
+GAN_PRESET_NAMES = (
+    "auto",
+    "stylegan2",
+    "paper256",
+    "paper512",
+    "paper1024",
+    "cifar",
+    "shapes16",
+    "shapes32",
+)
 
 
 class GanConfig(Strict):
@@ -839,18 +896,26 @@ class GanConfig(Strict):
     # it. Gradients accumulate over batch / (batch_per_replica * replicas) rounds.
     batch_per_replica: int | None = Field(None, ge=1)
     grid: tuple[int, int] = (8, 4)  # snapshot grid columns, rows
-    grid_seed: int = 0
+    grid_seed: Seed = 0
     metrics: list[Literal["fid", "kid"]] = []  # computed at every snapshot
     metrics_features: str = "inception_v3"  # or classifier:RUN_DIR (offline)
     metrics_num_images: int = Field(50000, ge=2)  # real and generated images per metric
+    # adaptive discriminator augmentation (see tfkit.stylegan.augment): every image D sees
+    # goes through the `augpipe` transforms, each with probability p. ada: p adapts so the
+    # mean sign of D(real) stays at ada_target; fixed: p = augment_p; none: off.
+    # Default: the preset's (ada for the reference presets).
+    augment: Literal["ada", "fixed", "none"] | None = None
+    augpipe: str = "bgc"  # blit, geom, color, filter, noise, cutout, bg, bgc, ... or a+b
+    augment_p: float | None = Field(None, ge=0, le=1)  # p with augment: fixed
+    ada_target: float = Field(0.6, ge=-1, le=1)  # target of mean sign(D(real))
+    ada_kimg: float = Field(500, gt=0)  # p can go from 0 to 1 in this many kimg
+    ada_interval: int = Field(4, ge=1)  # adjust p every this many iterations
 
     @field_validator("preset")
     @classmethod
     def _preset(cls, v: str) -> str:
-        from tfkit.stylegan.presets import PRESET_NAMES
-
-        if v not in PRESET_NAMES:
-            raise ValueError(f"unknown preset {v!r}. Valid presets: {', '.join(PRESET_NAMES)}")
+        if v not in GAN_PRESET_NAMES:
+            raise ValueError(f"unknown preset {v!r}. Valid presets: {', '.join(GAN_PRESET_NAMES)}")
         return v
 
     @field_validator("resolution")
@@ -859,6 +924,22 @@ class GanConfig(Strict):
         if v is not None and (v < 8 or v > 1024 or v & (v - 1)):
             raise ValueError(f"must be a power of two from 8 to 1024. Received: resolution={v}")
         return v
+
+    @field_validator("augpipe")
+    @classmethod
+    def _augpipe(cls, v: str) -> str:
+        parse_augpipe(v)  # ValueError naming the valid pipelines
+        return v
+
+    @model_validator(mode="after")
+    def _augment_p(self) -> GanConfig:
+        if self.augment == "fixed" and self.augment_p is None:
+            raise ValueError("`gan.augment: fixed` needs `gan.augment_p` (the probability)")
+        if self.augment_p is not None and self.augment in ("ada", "none"):
+            raise ValueError(
+                f"`gan.augment_p` is used with `gan.augment: fixed` only. Received: augment={self.augment}"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------
@@ -1136,6 +1217,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         else:
             check(f"train.metrics[{i}]", kn.check_metric_name, name)
             metric_names.append(name)
+    shown = [m.class_path if isinstance(m, ClassPathConfig) else m for m in train.metrics]
     # a class_path metric without a `name` argument logs under a name only its class knows
     logs_known = all(isinstance(n, str) for n in metric_names)
     logs = kn.log_keys([n for n in metric_names if isinstance(n, str)])
@@ -1152,7 +1234,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and monitor not in logs:
             out.append(
                 f"{where}: `{key}`: no metric `{monitor}` is logged by this config "
-                f"(train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"(train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     for field_name in type(config.model).model_fields:
         if field_name.endswith("activation"):
@@ -1170,7 +1252,7 @@ def name_problems(config: ExperimentConfig, where: str) -> list[str]:
         if logs_known and objective not in logs and "train.metrics" not in config.tune.space:
             out.append(
                 f"{where}: `tune.objective.name`: no metric `{objective}` is logged by this "
-                f"config (train.metrics: {train.metrics}). Logged: {', '.join(logs)}"
+                f"config (train.metrics: {shown}). Logged: {', '.join(logs)}"
             )
     return out
 

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -351,17 +348,16 @@ def worker_dir(run_dir: str | Path, strategy: tf.distribute.Strategy | None = No
 
     Example:
         with worker_dir(run_dir, strategy) as out:
-            manager = tf.train.CheckpointManager(ckpt, out / "checkpoints", 3)
+            manager = tf.train.CheckpointManager(ckpt, out / "ckpt", 3)
     """
     if is_chief(strategy):
         yield Path(run_dir)
         return
+    from tfkit.runs import Run
+
     cluster = strategy_cluster(strategy)
-    tmp = Path(tempfile.mkdtemp(prefix=f"tfkit-{cluster.task_type}{cluster.task_index}-"))
-    try:
+    with Run.worker_temp_dir(f"{cluster.task_type}{cluster.task_index}") as tmp:
         yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
@@ -376,39 +372,6 @@ def wants_multi_worker(runtime_cfg: RuntimeConfig) -> bool:
     if runtime_cfg.strategy == "multi_worker":
         return True
     return runtime_cfg.strategy == "auto" and cluster_lib.for_runtime(runtime_cfg).multi_worker
-
-
-def worker_run_dir(
-    config: Any, run_dir: str | Path | None, root: str | Path = "runs", wait_s: float | None = None
-) -> Path:
-    """The run directory of this process: the chief creates it (as `create_run_dir`); other
-    workers of a multi-worker run wait for the chief's `config.yaml` in `--run-dir`.
-
-    Raises:
-        UserError: a non-chief worker without `--run-dir` (workers cannot agree on a
-            numbered directory), or the chief did not create it within the wait.
-    """
-    import time
-
-    from tfkit.runs import CONFIG_FILE, create_run_dir
-
-    if not wants_multi_worker(config.runtime) or cluster_lib.for_runtime(config.runtime).is_chief:
-        return create_run_dir(config, run_dir, root=root)
-    if run_dir is None:
-        raise UserError(
-            "multi-worker training needs --run-dir on every worker (the same path, on storage "
-            "the chief writes); `tfkit launch` adds it for local workers"
-        )
-    path = Path(run_dir)
-    deadline = time.monotonic() + (wait_s or config.runtime.collective_timeout_s)
-    while not (path / CONFIG_FILE).exists():
-        if time.monotonic() > deadline:
-            raise UserError(
-                f"--run-dir {path}: the chief did not create the run (no {CONFIG_FILE}) within "
-                f"{wait_s or config.runtime.collective_timeout_s:g} s"
-            )
-        time.sleep(0.2)
-    return path
 
 
 def spans_workers(strategy: tf.distribute.Strategy) -> bool:

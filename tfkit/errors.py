@@ -62,9 +62,10 @@ class Stopped(BaseException):
         self.step = int(step)
         self.exit_code = 128 + self.signum
         self.resume_hint: str | None = None  # e.g. "tfkit train --resume RUN" (the command's)
+        self.position = f"epoch {self.epoch}"  # where it stopped (the GAN trainer: kimg)
 
     def __str__(self) -> str:
-        text = f"stopped at epoch {self.epoch}"
+        text = f"stopped at {self.position}"
         return f"{text}; continue with: {self.resume_hint}" if self.resume_hint else text
 
 

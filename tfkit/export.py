@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.errors import UserError, unknown_name
+from tfkit.runs import EXPORT_MANIFEST_FILE as MANIFEST_FILE
+from tfkit.runs import Run
 
 FORMATS = ("saved_model", "litert")
-MANIFEST_FILE = "export.json"
 LITERT_FILE = "model.tflite"
 SIGNATURE = "serving_default"
-MODEL_FILES = ("model.keras", "checkpoints/last.keras")
 
 
 # --------------------------------------------------------------------------------------
@@ -84,32 +85,11 @@ def _as_output_dict(outputs: Any) -> dict[str, Any]:
     return {"output_0": outputs}
 
 
-def _find_model_file(run_dir: Path) -> Path:
-    for name in MODEL_FILES:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise UserError(
-        f"{run_dir} holds no trained model: {run_dir / MODEL_FILES[0]} not found "
-        f"(nor {run_dir / MODEL_FILES[1]}). Train it first with `tfkit train`"
-    )
-
-
-def _spec_normalization(run_dir: Path) -> dict[str, dict] | None:
-    spec_file = run_dir / "spec.json"
-    if not spec_file.is_file():
-        return None
-    return json.loads(spec_file.read_text()).get("normalization")
-
-
-def _data_inputs(run_dir: Path, config: Any) -> list[TensorInfo]:
-    """The model inputs from the data schema: the run's `spec.json`, else `data.build`."""
-    spec_file = run_dir / "spec.json"
-    if spec_file.is_file():
-        spec = json.loads(spec_file.read_text())
-        return [
-            TensorInfo(i["name"], (None, *i["shape"]), i.get("dtype", "float32"))
-            for i in spec["inputs"]
-        ]
+def _data_inputs(run: Run, config: Any) -> list[TensorInfo]:
+    """The model inputs from the data schema: the run's data spec, else `data.build`."""
+    inputs = run.spec_inputs()
+    if inputs is not None:
+        return [TensorInfo(name, shape, dtype) for name, shape, dtype in inputs]
     import tfkit.data
 
     spec = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None).spec
@@ -122,12 +102,10 @@ def model_servable(run_dir: str | Path, config: Any) -> Servable:
     Raises:
         UserError: the run holds no `model.keras` (nor `checkpoints/last.keras`).
     """
-    from tfkit.training.commands import load_run_model
-
-    run_dir = Path(run_dir)
-    source = _find_model_file(run_dir)
-    model = load_run_model(run_dir)
-    inputs = _data_inputs(run_dir, config)
+    run = Run.open(run_dir, "export")
+    source = run.model_path()
+    model = run.load_model()
+    inputs = _data_inputs(run, config)
     names = [i.name for i in inputs]
 
     def serve(*tensors):
@@ -147,12 +125,11 @@ def gan_servable(run_dir: str | Path) -> Servable:
     Raises:
         UserError: the run has no GAN options or no checkpoint yet.
     """
-    import tensorflow as tf
 
-    from tfkit.stylegan.generate import load_generator
+    from tfkit.stylegan.checkpoints import load_g_ema
 
-    generator, opts = load_generator(run_dir)
-    checkpoint = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+    loaded = load_g_ema(run_dir)
+    generator, opts, checkpoint = loaded.G, loaded.opts, loaded.checkpoint
     inputs = [TensorInfo("z", (None, opts.z_dim), "float32")]
     if opts.num_classes:
         inputs.append(TensorInfo("c", (None,), "int32"))
@@ -165,9 +142,7 @@ def gan_servable(run_dir: str | Path) -> Servable:
 
 def run_servable(run_dir: str | Path) -> tuple[Servable, Any]:
     """The servable of a run (a GAN run's G_ema, else its model) and the run's config."""
-    from tfkit.runs import load_run_config
-
-    config = load_run_config(run_dir)
+    config = Run.open(run_dir, "export").load_config()
     if getattr(config, "gan", None) is not None:
         return gan_servable(run_dir), config
     return model_servable(run_dir, config), config
@@ -241,7 +216,7 @@ def _check_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     resolved, run = out.resolve(), run_dir.resolve()
-    if resolved == run or resolved in run.parents or (out / "config.yaml").exists():
+    if resolved == run or resolved in run.parents or Run(out).config_file.exists():
         raise UserError(
             f"--out {out} is (or holds) a run directory; choose a new directory for the export"
         )
@@ -250,6 +225,21 @@ def _check_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
             f"--out {out} already exists; pass --overwrite to replace it, or choose another "
             "directory"
         )
+
+
+def check_request(
+    run_dir: str | Path, out: str | Path, format: str, *, overwrite: bool = False
+) -> None:
+    """Check an export request without TensorFlow: a known format, a run directory, and
+    an `out` that may be written.
+
+    Raises:
+        UserError: naming the argument at fault.
+    """
+    if format not in FORMATS:
+        raise unknown_name("export format", format, FORMATS)
+    Run.open(run_dir, "export")  # missing, not a run, failed or untrained: named
+    _check_out_dir(Path(out), Path(run_dir), overwrite)
 
 
 def export_run(
@@ -273,14 +263,9 @@ def export_run(
     Raises:
         UserError: unknown format, a run without a model, or `out` exists.
     """
-    from tfkit.runs import load_run_config
-
-    if format not in FORMATS:
-        raise unknown_name("export format", format, FORMATS)
+    check_request(run_dir, out, format, overwrite=overwrite)
     run_dir = Path(run_dir)
     out = Path(out)
-    load_run_config(run_dir)  # a clear error for a missing or non-run directory
-    _check_out_dir(out, run_dir, overwrite)
     servable, config = run_servable(run_dir)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +315,7 @@ def _manifest(
         "source": servable.source,
         "config": to_dict(config),
         # what `data.normalize` does to raw inputs before they reach the model
-        "normalization": _spec_normalization(run_dir),
+        "normalization": Run(run_dir).normalization(),
         "tfkit_version": _tfkit_version(),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
@@ -429,9 +414,9 @@ def predict_exported(args: argparse.Namespace) -> int:
     the manifest) and writes the same kind of `--output`.
     """
     from tfkit.config import validate
-    from tfkit.training.commands import read_inputs, write_predictions
+    from tfkit.training.predict import read_inputs, write_predictions
 
-    if Path(args.output).suffix not in (".npy", ".npz", ".csv"):
+    if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     model = load_exported(args.run_dir)
     config = validate(model.manifest["config"], str(Path(args.run_dir) / MANIFEST_FILE))

@@ -122,7 +122,7 @@ CALLBACKS: dict[str, dict[str, str]] = {
         "mode": "str", "baseline": "any", "restore_best_weights": "bool",
         "start_from_epoch": "int",
     },
-    "last_checkpoint": {"path": "str", "min_interval_s": "number"},
+    "last_checkpoint": {"path": "str", "min_interval_s": "number", "save_at_end": "bool"},
     "metrics_logger": {"path": "str"},
     "model_checkpoint": {
         "filepath": "str", "monitor": "str", "verbose": "int", "save_best_only": "bool",
@@ -144,7 +144,7 @@ CALLBACKS: dict[str, dict[str, str]] = {
 CALLBACK_NAMES: tuple[str, ...] = tuple(sorted(CALLBACKS))
 
 # keys tfkit adds to the epoch logs (Throughput) and Keras' learning-rate entry
-EXTRA_LOG_KEYS = ("examples_per_sec", "step_ms", "epoch_examples_per_sec", "learning_rate")
+EXTRA_LOG_KEYS = ("examples_per_sec", "step_ms", "learning_rate")
 
 
 def _unknown(kind: str, name: Any, valid: tuple[str, ...] | list[str]) -> str:

@@ -55,23 +55,40 @@ def _with_run_dir(command: list[str]) -> list[str]:
         a in ("--run-dir", "--resume", "--dry-run") or a.startswith("--run-dir=") for a in command
     ):
         return command
-    from tfkit.cli import build_parser
     from tfkit.config import load_config
     from tfkit.runs import next_run_dir
 
-    args = build_parser().parse_args(command)
+    # the train arguments that name the run (a parser of their own: the CLI's is the CLI's)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("config", nargs="?")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--runs-root", default="runs")
+    args, _ = parser.parse_known_args(command[2:] if command[0] == "gan" else command[1:])
+    if not args.config:
+        return command
     config = load_config(args.config, args.overrides)
     return [*command, "--run-dir", str(next_run_dir(args.runs_root, config.name))]
 
 
-def _stream(index: int, proc: subprocess.Popen, lock: threading.Lock) -> None:
+def _epoch_lines(command: list[str]) -> list[str]:
+    """`train` prints one line per epoch in each worker (`train.verbose=2`) unless the
+    command sets `train.verbose`: a progress bar in a pipe is a line per update."""
+    if not command or command[0] != "train":
+        return command
+    if any("train.verbose" in a for a in command):
+        return command
+    return [*command, "--set", "train.verbose=2"]
+
+
+def _stream(name: str, proc: subprocess.Popen, lock: threading.Lock) -> None:
     for line in proc.stdout:  # type: ignore[union-attr]
         with lock:
-            sys.stdout.write(f"[worker {index}] {line}")
+            sys.stdout.write(f"[{name}] {line}")
             sys.stdout.flush()
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM to every live process (each saves and exits), SIGKILL after `grace_s`."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -82,6 +99,80 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def supervise(
+    processes: list[tuple[str, list[str], dict[str, str]]],
+    *,
+    timeout: float = 0,
+    grace_s: float = 10.0,
+) -> int:
+    """Run local processes together: the one supervisor of `tfkit launch` (training, GAN)
+    and of a distributed search (`--tune-workers`).
+
+    Each process's output (stdout and stderr) is streamed to stdout line by line with a
+    `[name]` prefix; the supervisor's own problem lines go to stderr. When one process
+    fails, on `timeout` or on Ctrl-C, every other process gets SIGTERM (they save and
+    exit) and SIGKILL after `grace_s` seconds.
+
+    Args:
+        processes: `(name, argv, environment)` of each process.
+        timeout: stop every process after this many seconds (0: no limit).
+        grace_s: seconds between SIGTERM and SIGKILL.
+
+    Returns:
+        0 when every process succeeded, else the first failing status (124 on timeout,
+        130 on Ctrl-C).
+    """
+    lock = threading.Lock()
+    procs: list[subprocess.Popen] = []
+    threads = []
+    try:
+        for name, argv, env in processes:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+            procs.append(proc)
+            thread = threading.Thread(target=_stream, args=(name, proc, lock), daemon=True)
+            thread.start()
+            threads.append(thread)
+        names = [name for name, _, _ in processes]
+        start = time.monotonic()
+        status = 0
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, status = failed[0]
+                print(
+                    f"tfkit launch: {names[i]} exited with status {status}; stopping the others",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+            if all(c == 0 for c in codes):
+                break
+            if timeout and time.monotonic() - start > timeout:
+                print(
+                    f"tfkit launch: --timeout {timeout:g} s reached; stopping every process",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                status = 124
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        _stop(procs, grace_s)
+        for t in threads:
+            t.join(timeout=5)
+    return status if status > 0 else (1 if status else 0)
 
 
 def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: float = 0) -> int:
@@ -105,7 +196,7 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
         )
     if command[0] == "launch":
         raise UserError("tfkit launch cannot launch `launch`")
-    command = _with_run_dir(command)
+    command = _epoch_lines(_with_run_dir(command))
     if base_port and base_port + workers - 1 > 65535:
         raise UserError(
             f"--base-port {base_port} with --workers {workers} needs ports up to "
@@ -117,72 +208,67 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
         f"tfkit {' '.join(command)}",
         flush=True,
     )
-    lock = threading.Lock()
-    procs: list[subprocess.Popen] = []
-    threads = []
     root = str(Path(__file__).resolve().parent.parent)
+    processes = []
     for i, conf in enumerate(tf_configs(ports)):
         env = {**os.environ, "TF_CONFIG": conf, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tfkit.cli", *command],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        procs.append(proc)
-        thread = threading.Thread(target=_stream, args=(i, proc, lock), daemon=True)
-        thread.start()
-        threads.append(thread)
-    start = time.monotonic()
-    status = 0
-    try:
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                i, status = failed[0]
-                print(
-                    f"tfkit launch: worker {i} exited with status {status}; stopping the others",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                break
-            if all(c == 0 for c in codes):
-                break
-            if timeout and time.monotonic() - start > timeout:
-                print(
-                    f"tfkit launch: --timeout {timeout:g} s reached; stopping every worker",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                status = 124
-                break
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        status = 130
-    finally:
-        _stop(procs)
-        for t in threads:
-            t.join(timeout=5)
+        processes.append((f"worker {i}", [sys.executable, "-m", "tfkit.cli", *command], env))
+    status = supervise(processes, timeout=timeout)
     if status == 0:
         print(f"tfkit launch: all {workers} workers finished", flush=True)
-    return status if status > 0 else (1 if status else 0)
+    return status
+
+
+def launch_tune(
+    workers: int, rest: list[str], *, port: int = 0, timeout: float = 0, env: dict | None = None
+) -> int:
+    """Run `tfkit <rest>` (a `tune` command) as a chief plus `workers` workers on 127.0.0.1.
+
+    Args:
+        workers: number of worker processes (>= 1).
+        rest: the tfkit command after `--`, starting with `tune`.
+        port: the oracle's port (0 picks a free one).
+        timeout: stop every process after this many seconds (0: no limit).
+        env: extra environment variables for every process.
+
+    Returns:
+        0 when every process succeeded, else the first non-zero exit status (124 on timeout).
+
+    Raises:
+        UserError: fewer than one worker, or the command is not `tune`.
+    """
+    rest = [a for a in rest if a != "--"] if rest and rest[0] == "--" else list(rest)
+    if workers < 1:
+        raise UserError(f"--tune-workers must be >= 1. Received: --tune-workers {workers}")
+    if not rest or rest[0] != "tune":
+        raise UserError(
+            "--tune-workers runs a `tune` command: tfkit launch --tune-workers 2 -- tune CONFIG. "
+            f"Received: {' '.join(rest) or '(nothing)'}"
+        )
+    if any(a in ("--role", "--oracle", "--tuner-id") for a in rest):
+        raise UserError("--tune-workers sets --role, --oracle and --tuner-id itself; remove them")
+    oracle = f"127.0.0.1:{port or free_ports(1)[0]}"
+    base = [sys.executable, "-m", "tfkit.cli", *rest, "--oracle", oracle]
+    roles = [("chief", ["--role", "chief"])] + [
+        (f"worker{i}", ["--role", "worker", "--tuner-id", f"worker{i}"]) for i in range(workers)
+    ]
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    print(f"tfkit launch: chief + {workers} tune workers, oracle at {oracle}", flush=True)
+    return supervise([(name, base + extra, child_env) for name, extra in roles], timeout=timeout)
 
 
 def launch_command(args: argparse.Namespace) -> int:
     """`tfkit launch --workers N [--base-port P] [--timeout S] -- COMMAND ...`.
 
     With `--tune-workers N` it runs a distributed Keras Tuner search instead: a `tune` chief
-    plus N tune workers on 127.0.0.1 (see `tfkit.tuning.launch`).
+    plus N tune workers on 127.0.0.1.
     """
-    if getattr(args, "tune_workers", 0):
-        from tfkit.tuning.commands import launch_tune_command
-
-        return launch_tune_command(args)
     rest = list(args.rest)
     if rest and rest[0] == "--":
         rest = rest[1:]
+    if getattr(args, "tune_workers", 0):
+        return launch_tune(
+            args.tune_workers, rest, port=args.base_port or 0, timeout=args.timeout or 0
+        )
     return launch(rest, workers=args.workers, base_port=args.base_port, timeout=args.timeout)

@@ -37,6 +37,7 @@ MODULES: tuple[str, ...] = (
     "tfkit.stylegan.mapping",
     "tfkit.stylegan.synthesis",
     "tfkit.stylegan.discriminator",
+    "tfkit.stylegan.augment",
 )
 
 for _module in MODULES:

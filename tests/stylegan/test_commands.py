@@ -47,6 +47,58 @@ def config(tmp_path):
     return str(path)
 
 
+def test_signals_stop_with_one_line_and_resume(config, tmp_path, capsys, monkeypatch):
+    """SIGTERM exits 143 and Ctrl-C 130, each after a checkpoint and with one line naming
+    the kimg and the resume command; resuming finishes the run."""
+    import re
+    import signal
+
+    from tfkit.stylegan.trainer import Trainer
+
+    original = Trainer.run
+    stop = {}  # signal to raise after the iteration that ends at this step
+
+    def run(self, max_iterations=None, hook=None):
+        def send(trainer):
+            if int(trainer.step.numpy()) == stop.get("step"):
+                signal.raise_signal(stop["signal"])
+
+        return original(self, max_iterations, send)
+
+    monkeypatch.setattr(Trainer, "run", run)
+    run_dir = tmp_path / "run"
+    stop.update(step=1, signal=signal.SIGTERM)
+    assert (
+        main(["gan", "train", config, "--run-dir", str(run_dir), "--set", "gan.kimg=0.032"]) == 143
+    )
+    line = (
+        f"tfkit gan train: stopped at kimg 0.008; continue with: tfkit gan train --resume {run_dir}"
+    )
+    assert re.findall(r"^tfkit gan train: .*$", capsys.readouterr().err, re.M) == [line]
+    stop.update(step=2, signal=signal.SIGINT)
+    assert main(["gan", "train", "--resume", str(run_dir)]) == 130
+    assert line.replace("0.008", "0.016") in capsys.readouterr().err.splitlines()
+    stop.clear()
+    assert main(["gan", "train", "--resume", str(run_dir)]) == 0
+    ticks = [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [t["kimg"] for t in ticks] == [0.008, 0.016, 0.024, 0.032]
+
+
+def test_augment_grid_shows_reals_and_what_d_sees(config, tmp_path, capsys):
+    out = tmp_path / "aug.png"
+    args = ["gan", "augment-grid", config, "--count", "6", "--cols", "3", "--out", str(out)]
+    assert main([*args, "--p", "0"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (4 * 8, 3 * 8, 3)  # 2 rows of reals, each above its augmentation
+    assert np.array_equal(grid[:8], grid[8:16]) and np.array_equal(grid[16:24], grid[24:])
+    assert main([*args, "--p", "1", "--augpipe", "bgcfnc"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert not np.array_equal(grid[:8], grid[8:16])
+    assert main([*args, "--augpipe", "bgx"]) == 2
+    assert "--augpipe: unknown augmentation pipeline 'bgx'" in capsys.readouterr().err
+    assert main([*args, "--p", "1.5"]) == 2
+
+
 def test_train_resume_generate(config, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["gan", "train", config, "--run-dir", str(run)]) == 0
@@ -58,7 +110,7 @@ def test_train_resume_generate(config, tmp_path, capsys):
     assert main(["gan", "train", config, "--resume", str(run)]) == 0
     assert main(["gan", "train", "--resume", str(run)]) == 0  # the run's own config
     assert main(["gan", "generate", str(run), "--out", str(tmp_path / "grid")]) == 2
-    assert "--out must name a .png file" in capsys.readouterr().err
+    assert "argument --out: expected a file name ending in .png" in capsys.readouterr().err
     assert main(["gan", "train", config, "--resume", str(run), "--set", "gan.z_dim=16"]) == 2
     assert "gan.z_dim" in capsys.readouterr().err
     # generation is reproducible for the same seeds
@@ -190,6 +242,11 @@ def test_shapes16_learns(tmp_path):
 
 
 # configs/stylegan_shapes32.yaml made tiny for the multi-worker tests
+# the one line `gan train` prints when SIGTERM or Ctrl-C stopped it (group 1: the kimg)
+STOP_LINE = (
+    r"^tfkit gan train: stopped at kimg ([\d.]+); continue with: tfkit gan train --resume \S+$"
+)
+
 SMALL_MULTI_WORKER = {
     "data.source.count": 64,
     "gan.batch": 8,
@@ -257,7 +314,7 @@ def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_pa
     procs, logs = start_local_workers(args, tmp_path / "logs", env={"TMPDIR": str(tmp_path)})
     codes, out = sigterm_one_worker(procs, logs, "tick 3 ", index=0)
     assert codes == [143, 143], out  # `gan train` exits 143 when stopped by SIGTERM
-    stops = [re.search(r"stopped at kimg ([\d.]+); checkpoint written", o) for o in out]
+    stops = [re.search(STOP_LINE, o, re.MULTILINE) for o in out]
     assert stops[0] and stops[1], out
     assert stops[0].group(1) == stops[1].group(1)
     steps = round(float(stops[0].group(1)) * 1000 / 8)

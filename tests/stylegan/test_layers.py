@@ -83,6 +83,15 @@ def test_add_noise_modes():
     with pytest.raises(ValueError, match="noise_mode"):
         L.AddNoise("sometimes")
     _roundtrip(L.AddNoise("const"), x)
+    # the original StyleGAN: one strength per channel scales one shared noise image
+    per_channel = L.AddNoise(per_channel=True)
+    per_channel(x)
+    assert per_channel.strength.shape == (3,)
+    per_channel.strength.assign([0.0, 1.0, -2.0])
+    out = per_channel(x, seed=seed).numpy()
+    np.testing.assert_array_equal(out[..., 0], 0.0)
+    np.testing.assert_allclose(out[..., 2], -2.0 * out[..., 1], rtol=1e-6)
+    _roundtrip(L.AddNoise("const", per_channel=True), x)
 
 
 def test_adain_normalizes_then_styles():

@@ -394,7 +394,7 @@ def gan_checkpoint(config, run_dir):
 def test_g_ema_loads_from_a_trainer_checkpoint(tmp_path):
     import tensorflow as tf
 
-    from tfkit.stylegan.metrics import load_g_ema
+    from tfkit.stylegan.checkpoints import load_g_ema
     from tfkit.stylegan.trainer import Trainer
 
     config = gan_config()
@@ -403,7 +403,7 @@ def test_g_ema_loads_from_a_trainer_checkpoint(tmp_path):
     trainer.G_ema.weights[0].assign_add(tf.ones_like(trainer.G_ema.weights[0]))  # G_ema != G
     trainer.nimg.assign(1500)
     trainer.save()
-    loaded = load_g_ema(config, run_dir, 16, 0)
+    loaded = load_g_ema(run_dir, config, 16, 0)
     assert loaded.kimg == 1.5
     assert len(loaded.G.weights) == len(trainer.G_ema.weights)
     for got, want in zip(loaded.G.weights, trainer.G_ema.weights, strict=True):
@@ -414,13 +414,14 @@ def test_gan_metrics_command_measures_a_run_checkpoint(tmp_path, capsys):
     import argparse
     import json
 
-    from tfkit.stylegan.metrics import load_g_ema, metrics_command
+    from tfkit.stylegan.checkpoints import load_g_ema
+    from tfkit.stylegan.commands import metrics_command
 
     clf_dir, _ = saved_classifier(tmp_path / "clf")
     config = gan_config()
     run_dir = create_run_dir(config, root=tmp_path / "runs")
     G_ema, nimg = gan_checkpoint(config, run_dir)
-    loaded = load_g_ema(config, run_dir, 16, 0)
+    loaded = load_g_ema(run_dir, config, 16, 0)
     assert loaded.kimg == 1.5 and loaded.z_dim == G_ema.z_dim
     for got, want in zip(loaded.G.weights, G_ema.weights, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
@@ -467,7 +468,7 @@ def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch
 def test_partial_g_ema_checkpoint_is_refused(tmp_path):
     import tensorflow as tf
 
-    from tfkit.stylegan.metrics import load_g_ema
+    from tfkit.stylegan.checkpoints import load_g_ema
 
     config = gan_config()
     run_dir = create_run_dir(config, root=tmp_path)
@@ -475,4 +476,4 @@ def test_partial_g_ema_checkpoint_is_refused(tmp_path):
     partial = {v.path: v for v in G_ema.variables[:3]}
     tf.train.Checkpoint(G_ema=partial).save(str(run_dir / "checkpoints" / "ckpt"))
     with pytest.raises(RuntimeError, match="holds 3 values under G_ema/"):
-        load_g_ema(config, run_dir, 16, 0)
+        load_g_ema(run_dir, config, 16, 0)

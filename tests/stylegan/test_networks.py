@@ -102,3 +102,11 @@ def test_checkpoint_tracks_every_weight(tmp_path):
     tf.train.Checkpoint(G=G2).read(path).expect_partial()
     for a, b in zip(G.weights, G2.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("arch, per_channel", [("stylegan", True), ("stylegan2", False)])
+def test_noise_strength_per_channel_in_the_original_arch_only(arch, per_channel):
+    # as in the reference: StyleGAN scales the noise per channel, StyleGAN2 per layer
+    G = Generator(8, z_dim=8, w_dim=8, mapping_layers=1, arch=arch, **SMALL)
+    shapes = [tuple(v.shape) for v in G.weights if "strength" in v.path]
+    assert shapes and all((len(s) == 1) == per_channel for s in shapes), shapes

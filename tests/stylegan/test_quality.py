@@ -66,6 +66,8 @@ def test_shapes32_fcd_falls_by_70_percent(tmp_path):
     cfg = load_config(
         str(CONFIGS / "stylegan_shapes32.yaml"), [f"gan.max_minutes={QUALITY_MINUTES}", *extra]
     )
+    if cfg.runtime.deterministic:  # as `tfkit gan train` (distribute.setup_runtime) does
+        tf.config.experimental.enable_op_determinism()
     source = cfg.data.source
     reals = shapes(source.count, source.resolution, seed=source.seed).x * 2.0 - 1.0
     fcd = SnapshotMetrics(

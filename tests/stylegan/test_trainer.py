@@ -1,5 +1,6 @@
 """GAN losses, phases, EMA, replica parity and exact resume, on tiny networks."""
 
+import json
 import math
 
 import numpy as np
@@ -186,20 +187,42 @@ def _state(t):
     ]
 
 
-def test_sigterm_checkpoint_then_resume_is_exact(tmp_path):
+def _tb_steps(run_dir) -> dict[str, list[int]]:
+    """The TensorBoard steps of every tag of a run, in the order they were written."""
+    steps: dict[str, list[int]] = {}
+    for path in sorted((run_dir / "tb").glob("events.*"), key=lambda p: p.stat().st_mtime):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+@pytest.mark.parametrize("augment, signum", [("none", "SIGTERM"), ("ada", "SIGINT")])
+def test_signal_checkpoint_then_resume_is_exact(tmp_path, augment, signum):
+    """SIGTERM / Ctrl-C mid-run, then resume: the same weights, optimizer state, ADA
+    probability and accumulator as the uninterrupted run, and TensorBoard steps in images,
+    each logged once."""
     import signal
 
     gan = dict(
-        g_reg_interval=2, d_reg_interval=3, ema_kimg=0.01, ema_rampup=0.0
+        g_reg_interval=2, d_reg_interval=3, ema_kimg=0.01, ema_rampup=0.0, augment=augment
     )  # G_ema far from G
+    if augment == "ada":  # p starts at 0.5 and moves by 0.032 every 4 iterations
+        gan.update(ada_kimg=1.0, ada_interval=4)
     full = _trainer(tmp_path, run="full", **gan)
+    if augment == "ada":
+        full.augment_pipe.p.assign(0.5)  # D sees augmented images from the start
     assert full.run() == "done"
     assert int(full.nimg.numpy()) == 48 and int(full.step.numpy()) == 6
     part = _trainer(tmp_path, run="part", **gan)
+    if augment == "ada":
+        part.augment_pipe.p.assign(0.5)
+    sig = getattr(signal, signum)
     status = part.run(
-        hook=lambda tr: signal.raise_signal(signal.SIGTERM) if int(tr.step.numpy()) == 3 else None
+        hook=lambda tr: signal.raise_signal(sig) if int(tr.step.numpy()) == 3 else None
     )
-    assert status == "stopped" and signal.getsignal(signal.SIGTERM) is not None  # handler restored
+    assert status == ("stopped" if signum == "SIGTERM" else "interrupted")
+    assert signal.getsignal(sig) is not None  # handler restored
     resumed = _trainer(tmp_path, run="part", resume=True, **gan)
     assert (
         int(resumed.nimg.numpy()) == 24 and int(resumed.step.numpy()) == 3
@@ -208,7 +231,20 @@ def test_sigterm_checkpoint_then_resume_is_exact(tmp_path):
     worst = max(np.max(np.abs(a - b)) for a, b in zip(_state(full), _state(resumed), strict=True))
     assert worst <= 1e-5
     assert float(full.pl_mean.numpy()) == pytest.approx(float(resumed.pl_mean.numpy()), abs=1e-6)
-    assert (tmp_path / "part" / "metrics.jsonl").read_text().count("\n") >= 3
+    if augment == "ada":
+        assert int(part.ada_count.numpy()) > 0  # the checkpoint held a partial interval
+        p_full, p_resumed = (
+            float(full.augment_pipe.p.numpy()),
+            float(resumed.augment_pipe.p.numpy()),
+        )
+        assert p_full != 0.5 and p_resumed == p_full
+        assert float(resumed.ada_sum.numpy()) == float(full.ada_sum.numpy())
+    ticks = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").open()]
+    assert [t["kimg"] for t in ticks] == [0.016, 0.024, 0.04, 0.048]
+    assert ("augment_p" in ticks[0]) == (augment == "ada") and "augment_rt" in ticks[0]
+    tb = _tb_steps(tmp_path / "part")
+    assert tb["img_per_sec"] == [16, 24, 40, 48]  # images, before and after the resume
+    assert tb["fakes"] == [0, 16, 24, 40, 48]  # the initial grid once, then each snapshot
     assert list((tmp_path / "full").glob("fakes*.png"))
 
 
@@ -261,7 +297,7 @@ def test_mixed_precision_step_is_finite_and_close_to_float32(tmp_path, precision
     assert all(v.dtype == "float32" for v in mixed.G.weights + mixed.D.weights)
     full = _trainer(tmp_path, run="fp32", **gan)
     a, b = mixed.train_iteration(), full.train_iteration()
-    assert set(a) == set(b) and len(a) == 7
+    assert set(a) == set(b) and len(a) == 8
     for k in a:
         assert math.isfinite(a[k]), k
         assert a[k] == pytest.approx(b[k], rel=0.05, abs=0.02), k

@@ -8,7 +8,26 @@ import pytest
 
 from tfkit.config import CallbackConfig, TrainConfig
 from tfkit.errors import UserError
-from tfkit.training.callbacks import MetricsLogger, Throughput, build_callback, build_callbacks
+from tfkit.training.callbacks import (
+    BestCheckpoint,
+    LastCheckpoint,
+    MetricsLogger,
+    Throughput,
+    build_callback,
+    build_callbacks,
+)
+
+
+def _event_tags(log_dir) -> set[str]:
+    """Every summary tag written under `log_dir`."""
+    import tensorflow as tf
+
+    return {
+        value.tag
+        for path in log_dir.rglob("*tfevents*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
 
 
 def _model_and_data():
@@ -38,20 +57,19 @@ def test_build_callbacks_writes_run_files(tmp_path):
         ],
     )
     callbacks = build_callbacks(train, tmp_path, batch_size=32)
-    kinds = [type(c).__name__ for c in callbacks]
     for kind in [
-        "EarlyStopping",
-        "CSVLogger",
-        "ReduceLROnPlateau",
-        "TerminateOnNaN",
-        "TensorBoard",
-        "ModelCheckpoint",
-        "LastCheckpoint",
-        "BackupAndRestore",
-        "MetricsLogger",
-        "Throughput",
+        keras.callbacks.EarlyStopping,
+        keras.callbacks.CSVLogger,
+        keras.callbacks.ReduceLROnPlateau,
+        keras.callbacks.TerminateOnNaN,
+        keras.callbacks.TensorBoard,
+        BestCheckpoint,
+        LastCheckpoint,
+        keras.callbacks.BackupAndRestore,
+        MetricsLogger,
+        Throughput,
     ]:
-        assert kind in kinds
+        assert any(isinstance(c, kind) for c in callbacks), kind
     model, x, y = _model_and_data()
     model.fit(x, y, validation_split=0.25, epochs=3, batch_size=32, callbacks=callbacks, verbose=0)
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -61,8 +79,9 @@ def test_build_callbacks_writes_run_files(tmp_path):
     assert (tmp_path / "checkpoints" / "best.keras").exists()
     assert (tmp_path / "checkpoints" / "last.keras").exists()
     assert (tmp_path / "history.csv").read_text().count("\n") == 4
-    assert any((tmp_path / "tb").rglob("*tfevents*"))
-    assert any((tmp_path / "tb" / "throughput").rglob("*tfevents*"))
+    tags = _event_tags(tmp_path / "tb" / "train")
+    assert {"epoch_loss", "epoch_examples_per_sec", "epoch_step_ms"} <= tags, tags
+    assert not any("epoch_epoch" in t or "throughput" in t for t in tags), tags
     assert not (tmp_path / "backup").exists()  # removed after a finished fit
     loaded = keras.saving.load_model(tmp_path / "checkpoints" / "last.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
@@ -92,6 +111,7 @@ def test_callbacks_run_with_plain_hooks(tmp_path):
         callbacks.on_epoch_begin(epoch)
         for step in range(3):
             callbacks.on_train_batch_begin(step)
+            model.optimizer.iterations.assign_add(1)  # what a training step does
             callbacks.on_train_batch_end(step, {"loss": 1.0})
         callbacks.on_epoch_end(epoch, {"loss": 0.5 - epoch * 0.1})
     callbacks.on_train_end()
@@ -99,6 +119,59 @@ def test_callbacks_run_with_plain_hooks(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["loss"] == pytest.approx(0.4)
     assert lines[0]["examples_per_sec"] > 0 and len(throughput.history) == 2
+    assert [h["steps"] for h in throughput.history] == [3, 3]
+
+
+@pytest.mark.parametrize("steps_per_execution,mirrored", [(1, False), (4, False), (8, True)])
+def test_throughput_counts_every_step_it_trained(tmp_path, steps_per_execution, mirrored):
+    """examples/s = every step's examples / the epoch's training time, whatever the number
+    of steps per graph call (and under a strategy, whose step counter is mirrored); that
+    time is within the epoch's (validation excluded)."""
+    import tensorflow as tf
+
+    strategy = (
+        tf.distribute.MirroredStrategy(["/cpu:0"]) if mirrored else tf.distribute.get_strategy()
+    )
+    with strategy.scope():
+        model, x, y = _model_and_data()
+        model.compile(
+            optimizer="adam", loss="binary_crossentropy", steps_per_execution=steps_per_execution
+        )
+    throughput, logger = Throughput(16), MetricsLogger(tmp_path / "m.jsonl")
+    model.fit(
+        x, y, batch_size=16, epochs=3, validation_split=0.25, callbacks=[throughput, logger],
+        verbose=0,
+    )  # fmt: skip
+    records = [json.loads(s) for s in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(throughput.history) == len(records) == 3
+    for measured, record in zip(throughput.history, records, strict=True):
+        assert measured["steps"] == 96 // 16  # 96 training examples, batches of 16
+        assert record["examples_per_sec"] == pytest.approx(96 / measured["seconds"], rel=1e-12)
+        assert record["step_ms"] == pytest.approx(1000 * measured["seconds"] / 6, rel=1e-12)
+        assert 0 < measured["seconds"] <= record["epoch_seconds"]
+        assert record["examples_per_sec"] >= 96 / record["epoch_seconds"]
+
+
+def test_best_checkpoint_holds_the_best_epoch(tmp_path):
+    """best.keras holds the weights of the epoch with the best monitored value, also when
+    writes are deferred (min_interval_s) past later, worse epochs."""
+    model, x, y = _model_and_data()
+    values = iter([0.5, 0.3, 0.4, 0.35])  # the best epoch is the second
+    snapshots = []
+
+    class Monitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = next(values)
+            snapshots.append(self.model.get_weights())
+
+    best = BestCheckpoint(tmp_path / "best.keras", "val_loss", min_interval_s=3600)
+    model.fit(x, y, epochs=4, batch_size=32, callbacks=[Monitor(), best], verbose=0)
+    assert best.best == 0.3 and best.best_epoch == 2
+    loaded = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    for saved, expected in zip(loaded.get_weights(), snapshots[1], strict=True):
+        np.testing.assert_array_equal(saved, expected)
+    for current, last in zip(model.get_weights(), snapshots[-1], strict=True):
+        np.testing.assert_array_equal(current, last)  # the write swapped the weights back
 
 
 def test_file_callbacks_create_their_folder(tmp_path):

@@ -198,3 +198,18 @@ def test_sections_that_may_be_class_paths_keep_their_number_checks(raw, key):
     with pytest.raises(UserError) as err:
         validate(raw)
     assert f"`{key}`" in str(err.value)
+
+
+def test_monitor_may_name_a_class_path_metric_by_its_name_argument():
+    from tfkit.config import validate
+    from tfkit.errors import UserError
+
+    metrics = ["accuracy", {"class_path": "pkg.metrics.Mine", "args": {"name": "mine"}}]
+    validate({"train": {"metrics": metrics, "monitor": "val_mine"}})
+    with pytest.raises(UserError) as err:
+        validate({"train": {"metrics": metrics, "monitor": "val_theirs"}})
+    text = str(err.value)
+    assert "no metric `val_theirs` is logged" in text
+    assert "train.metrics: ['accuracy', 'pkg.metrics.Mine']" in text and "val_mine" in text
+    # without a `name` argument only the class knows its log key: any monitor is accepted
+    validate({"train": {"metrics": [{"class_path": "pkg.metrics.Mine"}], "monitor": "val_x"}})

@@ -15,7 +15,8 @@ from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 from tfkit.runs import create_run_dir
 from tfkit.training.commands import evaluate_command, predict_command, train_command
-from tfkit.training.fit import compile_model, fit
+from tfkit.training.fit import compile_model
+from tfkit.training.session import fit
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -169,7 +170,7 @@ _MIRRORED_SCRIPT = """
 import json, sys
 from tfkit.config import load_config
 from tfkit.runs import create_run_dir
-from tfkit.training.fit import fit
+from tfkit.training.session import fit
 out = {}
 for strategy in ("default", "mirrored"):
     config = load_config(sys.argv[1], [f"runtime.strategy={strategy}", *sys.argv[3:]])
@@ -258,7 +259,7 @@ def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(t
     from PIL import Image
 
     from tfkit.config import validate
-    from tfkit.training.commands import read_inputs
+    from tfkit.training.predict import read_inputs
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "y": [0, 1, 0]})
@@ -309,7 +310,7 @@ def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
     from tfkit.cli import main
     from tfkit.data.datasets import digits
     from tfkit.data.pipeline import apply_normalization
-    from tfkit.training.commands import load_run_model
+    from tfkit.runs import Run
 
     config = tmp_path / "digits.yaml"
     config.write_text(
@@ -353,7 +354,7 @@ def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
     args = ["--input", str(tmp_path / "norm.npy"), "--output", str(out_norm), "--normalized"]
     assert main(["predict", str(run_dir), *args]) == 0
     a, b = np.load(out_raw), np.load(out_norm)
-    expected = load_run_model(run_dir).predict(normalized, verbose=0)
+    expected = Run(run_dir).load_model().predict(normalized, verbose=0)
     np.testing.assert_allclose(a, expected, atol=1e-5)
     np.testing.assert_allclose(b, expected, atol=1e-5)
     assert (a.argmax(1) == data.y).mean() >= 0.9  # raw inputs are classified well

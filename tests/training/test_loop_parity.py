@@ -10,8 +10,7 @@ import pytest
 from tfkit.config import load_config
 from tfkit.errors import UserError
 from tfkit.runs import check_resume_compatible, create_run_dir
-from tfkit.training.fit import fit
-from tfkit.training.loop import run_loop
+from tfkit.training.session import fit, run_loop
 
 DIGITS = [
     "name=digits_mlp",

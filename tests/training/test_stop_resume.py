@@ -75,14 +75,21 @@ def _inject(monkeypatch, callback) -> None:
     """Add `callback` to the callbacks `tfkit train` builds (fit and custom loop)."""
     import tfkit.training.callbacks as callbacks_module
 
-    fit_module = importlib.import_module("tfkit.training.fit")
+    session_module = importlib.import_module("tfkit.training.session")
     original = callbacks_module.build_callbacks
 
     def patched(*args, **kwargs):
         return [*original(*args, **kwargs), callback]
 
-    monkeypatch.setattr(fit_module, "build_callbacks", patched)
+    monkeypatch.setattr(session_module, "build_callbacks", patched)
     monkeypatch.setattr(callbacks_module, "build_callbacks", patched)
+
+
+class DieAtEnd(keras.callbacks.Callback):
+    """Dies after the last epoch, before the results are written."""
+
+    def on_train_end(self, logs=None):
+        raise RuntimeError("killed before the results were written")
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
@@ -146,6 +153,29 @@ def test_crash_at_any_step_then_resume_equals_uninterrupted(
     _assert_same_run(run_dir, straight_dir)
 
 
+@pytest.mark.parametrize("damage", ["truncate", "older_backup"])
+def test_unreadable_backup_is_refused_naming_it(damage, config_file, tmp_path, capsys, monkeypatch):
+    """A truncated backup (a full disk) or one tfkit cannot resume is refused with exit 2
+    and one line naming it; nothing is half-loaded and training does not restart."""
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _inject(patch, DieAtEnd())
+        assert main(_train(config_file, run_dir, "train.epochs=1", "train.verbose=0")) == 1
+    backup = run_dir / "backup"
+    if damage == "truncate":
+        for data in backup.glob("ckpt-*.data-*"):
+            data.write_bytes(data.read_bytes()[:100])
+    else:
+        for path in backup.iterdir():
+            path.unlink()
+        (backup / "latest.weights.h5").write_bytes(b"keras")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("tfkit train: error: ") and str(backup) in line, line
+    assert not (run_dir / "metrics.json").exists()
+
+
 @pytest.mark.parametrize(
     ("signum", "code"),
     [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
@@ -172,10 +202,6 @@ def test_signal_saves_prints_one_line_and_resume_equals_uninterrupted(
 def test_kill_after_the_last_epoch_finishes_without_training(straight, tmp_path, monkeypatch):
     args, straight_dir = straight
     run_dir = tmp_path / "run"
-
-    class DieAtEnd(keras.callbacks.Callback):
-        def on_train_end(self, logs=None):
-            raise RuntimeError("killed before the results were written")
 
     with monkeypatch.context() as patch:
         _inject(patch, DieAtEnd())
@@ -208,7 +234,7 @@ def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
 
 
 def test_metrics_json_is_strict_json(tmp_path):
-    from tfkit.training.fit import write_json_atomic
+    from tfkit.runs import write_json_atomic
 
     path = write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("-inf")]})
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
@@ -233,7 +259,7 @@ class Kill(keras.callbacks.Callback):
 def patched(*args, **kwargs):
     return [*original(*args, **kwargs), Kill()]
 
-importlib.import_module("tfkit.training.fit").build_callbacks = patched
+importlib.import_module("tfkit.training.session").build_callbacks = patched
 callbacks_module.build_callbacks = patched
 from tfkit.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,7 @@ import time
 import pytest
 from helpers import check_distributed_search, run_launch
 
-from tfkit.tuning.launch import launch_tune
+from tfkit.launch import free_ports, launch_tune
 
 ARGS = [
     "tune",
@@ -49,9 +49,7 @@ def test_launch_refuses_a_command_that_is_not_tune():
 
 
 def test_worker_cli_reports_an_unreachable_oracle(tmp_path):
-    from tfkit.tuning.launch import free_port
-
-    port = free_port()
+    (port,) = free_ports(1)
     proc = subprocess.run(
         [
             sys.executable,

@@ -140,10 +140,17 @@ def test_rerun_continues_and_changed_space_is_refused(searched, capsys, tmp_path
     again = search(RAW, run_dir)
     assert [t["trial"] for t in again["trials"]] == [t["trial"] for t in first["trials"]]
     capsys.readouterr()
-    # more trials: only the new one runs
+    # more trials: only the new one runs; config.yaml stays, the change is recorded
+    from tfkit.runs import Run
+
+    run = Run(run_dir)
+    saved = run.config_file.read_bytes()
     more = search(with_tune(RAW, max_trials=3), run_dir)
     out = capsys.readouterr().out
     assert len(more["trials"]) == 3
+    assert run.config_file.read_bytes() == saved
+    assert [c["key"] for r in run.resumes() for c in r["changes"]] == ["tune.max_trials"]
+    assert run.load_config().tune.max_trials == 3
     assert out.count("completed val_accuracy=") == 1
     assert "[3/3]" in out
     assert [t["objective"] for t in more["trials"][:2]] == [t["objective"] for t in first["trials"]]

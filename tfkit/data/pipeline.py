@@ -310,7 +310,9 @@ def _split_dataset(
     if needs_parse or src.element_fn is not None or src.stream is not None:
         ds = _cache(ds, cfg, name, pipe)  # in-memory arrays need no cache
     if training and cfg.shuffle_buffer > 0:
-        ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(
+            min(cfg.shuffle_buffer, max(src.count, 1)), seed=seed, reshuffle_each_iteration=True
+        )
     ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder)
     if needs_parse:
         ds = ds.map(

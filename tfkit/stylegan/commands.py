@@ -1,47 +1,38 @@
-"""`tfkit gan train` and `tfkit gan generate`."""
+"""`tfkit gan train`, `tfkit gan generate` and `tfkit gan metrics`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from tfkit.errors import UserError
 
-# keys that may change when resuming (training length and reporting only)
-RESUMABLE_CHANGES = {"gan.kimg", "gan.max_minutes", "gan.tick_kimg", "gan.snapshot_ticks"}
-
 
 def train_command(args: argparse.Namespace) -> int:
-    """Train a StyleGAN: resolve and check everything, then run (or print with --dry-run)."""
-    from tfkit.config import diff_keys, load_config, to_dict
-    from tfkit.runs import load_run_config
+    """Train a StyleGAN: resolve and check everything, then run (or print with --dry-run).
 
-    if args.config:
+    `--resume RUN_DIR` continues the run with its own saved config; `--set` (or a CONFIG
+    given along) may change only the keys of `tfkit.runs.RESUMABLE_KEYS`.
+    """
+    from tfkit.config import load_config
+    from tfkit.runs import Run
+
+    run = changes = None
+    if args.resume:
+        if getattr(args, "run_dir", None):
+            raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
+        run = Run.open(args.resume, "resume", flag="--resume")
+        cfg, changes = run.plan_resume(args.overrides, args.config)
+    elif args.config:
         cfg = load_config(args.config, args.overrides)
-    elif args.resume:  # continue with the run's own resolved config (plus any --set)
-        from tfkit.config import apply_overrides, read_yaml, validate
-        from tfkit.runs import CONFIG_FILE
-
-        saved_path = Path(args.resume) / CONFIG_FILE
-        load_run_config(args.resume)  # names a directory that is not a run
-        raw = apply_overrides(read_yaml(saved_path), args.overrides)
-        cfg = validate(raw, str(saved_path))
     else:
         raise UserError("tfkit gan train needs a CONFIG file (or --resume RUN_DIR)")
     if cfg.gan is None:
         raise UserError(
             f"{args.config or args.resume} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
         )
-    if args.resume:
-        saved = to_dict(load_run_config(args.resume))
-        new = to_dict(cfg)
-        changed = [k for s in ("data", "gan") for k in diff_keys(saved.get(s), new.get(s), f"{s}.")]
-        changed = [k for k in changed if k not in RESUMABLE_CHANGES]
-        if changed:
-            raise UserError(
-                f"Cannot resume {args.resume}: the config changed at {', '.join(changed)}. Start a new run instead."
-            )
 
     if not args.dry_run:
         from tfkit.cluster import announce
@@ -64,24 +55,77 @@ def train_command(args: argparse.Namespace) -> int:
             num_classes,
             cfg.runtime.mixed_precision,
         )
+        from tfkit.config import to_dict
         from tfkit.stylegan.presets import resolved_yaml
 
-        print(resolved_yaml(cfg, opts.as_dict()), end="")
+        print(resolved_yaml(to_dict(cfg), opts.as_dict()), end="")
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0
-    # multi-worker: the chief creates the run dir, the other workers wait for it
-    run_dir = (
-        Path(args.resume)
-        if args.resume
-        else distribute.worker_run_dir(cfg, args.run_dir, args.runs_root)
-    )
-    trainer = Trainer(cfg, run_dir, strategy=strategy, resume=bool(args.resume))
+    chief = not distribute.wants_multi_worker(cfg.runtime) or distribute.is_chief()
+    if run is not None:
+        run.check_resume_state()
+    else:  # multi-worker: the chief creates the run dir, the other workers wait for it
+        run = Run.for_worker(cfg, args.run_dir, args.runs_root, chief=chief)
+    with run.training(chief=chief):  # the chief holds the run's lock
+        if chief and changes:
+            run.record_resume(changes)
+        trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
+        print(
+            f"run directory: {run.path}"
+            f"{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
+        )
+        status = trainer.run()
+    if status in ("stopped", "interrupted"):  # the CLI prints the line and exits 143 / 130
+        import signal
+
+        from tfkit.errors import Stopped
+
+        signum = signal.SIGTERM if status == "stopped" else signal.SIGINT
+        err = Stopped(signum, int(trainer.tick.numpy()), int(trainer.step.numpy()))
+        err.position = f"kimg {trainer.nimg.numpy() / 1000:g}"
+        err.resume_hint = f"tfkit gan train --resume {run.path}"
+        raise err
+    return 0
+
+
+def augment_grid_command(args: argparse.Namespace) -> int:
+    """Write a grid of training images (odd rows) and what D sees of them at p (even rows)."""
+    from tfkit.config import GanConfig, load_config
+    from tfkit.stylegan.presets import parse_augpipe
+
+    cfg = load_config(args.config, args.overrides)
+    augpipe = args.augpipe or (cfg.gan or GanConfig()).augpipe
+    try:
+        parse_augpipe(augpipe)
+    except ValueError as err:
+        raise UserError(f"--augpipe: {err}") from None
+    import numpy as np
+    import tensorflow as tf
+
+    from tfkit.stylegan.augment import AugmentPipe
+    from tfkit.stylegan.generate import save_png
+    from tfkit.stylegan.trainer import load_images, make_grid
+
+    dataset, _, _ = load_images(cfg)
+    reals = np.stack([x.numpy() for x, _ in dataset.take(args.count)])
+    pipe = AugmentPipe(augpipe, initial_p=args.p)
+    seen = pipe(reals, seed=tf.constant([args.seed, 0])).numpy()
+    cols = min(args.cols, len(reals))
+    rows = -(-len(reals) // cols)
+    pad = rows * cols - len(reals)
+    pairs = [
+        np.concatenate([reals, np.zeros((pad, *reals.shape[1:]), np.float32)]),
+        np.concatenate([seen, np.zeros((pad, *seen.shape[1:]), np.float32)]),
+    ]
+    # row r of the originals, then the same images augmented below it
+    images = np.stack(pairs, 1).reshape(rows, cols, 2, *reals.shape[1:]).swapaxes(1, 2)
+    grid = make_grid(images.reshape(-1, *reals.shape[1:]), cols, rows * 2)
+    out = save_png(grid, args.out)
     print(
-        f"run directory: {run_dir}{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
+        f"wrote {out}: {len(reals)} images, {augpipe} at p={args.p:g} (rows 2, 4, ...: augmented)"
     )
-    status = trainer.run()
-    return 143 if status == "stopped" else 0
+    return 0
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -109,4 +153,83 @@ def generate_command(args: argparse.Namespace) -> int:
         )
     out = generate.save_png(grid, args.out)
     print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+    return 0
+
+
+def metrics_command(args: argparse.Namespace) -> int:
+    """`tfkit gan metrics RUN_DIR [--metrics fid,kid] [--features SPEC] [--num-images N]`.
+
+    Measures the G_ema of a GAN run's latest checkpoint against the run's training images
+    (as the trainer reads them, in [-1, 1]), prints one line per metric and appends them
+    to `RUN_DIR/metrics.jsonl` and TensorBoard (`Metrics/fid`, `Metrics/kid` at the
+    checkpoint's kimg). Real statistics are cached in `--cache-dir`
+    (default `$TFKIT_METRICS_CACHE` or ~/.cache/tfkit/metrics).
+
+    Arguments read from `args`: run_dir, metrics ("fid,kid"), features ("inception_v3"),
+    num_images (50000), inception_weights (None), batch_size (64), cache_dir (None),
+    seed (0).
+    """
+    from tfkit.config import to_dict
+    from tfkit.runs import Run
+    from tfkit.stylegan.checkpoints import load_g_ema
+    from tfkit.stylegan.features import feature_network
+    from tfkit.stylegan.metrics import (
+        DEFAULT_NUM_IMAGES,
+        METRICS,
+        check_metric_names,
+        default_cache_dir,
+        display_name,
+        evaluate_generator,
+        log_metrics,
+    )
+    from tfkit.stylegan.trainer import load_images
+
+    run_dir = Path(args.run_dir)
+    metrics = check_metric_names(getattr(args, "metrics", None) or ",".join(METRICS))
+    num_images = int(getattr(args, "num_images", None) or DEFAULT_NUM_IMAGES)
+    if num_images < 2:
+        raise UserError(f"--num-images must be >= 2. Received: --num-images {num_images}")
+    batch_size = int(getattr(args, "batch_size", None) or 64)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1. Received: --batch-size {batch_size}")
+    seed = int(getattr(args, "seed", None) or 0)
+    run = Run.open(run_dir)  # no checkpoint yet: load_g_ema says so
+    config = run.load_config()
+    spec = getattr(args, "features", None) or "inception_v3"
+    # the feature network first: a missing weights file fails before any other work
+    network = feature_network(spec, inception_weights=getattr(args, "inception_weights", None))
+    real, resolution, num_classes = load_images(config)
+    generator = load_g_ema(run_dir, config, resolution, num_classes)
+    cache_dir = getattr(args, "cache_dir", None) or default_cache_dir()
+    print(
+        f"gan metrics: {', '.join(metrics)} of {generator.checkpoint} (kimg {generator.kimg:g}) "
+        f"with {spec} features, {num_images} images"
+    )
+    started = time.perf_counter()
+    results = evaluate_generator(
+        lambda z: generator.generate(z, seed),
+        real.map(lambda image, label: image),
+        network,
+        metrics,
+        num_images,
+        batch_size,
+        cache_dir,
+        data_key=to_dict(config.data),
+        z_dim=generator.z_dim,
+        seed=seed,
+        verbose=True,
+    )
+    seconds = time.perf_counter() - started
+    for name in metrics:
+        print(
+            f"{display_name(name, spec)}: {results[name]:.6g}  ({results['num_fake']} "
+            f"generated vs {results['num_real']} real images)"
+        )
+    print(f"time: {seconds:.1f} s")
+    log_metrics(
+        run_dir,
+        results,
+        step=int(generator.kimg),
+        extra={"kimg": generator.kimg, "features": spec, "metrics_seconds": round(seconds, 2)},
+    )
     return 0

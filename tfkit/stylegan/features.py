@@ -253,12 +253,11 @@ def classifier(run_dir: str | os.PathLike) -> FeatureNetwork:
     Raises:
         UserError: not a run directory, no model in it, or a model that does not take images.
     """
-    from tfkit.runs import load_run_config
-    from tfkit.training.commands import load_run_model
+    from tfkit.runs import Run
 
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    model = load_run_model(run_dir)
+    run = Run.open(run_dir, "measure features with", flag="--features classifier:")
+    config = run.load_config()
+    model = run.load_model()
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or None in shape[1:]:
         raise UserError(
@@ -266,10 +265,7 @@ def classifier(run_dir: str | os.PathLike) -> FeatureNetwork:
             f"(batch, H, W, C). Received: input_shape={shape}"
         )
     to_range = _range_from_minus_one_one(config.data.normalize)
-    model_file = next(
-        p for p in (run_dir / "model.keras", run_dir / "checkpoints" / "last.keras") if p.exists()
-    )
-    digest = hashlib.sha1(model_file.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha1(run.model_path().read_bytes()).hexdigest()[:16]
     return FeatureNetwork(
         feature_extractor(model),
         (shape[1], shape[2]),

@@ -7,7 +7,6 @@ same image, and noise is `const` by default.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError
-from tfkit.stylegan.presets import GanOptions
-from tfkit.stylegan.trainer import OPTIONS_FILE, build_networks, make_grid
+from tfkit.stylegan.checkpoints import load_g_ema
+from tfkit.stylegan.trainer import make_grid
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -34,28 +33,11 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds {err}") from None
 
 
-def load_options(run_dir: str | Path) -> GanOptions:
-    """The resolved `GanOptions` saved in a GAN run directory."""
-    path = Path(run_dir) / OPTIONS_FILE
-    if not path.is_file():
-        raise UserError(
-            f"{run_dir} is not a GAN run directory (no {OPTIONS_FILE}); train one with `tfkit gan train`."
-        )
-    raw = json.loads(path.read_text())
-    raw["betas"] = tuple(raw["betas"])
-    raw["grid"] = tuple(raw["grid"])
-    return GanOptions(**raw)
-
-
 def load_generator(run_dir: str | Path):
-    """The EMA generator of a GAN run, restored from its latest checkpoint; also its options."""
-    opts = load_options(run_dir)
-    G_ema, _ = build_networks(opts)
-    latest = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
-    if latest is None:
-        raise UserError(f"{run_dir} has no checkpoint yet (in {Path(run_dir) / 'checkpoints'}).")
-    tf.train.Checkpoint(G_ema=G_ema).restore(latest).expect_partial()
-    return G_ema, opts
+    """The EMA generator of a GAN run, restored (checked) from its latest checkpoint; also
+    its options."""
+    loaded = load_g_ema(run_dir)
+    return loaded.G, loaded.opts
 
 
 def latents(seeds: list[int], z_dim: int) -> np.ndarray:

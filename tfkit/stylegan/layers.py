@@ -25,7 +25,11 @@ def activate(
 ) -> tf.Tensor:
     """Apply `activation` (`linear` or `lrelu`), its gain (sqrt(2) for lrelu) and a clamp."""
     if activation == "lrelu":
-        x = tf.nn.leaky_relu(x, alpha=LRELU_ALPHA)
+        # max(x, 0.2 x) is leaky ReLU; written without the LeakyRelu op, because Grappler's
+        # remapper fuses conv + bias + LeakyRelu even when the gradient still reads the
+        # pre-activation sum, then fails ("Mutation::Apply error: fanout ...LeakyReluGrad")
+        # and drops every fusion of the graph
+        x = tf.maximum(LRELU_ALPHA * x, x)  # this order: slope 0.2 at 0, as leaky_relu
         gain = math.sqrt(2.0) if gain is None else gain
     elif activation != "linear":
         raise ValueError(
@@ -366,11 +370,13 @@ def _check_noise_mode(noise_mode: str) -> str:
 
 @keras.saving.register_keras_serializable(package="tfkit")
 class AddNoise(keras.layers.Layer):
-    """Add per-pixel Gaussian noise times a learned per-layer strength (initially 0).
+    """Add per-pixel Gaussian noise times a learned strength (initially 0).
 
     Args:
         noise_mode: `random` (fresh noise each call), `const` (a fixed noise image stored
             in the layer) or `none`.
+        per_channel: one strength per channel (the original StyleGAN) instead of one per
+            layer (StyleGAN2).
 
     Call arguments:
         x: NHWC features.
@@ -378,12 +384,14 @@ class AddNoise(keras.layers.Layer):
         noise_mode: overrides the constructor's mode for this call.
     """
 
-    def __init__(self, noise_mode: str = "random", **kwargs):
+    def __init__(self, noise_mode: str = "random", per_channel: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.noise_mode = _check_noise_mode(noise_mode)
+        self.per_channel = bool(per_channel)
 
     def build(self, input_shape):
-        self.strength = self.add_weight(shape=(), initializer="zeros", name="strength")
+        shape = (int(input_shape[-1]),) if self.per_channel else ()
+        self.strength = self.add_weight(shape=shape, initializer="zeros", name="strength")
         self.const_noise = self.add_weight(
             shape=(int(input_shape[1]), int(input_shape[2]), 1),
             initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0),
@@ -406,7 +414,11 @@ class AddNoise(keras.layers.Layer):
         return x + noise * tf.cast(self.strength, x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "noise_mode": self.noise_mode}
+        return {
+            **super().get_config(),
+            "noise_mode": self.noise_mode,
+            "per_channel": self.per_channel,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfkit")

@@ -13,12 +13,10 @@ real-data pipeline serves); `tfkit.stylegan.features` adapts them to each networ
   feature network and number of images.
 - `evaluate_generator(generate_fn, real_dataset, network, ...)`: the metrics of a generator
   given as a callable `generate_fn(z_batch) -> images`.
-- `metrics_command`: `tfkit gan metrics RUN_DIR`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -33,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError, unknown_name
+from tfkit.runs import Run, strict_json
 from tfkit.stylegan.features import FeatureNetwork, as_feature_network, feature_network
 
 METRICS = ("fid", "kid")
@@ -502,93 +501,16 @@ def log_metrics(
     run_dir: str | os.PathLike, results: dict[str, Any], *, step: int = 0, extra: dict | None = None
 ) -> None:
     """Append the results to `run_dir/metrics.jsonl` and write `Metrics/<name>` TB scalars."""
-    run_dir = Path(run_dir)
+    run = Run(run_dir)
     record = {"time": time.time(), **(extra or {}), **results}
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+    with open(run.metrics_file, "a") as f:
+        f.write(json.dumps(strict_json(record), default=str, allow_nan=False) + "\n")
+    writer = tf.summary.create_file_writer(str(run.tensorboard_dir))
     with writer.as_default():
         for name, value in results.items():
             if name in METRICS:
                 tf.summary.scalar(f"Metrics/{name}", value, step=step)
     writer.close()
-
-
-# --------------------------------------------------------------------------------------
-# `tfkit gan metrics RUN_DIR`
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedGenerator:
-    """G_ema of a GAN run, ready to sample: `generate(z)` gives images in [-1, 1]."""
-
-    G: Any
-    z_dim: int
-    num_classes: int
-    kimg: float
-    checkpoint: str
-
-    def generate(self, z: np.ndarray, seed: int = 0) -> np.ndarray:
-        """Images for latents `z` (random class labels for a conditional G, from `seed`)."""
-        c = None
-        if self.num_classes:
-            c = np.random.default_rng(seed).integers(0, self.num_classes, len(z)).astype(np.int32)
-        return np.asarray(self.G(tf.convert_to_tensor(z), c, training=False))
-
-
-def load_g_ema(config: Any, run_dir: str | os.PathLike, resolution: int, num_classes: int):
-    """G_ema of the latest checkpoint of a `tfkit gan train` run (and its kimg).
-
-    Builds the generator from the options the run saved (`gan_options.json`; else the
-    config's `gan` section resolved as the trainer does) and restores only `G_ema` and the
-    image counter from `RUN_DIR/checkpoints`, checking that every variable was restored.
-
-    Raises:
-        UserError: the run has no checkpoint yet.
-    """
-    from tfkit.config import GanConfig
-    from tfkit.stylegan.presets import resolve_options
-    from tfkit.stylegan.trainer import OPTIONS_FILE, build_networks
-
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    latest = tf.train.latest_checkpoint(str(ckpt_dir))
-    if latest is None:
-        raise UserError(
-            f"{run_dir} holds no GAN checkpoint (nothing in {ckpt_dir}); train it first with "
-            "`tfkit gan train` (a checkpoint is written at every snapshot)"
-        )
-    if (Path(run_dir) / OPTIONS_FILE).is_file():  # the options the run trained with
-        from tfkit.stylegan.generate import load_options
-
-        opts = load_options(run_dir)
-    else:
-        opts = resolve_options(config.gan or GanConfig(), resolution, 1, num_classes)
-    G, _ = build_networks(opts)
-    nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
-    _restore_g_ema(G, nimg, latest)
-    return LoadedGenerator(G, opts.z_dim, opts.num_classes, int(nimg.numpy()) / 1000, latest)
-
-
-def _restore_g_ema(G: Any, nimg: tf.Variable, checkpoint: str) -> None:
-    """Restore G_ema's variables from a trainer checkpoint, refusing a partial restore.
-
-    Two layouts are read: `G_ema` saved as a dict `{variable.path: variable}` (exact: every
-    key must be present) or as the Keras model object (accepted when the checkpoint holds
-    as many `G_ema/` values as the model has variables).
-    """
-    stored = [name for name, _ in tf.train.list_variables(checkpoint) if name.startswith("G_ema/")]
-    if len(stored) < len(G.variables):
-        raise RuntimeError(
-            f"{checkpoint} holds {len(stored)} values under G_ema/ but the generator has "
-            f"{len(G.variables)} variables: the trainer's checkpoint does not track G_ema's "
-            "layers, so its weights cannot be restored"
-        )
-    by_path = tf.train.Checkpoint(G_ema={v.path: v for v in G.variables}, nimg=nimg)
-    try:
-        by_path.restore(checkpoint).expect_partial().assert_existing_objects_matched()
-    except AssertionError:
-        tf.train.Checkpoint(G_ema=G, nimg=nimg).restore(checkpoint).expect_partial()
 
 
 def display_name(metric: str, features: str) -> str:
@@ -597,70 +519,3 @@ def display_name(metric: str, features: str) -> str:
     if metric == "fid" and not features.startswith("inception"):
         return "fcd (Fréchet classifier distance)"
     return metric
-
-
-def metrics_command(args: argparse.Namespace) -> int:
-    """`tfkit gan metrics RUN_DIR [--metrics fid,kid] [--features SPEC] [--num-images N]`.
-
-    Measures the G_ema of a GAN run's latest checkpoint against the run's training images
-    (as the trainer reads them, in [-1, 1]), prints one line per metric and appends them
-    to `RUN_DIR/metrics.jsonl` and TensorBoard (`Metrics/fid`, `Metrics/kid` at the
-    checkpoint's kimg). Real statistics are cached in `--cache-dir`
-    (default `$TFKIT_METRICS_CACHE` or ~/.cache/tfkit/metrics).
-
-    Arguments read from `args`: run_dir, metrics ("fid,kid"), features ("inception_v3"),
-    num_images (50000), inception_weights (None), batch_size (64), cache_dir (None),
-    seed (0).
-    """
-    from tfkit.config import to_dict
-    from tfkit.runs import load_run_config
-    from tfkit.stylegan.trainer import load_images
-
-    run_dir = Path(args.run_dir)
-    metrics = check_metric_names(getattr(args, "metrics", None) or ",".join(METRICS))
-    num_images = int(getattr(args, "num_images", None) or DEFAULT_NUM_IMAGES)
-    if num_images < 2:
-        raise UserError(f"--num-images must be >= 2. Received: --num-images {num_images}")
-    batch_size = int(getattr(args, "batch_size", None) or 64)
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1. Received: --batch-size {batch_size}")
-    seed = int(getattr(args, "seed", None) or 0)
-    config = load_run_config(run_dir)
-    spec = getattr(args, "features", None) or "inception_v3"
-    # the feature network first: a missing weights file fails before any other work
-    network = feature_network(spec, inception_weights=getattr(args, "inception_weights", None))
-    real, resolution, num_classes = load_images(config)
-    generator = load_g_ema(config, run_dir, resolution, num_classes)
-    cache_dir = getattr(args, "cache_dir", None) or default_cache_dir()
-    print(
-        f"gan metrics: {', '.join(metrics)} of {generator.checkpoint} (kimg {generator.kimg:g}) "
-        f"with {spec} features, {num_images} images"
-    )
-    started = time.perf_counter()
-    results = evaluate_generator(
-        lambda z: generator.generate(z, seed),
-        real.map(lambda image, label: image),
-        network,
-        metrics,
-        num_images,
-        batch_size,
-        cache_dir,
-        data_key=to_dict(config.data),
-        z_dim=generator.z_dim,
-        seed=seed,
-        verbose=True,
-    )
-    seconds = time.perf_counter() - started
-    for name in metrics:
-        print(
-            f"{display_name(name, spec)}: {results[name]:.6g}  ({results['num_fake']} "
-            f"generated vs {results['num_real']} real images)"
-        )
-    print(f"time: {seconds:.1f} s")
-    log_metrics(
-        run_dir,
-        results,
-        step=int(generator.kimg),
-        extra={"kimg": generator.kimg, "features": spec, "metrics_seconds": round(seconds, 2)},
-    )
-    return 0

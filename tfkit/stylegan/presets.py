@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# the augmentation pipelines and the preset names are config vocabulary (validated without
+# TensorFlow), so they live in tfkit.config
+from tfkit.config import AUGMENT_GROUPS, AUGPIPES, GAN_PRESET_NAMES, parse_augpipe  # noqa: F401 - re-exported
 from tfkit.errors import UserError, unknown_name
 
 _REF = dict(
@@ -27,6 +30,7 @@ _REF = dict(
     style_mixing=0.9,
     d_residual=True,
     ema_rampup=0.0,
+    augment="ada",  # the reference trains every configuration with ADA (--aug=ada)
 )
 
 PRESETS: dict[str, dict] = {
@@ -93,6 +97,7 @@ PRESETS: dict[str, dict] = {
     # CPU presets for the embedded shapes data: small nets that learn visibly in minutes
     "shapes16": dict(
         _REF,
+        augment="none",  # 20,000 images of the embedded shapes: D does not overfit
         kimg=10,
         batch=16,
         mbstd_group=4,
@@ -110,6 +115,7 @@ PRESETS: dict[str, dict] = {
     ),
     "shapes32": dict(
         _REF,
+        augment="none",  # 20,000 images of the embedded shapes: D does not overfit
         kimg=10,
         batch=32,
         mbstd_group=4,
@@ -126,7 +132,9 @@ PRESETS: dict[str, dict] = {
         snapshot_ticks=5,
     ),
 }
-PRESET_NAMES = tuple(PRESETS)
+PRESET_NAMES = GAN_PRESET_NAMES
+if tuple(PRESETS) != PRESET_NAMES:  # config.py validates `gan.preset` against the names
+    raise RuntimeError(f"PRESETS {tuple(PRESETS)} != config.GAN_PRESET_NAMES {PRESET_NAMES}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,12 @@ class GanOptions:
     max_minutes: float = 0.0  # 0: no time limit
     lr_decay: str = "none"  # none | linear | cosine, to 0 at kimg
     lr_decay_start: float = 0.0  # fraction of kimg where the decay starts
+    augment: str = "none"  # ada | fixed | none
+    augpipe: str = "bgc"
+    augment_p: float = 0.0  # p with augment: fixed (ada starts at 0)
+    ada_target: float = 0.6
+    ada_kimg: float = 500.0
+    ada_interval: int = 4
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for logs)."""
@@ -252,6 +266,7 @@ def resolve_options(
         "ema_rampup",
         "pl_weight",
         "style_mixing",
+        "augment",
     )
     v = {k: getattr(gan, k) if getattr(gan, k) is not None else p.get(k) for k in fields}
     v["tick_kimg"] = v["tick_kimg"] or 4.0
@@ -289,6 +304,12 @@ def resolve_options(
     )
     if precision != "float32" and not num_fp16_res:
         precision = "float32"
+    if v["augment"] == "fixed" and gan.augment_p is None:
+        raise UserError("`gan.augment: fixed` needs `gan.augment_p` (the probability).")
+    if v["augment"] != "fixed" and gan.augment_p is not None:
+        raise UserError(
+            f"`gan.augment_p` is used with `gan.augment: fixed` only (the preset's is {v['augment']})."
+        )
     if gan.conditional and not num_classes:
         raise UserError(
             "`gan.conditional` is true but the data has no class labels (set gan.conditional=false)."
@@ -311,6 +332,11 @@ def resolve_options(
         num_fp16_res=num_fp16_res,
         batch_per_replica=batch_per_replica,
         rounds=rounds,
+        augpipe=gan.augpipe,
+        augment_p=gan.augment_p or 0.0,
+        ada_target=gan.ada_target,
+        ada_kimg=gan.ada_kimg,
+        ada_interval=gan.ada_interval,
         **v,
     )
 
@@ -341,17 +367,17 @@ def preset_values(gan, resolution: int | None, replicas: int = 1) -> dict:
     return values
 
 
-def resolved_yaml(cfg, values: dict) -> str:
-    """The experiment as YAML with each null `gan` key the preset fills shown with its value."""
+def resolved_yaml(tree: dict, values: dict) -> str:
+    """A resolved experiment (`tfkit.config.to_dict`) as YAML, each null `gan` key the
+    preset fills shown with its value."""
     import yaml
 
-    from tfkit.config import to_dict
-
-    tree = to_dict(cfg)
-    if tree.get("gan") is not None:
-        tree["gan"] = {
-            k: values[k] if v is None and values.get(k) is not None else v
-            for k, v in tree["gan"].items()
-        }
+    gan = tree.get("gan")
+    if gan is not None:
+        tree = {**tree, "gan": {
+            k: values[k] if v is None and values.get(k) is not None else v for k, v in gan.items()
+        }}  # fmt: skip
     text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
-    return f"{text}# gan: null keys shown with the value of preset {cfg.gan.preset}\n"
+    if gan is None:
+        return text
+    return f"{text}# gan: null keys shown with the value of preset {gan['preset']}\n"

@@ -169,7 +169,9 @@ class SynthesisNetwork(keras.layers.Layer):
                         block[f"conv{j}"] = EqualizedConv2D(
                             c, 3, up=(j == 0), use_bias=False, dtype=dt, name=f"b{r}_conv{j}"
                         )
-                    block[f"noise{j}"] = AddNoise(noise_mode, dtype=dt, name=f"b{r}_noise{j}")
+                    block[f"noise{j}"] = AddNoise(
+                        noise_mode, per_channel=True, dtype=dt, name=f"b{r}_noise{j}"
+                    )
                     block[f"act{j}"] = BiasAct("lrelu", clamp=clamp, dtype=dt, name=f"b{r}_act{j}")
                     block[f"adain{j}"] = AdaIN(dtype=dt, name=f"b{r}_adain{j}")
             self.blocks.append(block)

@@ -39,13 +39,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError
-from tfkit.runs import G_EMA_FILE
+from tfkit.runs import CHECKPOINT_DIR, G_EMA_FILE, METRICS_FILE, TENSORBOARD_DIR
+from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.presets import GanOptions, resolve_options
 from tfkit.stylegan.synthesis import Generator
 
-OPTIONS_FILE = "gan_options.json"
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
 
@@ -253,6 +253,17 @@ class Trainer:
             self.pl_mean = tf.Variable(
                 0.0, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
             )
+            # what D sees: every image it is shown goes through the augmentation pipeline
+            self.augment_pipe = None
+            if opts.augment != "none":
+                from tfkit.stylegan.augment import AugmentPipe
+
+                initial_p = opts.augment_p if opts.augment == "fixed" else 0.0
+                self.augment_pipe = AugmentPipe(opts.augpipe, initial_p, name="augment")
+        # ADA: the sum and count of the mean sign(D(real)) per D phase since the last
+        # adjustment of p (identical on every worker: the signs are all-reduced)
+        self.ada_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.ada_count = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.nimg = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.tick = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -279,21 +290,31 @@ class Trainer:
             tick_start_nimg=self.tick_start_nimg,
             train_seconds=self.train_seconds,
         )
+        if self.augment_pipe is not None:
+            self._checkpoint_items.update(
+                augment=self.augment_pipe, ada_sum=self.ada_sum, ada_count=self.ada_count
+            )
         self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.out_dir / "checkpoints"), max_to_keep=3
+            self.checkpoint, str(self.out_dir / CHECKPOINT_DIR), max_to_keep=3
         )
         if resume:
             # every worker restores the chief's checkpoint
-            latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
+            latest = tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
             if latest is None:
                 raise UserError(
-                    f"--resume {self.run_dir}: no checkpoint in {self.run_dir / 'checkpoints'}"
+                    f"--resume {self.run_dir}: no checkpoint in {self.run_dir / CHECKPOINT_DIR}"
                 )
             checkpoint = self.checkpoint
             saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
-            if "train_seconds" not in saved:  # written before gan.max_minutes existed
-                older = {k: v for k, v in self._checkpoint_items.items() if k != "train_seconds"}
+            # checkpoints written before gan.max_minutes / ADA existed lack those items
+            optional = {"train_seconds", "augment", "ada_sum", "ada_count"}
+            if optional & self._checkpoint_items.keys() - saved:
+                older = {
+                    k: v
+                    for k, v in self._checkpoint_items.items()
+                    if k in saved or k not in optional
+                }
                 checkpoint = tf.train.Checkpoint(**older)
             checkpoint.restore(latest).assert_existing_objects_matched()
         self._fns = {
@@ -303,9 +324,11 @@ class Trainer:
             "D-reg": tf.function(self._d_reg),
         }
         self._ema_fn = tf.function(self._ema_update)
+        self._ada_fn = tf.function(self._ada_adjust)
         self._iterator = None
         self._lr_factor = 1.0
         self._stop_requested = False
+        self._interrupted = False
         # multi-worker: a SIGTERM to any worker stops every worker after the same iteration
         self._stop_agreement = tfkit_distribute.StopAgreement(strategy)
         self._writer = None
@@ -364,6 +387,14 @@ class Trainer:
         if phase.startswith("D"):
             inputs["reals"] = reals
             inputs["real_c"] = labels if self.opts.num_classes else tf.zeros([n], tf.int32)
+        if self.augment_pipe is not None and phase != "G-reg":
+            # drawn per example for the global batch: the augmentation does not depend on
+            # how the batch is split over replicas and accumulation rounds
+            k = self.augment_pipe.num_randoms
+            if phase != "D-reg":
+                inputs["aug_fake"] = self.rng.uniform([n, k])
+            if phase.startswith("D"):
+                inputs["aug_real"] = self.rng.uniform([n, k])
         return inputs
 
     def distribute(self, inputs: dict[str, tf.Tensor]):
@@ -391,6 +422,13 @@ class Trainer:
         ctx = tf.distribute.get_replica_context()
         rid = ctx.replica_id_in_sync_group if ctx is not None else 0
         return tf.random.experimental.stateless_fold_in(seed, rid)
+
+    def _seen(self, images, sub, key: str):
+        """What D sees of `images`: augmented with the per-example draws `sub[key]`."""
+        if self.augment_pipe is None:
+            return images
+        seed = tf.random.experimental.stateless_fold_in(sub["seed2"], _AUGMENT_SALT[key])
+        return self.augment_pipe(images, seed=self._replica_seed(seed), randoms=sub[key])
 
     def _fake_ws(self, G, inp):
         ws = G.mapping(inp["z"], inp["c"])
@@ -449,7 +487,7 @@ class Trainer:
         def round_loss(sub, tape):
             ws, mixed = self._fake_ws(G, sub)
             img = G.synthesis(mixed, seed=self._replica_seed(sub["seed"]))
-            per = losses.g_main_loss(D(img, sub["c"]))
+            per = losses.g_main_loss(D(self._seen(img, sub, "aug_fake"), sub["c"]))
             loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
             return loss, {"Loss/G/loss": loss}, tf.reduce_sum(ws[:, 0], 0)
 
@@ -499,8 +537,8 @@ class Trainer:
             with tape.stop_recording():
                 _, mixed = self._fake_ws(G, sub)
                 fakes = G.synthesis(mixed, seed=self._replica_seed(sub["seed"]))
-            fake_logits = D(tf.stop_gradient(fakes), sub["c"])
-            real_logits = D(sub["reals"], sub["real_c"])
+            fake_logits = D(self._seen(tf.stop_gradient(fakes), sub, "aug_fake"), sub["c"])
+            real_logits = D(self._seen(sub["reals"], sub, "aug_real"), sub["real_c"])
             per = losses.d_main_loss(real_logits, fake_logits)
             loss = tf.nn.compute_average_loss(per, global_batch_size=self.batch)
             stats = {
@@ -511,6 +549,7 @@ class Trainer:
                 "Loss/scores/fake": tf.nn.compute_average_loss(
                     tf.reshape(fake_logits, [-1]), global_batch_size=self.batch
                 ),
+                **self._signs(real_logits),
             }
             return loss, stats, None
 
@@ -523,12 +562,18 @@ class Trainer:
         D, opts = self.D, self.opts
 
         def round_loss(sub, tape):
-            penalty, _ = losses.r1_penalty(D, sub["reals"], sub["real_c"])
+            # the gradient of D(augment(x)) with respect to the un-augmented reals x
+            penalty, real_logits = losses.r1_penalty(
+                lambda x, c: D(self._seen(x, sub, "aug_real"), c), sub["reals"], sub["real_c"]
+            )
             loss = tf.nn.compute_average_loss(
                 penalty * (opts.gamma / 2) * opts.d_reg_interval, global_batch_size=self.batch
             )
             stats = {
-                "Loss/r1_penalty": tf.nn.compute_average_loss(penalty, global_batch_size=self.batch)
+                "Loss/r1_penalty": tf.nn.compute_average_loss(
+                    penalty, global_batch_size=self.batch
+                ),
+                **self._signs(real_logits),
             }
             return loss, stats, None
 
@@ -536,6 +581,11 @@ class Trainer:
             self.d_opt, D.trainable_variables, round_loss, inp, self.opts.batch_per_replica
         )
         return stats
+
+    def _signs(self, real_logits):
+        """The mean sign of D(real) over the global batch (ADA's overfitting heuristic r_t)."""
+        signs = tf.sign(tf.cast(tf.reshape(real_logits, [-1]), tf.float32))
+        return {SIGNS: tf.nn.compute_average_loss(signs, global_batch_size=self.batch)}
 
     def _reduce(self, stats):
         return {k: self.strategy.reduce("sum", v, axis=None) for k, v in stats.items()}
@@ -561,6 +611,16 @@ class Trainer:
             self.G_ema.non_trainable_variables, self.G.non_trainable_variables, strict=True
         ):
             b_ema.assign(b)
+
+    def _ada_adjust(self, step_size):
+        """ADA: move p by `step_size` towards more augmentation when the mean sign of
+        D(real) since the last adjustment is above `gan.ada_target`, else towards less."""
+        rt = self.ada_sum / tf.cast(tf.maximum(self.ada_count, 1), tf.float64)
+        direction = tf.sign(tf.cast(rt, tf.float32) - self.opts.ada_target)
+        p = self.augment_pipe.p
+        p.assign(tf.clip_by_value(p + direction * step_size, 0.0, 1.0))
+        self.ada_sum.assign(0.0)
+        self.ada_count.assign(0)
 
     # ---------------------------------------------------------------- loop
 
@@ -595,8 +655,21 @@ class Trainer:
         self._set_lr(nimg)
         reals, labels = self.next_reals()
         stats: dict[str, tf.Tensor] = {}
+        signs = []
         for phase in self.active_phases(step):
-            stats.update(self._phase(phase.name, self.make_inputs(phase.name, reals, labels)))
+            phase_stats = self._phase(phase.name, self.make_inputs(phase.name, reals, labels))
+            if SIGNS in phase_stats:  # D-main and D-reg: one r_t contribution each
+                signs.append(phase_stats.pop(SIGNS))
+            stats.update(phase_stats)
+        if signs:
+            stats[SIGNS] = tf.add_n(signs) / len(signs)
+        if self.augment_pipe is not None and self.opts.augment == "ada":
+            for value in signs:
+                self.ada_sum.assign_add(tf.cast(value, tf.float64))
+            self.ada_count.assign_add(len(signs))
+            if step % self.opts.ada_interval == 0:  # as the reference: after iteration 0, 4, ...
+                opts = self.opts
+                self._ada_fn(tf.constant(self.batch * opts.ada_interval / (opts.ada_kimg * 1000)))
         beta = losses.ema_beta(self.batch, self.opts.ema_kimg, self.opts.ema_rampup, nimg)
         self._ema_fn(tf.constant(beta, tf.float32))
         self.step.assign_add(1)
@@ -613,9 +686,11 @@ class Trainer:
             for optimizer, base in zip((self.g_opt, self.d_opt), self._base_lrs, strict=True):
                 optimizer.learning_rate.assign(base * factor)
 
-    def request_stop(self) -> None:
-        """Stop after the current iteration and write a checkpoint (the SIGTERM handler)."""
+    def request_stop(self, interrupted: bool = False) -> None:
+        """Stop after the current iteration and write a checkpoint (the SIGTERM handler;
+        `interrupted`: Ctrl-C, run() then returns "interrupted")."""
         self._stop_requested = True
+        self._interrupted = self._interrupted or interrupted
 
     def save(self) -> str:
         """Write a checkpoint now; returns its path."""
@@ -647,7 +722,7 @@ class Trainer:
         Image.fromarray(grid).save(path)
         if self._writer is not None:
             with self._writer.as_default():
-                tf.summary.image("fakes", grid[None], step=int(self.nimg.numpy() // 1000))
+                tf.summary.image("fakes", grid[None], step=_tb_step(int(self.nimg.numpy())))
         return path
 
     def run(
@@ -656,17 +731,21 @@ class Trainer:
         """Train until `gan.kimg` (or `max_iterations` more iterations).
 
         Returns:
-            "done", "stopped" (SIGTERM or `request_stop`) or "paused" (max_iterations).
+            "done", "stopped" (SIGTERM or `request_stop`; a checkpoint was written),
+            "interrupted" (Ctrl-C; a checkpoint was written) or "paused" (max_iterations).
         """
         opts = self.opts
         total_nimg = int(opts.kimg * 1000)
         tick_nimg = int(opts.tick_kimg * 1000)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
-        self._writer = tf.summary.create_file_writer(str(self.out_dir / "tb"))
-        previous = None
+        self._writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
+        previous = {}
         try:
-            previous = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            previous[signal.SIGINT] = signal.signal(
+                signal.SIGINT, lambda *_: self.request_stop(interrupted=True)
+            )
         except ValueError:
             pass  # not the main thread
         if int(self.nimg.numpy()) == 0:
@@ -724,8 +803,7 @@ class Trainer:
                     tick_start = time.time()
                 if stopping:
                     self.save()
-                    status = "stopped"
-                    self.log(f"stopped at kimg {nimg / 1000:.3f}; checkpoint written")
+                    status = "interrupted" if self._interrupted else "stopped"
                     break
                 if finished:
                     break
@@ -737,8 +815,8 @@ class Trainer:
                 sums_line = " ".join(f"{k} {v:.6f}" for k, v in self.weights_checksums().items())
                 self.log(f"final weights checksum: {sums_line}")
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self._writer.flush()
             if status != "paused":
                 self.close()
@@ -791,6 +869,10 @@ class Trainer:
     def _end_tick(self, sums: dict[str, list[tf.Tensor]], tick_start: float) -> None:
         # reading the statistics waits for the tick's last step: time it after that
         means = {k: float(np.mean([t.numpy() for t in v])) for k, v in sums.items()}
+        if SIGNS in means:
+            means["augment_rt"] = means.pop(SIGNS)
+        if self.augment_pipe is not None:
+            means["augment_p"] = float(self.augment_pipe.p.numpy())
         seconds = time.time() - tick_start
         nimg = int(self.nimg.numpy())
         tick_imgs = nimg - int(self.tick_start_nimg.numpy())
@@ -822,7 +904,7 @@ class Trainer:
             for k, v in record.items():
                 if k not in ("tick", "kimg"):
                     tf.summary.scalar(k, v, step=step)
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
+        with open(self.out_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
 
@@ -832,12 +914,18 @@ _TICK_STATS = (
     ("D", "Loss/D/loss", 3),
     ("R1", "Loss/r1_penalty", 4),
     ("pl", "Loss/pl_mean", 3),
+    ("augment", "augment_p", 3),
+    ("rt", "augment_rt", 3),
 )
+# distinct pixel-noise seeds for the augmentation of fakes and reals
+_AUGMENT_SALT = {"aug_fake": 1, "aug_real": 2}
+# the mean sign of D(real) of a D phase (averaged over the tick: `augment_rt`)
+SIGNS = "Loss/signs/real"
 
 
 def _tb_step(nimg: int) -> int:
-    """TensorBoard step of a tick: kimg once past 1000 images, images before."""
-    return int(nimg // 1000) if nimg >= 1000 else nimg
+    """TensorBoard step: images shown (one unit from the first tick on, across resumes)."""
+    return int(nimg)
 
 
 def memory_stats() -> dict[str, float]:

@@ -2,8 +2,9 @@
 
 Importing this package imports TensorFlow (`import tfkit` alone does not).
 
-- `compile_model(model, train_cfg, spec, runtime_cfg=None)`, `fit(config, run_dir, *,
-  resume=False)` (tfkit.training.fit)
+- `compile_model(model, train_cfg, spec, runtime_cfg=None)` (tfkit.training.fit)
+- `fit(config, run_dir, *, resume=False)`, `run_loop(...)`: one `tfkit train` run, sharing
+  `prepare` and `write_result` (tfkit.training.session)
 - `build_callbacks(train_cfg, run_dir, ...)`, `MetricsLogger`, `Throughput`,
   `LastCheckpoint` (tfkit.training.callbacks)
 - `build_loss`, `huber`, `HuberLoss` (tfkit.training.losses)
@@ -21,10 +22,11 @@ from tfkit.training.callbacks import (
     build_callback,
     build_callbacks,
 )
-from tfkit.training.fit import compile_model, fit
+from tfkit.training.fit import compile_model
 from tfkit.training.losses import HuberLoss, build_loss, huber
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import WarmupSchedule, build_optimizer, build_schedule
+from tfkit.training.session import fit
 
 __all__ = [
     "HuberLoss",

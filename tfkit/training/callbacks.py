@@ -1,14 +1,15 @@
-"""Callbacks from the `train` config, and tfkit's own `MetricsLogger`, `Throughput` and
-`LastCheckpoint`.
+"""Callbacks from the `train` config, and tfkit's own `MetricsLogger`, `Throughput`,
+`LastCheckpoint` and `BestCheckpoint`.
 
 `build_callbacks(train_cfg, run_dir)` returns the callbacks a run needs:
 
 - always: `MetricsLogger` (run_dir/metrics.jsonl) and `BackupAndRestore` (run_dir/backup,
   which is what `--resume` continues from);
-- per `train.checkpoint`: `ModelCheckpoint` of the best model
-  (run_dir/checkpoints/best.keras) and `LastCheckpoint` (run_dir/checkpoints/last.keras,
-  written atomically each epoch);
-- per `train.tensorboard`: `TensorBoard` (run_dir/tb) and `Throughput`;
+- per `train.checkpoint`: `BestCheckpoint` (run_dir/checkpoints/best.keras) and
+  `LastCheckpoint` (run_dir/checkpoints/last.keras), written atomically at most every 30 s
+  and at the end, so short epochs do not wait for `.keras` writes;
+- per `train.tensorboard`: `TensorBoard` (run_dir/tb; without batch hooks when it logs per
+  epoch) and `Throughput`;
 - plus every entry of `train.callbacks: [{name, args}]`, whose `args` are checked against
   the callback's signature.
 
@@ -31,11 +32,15 @@ import numpy as np
 
 from tfkit.config import CallbackConfig, ClassPathConfig, TrainConfig
 from tfkit.errors import UserError, unknown_name
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tb"
+from tfkit.runs import (
+    BACKUP_DIR,
+    BEST_CHECKPOINT_FILE,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    save_model_atomic,
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -77,17 +82,21 @@ class MetricsLogger(keras.callbacks.Callback):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Measure examples/s and step time with the epoch and batch hooks.
+    """Examples/s and step time of each epoch's training, from epoch-level hooks only.
 
-    The step time is the mean interval between two `on_train_batch_begin` calls of an epoch
-    (with `steps_per_execution` > 1, one interval covers that many steps).
-    At each epoch end it adds `examples_per_sec` and `step_ms` (mean train step time) to the
-    epoch logs (so `MetricsLogger` records them) and writes them to TensorBoard under
-    `log_dir` as `throughput/examples_per_sec` and `throughput/step_ms`.
+    The steps of an epoch are the optimizer's `iterations` gained in it, so every step
+    counts under any `steps_per_execution` (or the custom loop's `steps_per_loop`); without
+    an optimizer, Keras' `steps` parameter. The time runs from the epoch's begin to the
+    start of its validation (`on_test_begin`), or to its end without one. At each epoch end
+    it adds `examples_per_sec` (steps x `batch_size` / seconds; a last partial batch counts
+    as full) and `step_ms` to the epoch logs, so `MetricsLogger` records them and Keras'
+    `TensorBoard` writes them as `epoch_examples_per_sec` and `epoch_step_ms`. It implements
+    no batch hook, so Keras can dispatch training steps without waiting for callbacks.
 
     Args:
         batch_size: global examples per step.
-        log_dir: TensorBoard directory, or None to only add the numbers to the logs.
+        log_dir: also write `throughput/examples_per_sec` and `throughput/step_ms` to this
+            TensorBoard directory (None: only the epoch logs carry them).
     """
 
     def __init__(self, batch_size: int, log_dir: str | os.PathLike | None = None):
@@ -95,37 +104,41 @@ class Throughput(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self.log_dir = None if log_dir is None else str(log_dir)
         self._writer = None
-        self._epoch_start = 0.0
-        self._batch_start: float | None = None
-        self._step_seconds = 0.0
-        self._steps = 0
+        self._start = 0.0
+        self._train_end: float | None = None
+        self._start_iterations: int | None = None
         self.history: list[dict[str, float]] = []
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
-        self._batch_start = None
-        self._step_seconds = 0.0
-        self._steps = 0
+    def _iterations(self) -> int | None:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not hasattr(optimizer, "iterations"):
+            return None
+        value = getattr(optimizer.iterations, "value", optimizer.iterations)  # tf.Variable,
+        return int(value.numpy() if hasattr(value, "numpy") else value)  # mirrored or not
 
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        # a step lasts from one batch start to the next; timing only the begin hook keeps
-        # `on_train_batch_end` unimplemented, so Keras may dispatch batch ends asynchronously
-        now = time.perf_counter()
-        if self._batch_start is not None:
-            self._step_seconds += now - self._batch_start
-            self._steps += 1
-        self._batch_start = now
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start_iterations = self._iterations()
+        self._train_end = None
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._train_end is None:  # the epoch's validation starts: training is over
+            self._train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if not self._steps:
+        seconds = (self._train_end or time.perf_counter()) - self._start
+        now = self._iterations()
+        if now is not None and self._start_iterations is not None:
+            steps = now - self._start_iterations
+        else:
+            steps = int(self.params.get("steps") or 0)
+        if steps <= 0:
             return
-        seconds = time.perf_counter() - self._epoch_start
         numbers = {
-            "examples_per_sec": self._steps * self.batch_size / max(self._step_seconds, 1e-9),
-            "step_ms": 1000.0 * self._step_seconds / self._steps,
-            "epoch_examples_per_sec": self._steps * self.batch_size / max(seconds, 1e-9),
+            "examples_per_sec": steps * self.batch_size / max(seconds, 1e-9),
+            "step_ms": 1000.0 * seconds / steps,
         }
-        self.history.append(numbers)
+        self.history.append({**numbers, "steps": steps, "seconds": seconds})
         if logs is not None:
             logs.update(numbers)
         if self.log_dir is not None:
@@ -138,7 +151,6 @@ class Throughput(keras.callbacks.Callback):
             with self._writer.as_default(step=epoch):
                 for key, value in numbers.items():
                     tf.summary.scalar(f"throughput/{key}", value)
-            self._writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._writer is not None:
@@ -147,41 +159,123 @@ class Throughput(keras.callbacks.Callback):
 
 
 class LastCheckpoint(keras.callbacks.Callback):
-    """Save the whole model to `path` (`.keras`) at epoch ends and at the end, atomically.
+    """Save the whole model to `path` (`.keras`) every `min_interval_s` and at the end,
+    atomically.
 
     The model is written to a temporary file beside `path` and renamed over it, so a kill
     in the middle of a save leaves the previous checkpoint intact. Saving a `.keras` file
-    costs ~0.1 s for a small model, so by default an epoch end saves only when
-    `min_interval_s` seconds have passed since the last save (the first epoch and the end of
-    training always save); `BackupAndRestore` keeps the exact per-epoch state for `--resume`.
+    costs 0.1-0.3 s even for a small model, which would double the time of a short epoch:
+    an epoch end saves only when `min_interval_s` seconds have passed since training began
+    or since the last save; the end of training always saves (unless `save_at_end` is
+    False: `tfkit train` copies its final `model.keras` instead). The exact per-step state
+    for `--resume` is the backup's job.
 
     Args:
         path: the `.keras` file.
         min_interval_s: least seconds between two epoch-end saves (0: every epoch).
+        save_at_end: save when training ends.
     """
 
-    def __init__(self, path: str | os.PathLike, min_interval_s: float = 30.0):
+    def __init__(
+        self, path: str | os.PathLike, min_interval_s: float = 30.0, save_at_end: bool = True
+    ):
         super().__init__()
         self.path = Path(path)
         self.min_interval_s = float(min_interval_s)
-        self._last_save: float | None = None
+        self.save_at_end = save_at_end
+        self._last_save = time.perf_counter()
+
+    def _due(self) -> bool:
+        return time.perf_counter() - self._last_save >= self.min_interval_s
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
+        save_model_atomic(self.model, self.path)
+        self._last_save = time.perf_counter()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._last_save = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        due = (
-            self._last_save is None or time.perf_counter() - self._last_save >= self.min_interval_s
-        )
-        if due:
+        if self._due():
             self._save()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self._save()
+        if self.save_at_end:
+            self._save()
+
+
+class BestCheckpoint(LastCheckpoint):
+    """Keep the model of the best epoch by `monitor` in `path` (`.keras`), atomically.
+
+    An improving epoch only copies the weights in memory (milliseconds); the file is
+    written when `min_interval_s` seconds have passed since the last write, and at the end
+    of training, with the best weights swapped in for the write (the optimizer state saved
+    with them is the current one). Epochs without `monitor` in their logs (no validation
+    that epoch) are skipped.
+
+    Args:
+        path: the `.keras` file.
+        monitor: the epoch-log key, e.g. `val_loss`.
+        mode: `min`, `max`, or `auto` (`max` for accuracy-like keys, else `min`).
+        min_interval_s: least seconds between two writes (0: at every improvement).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        min_interval_s: float = 30.0,
+    ):
+        super().__init__(path, min_interval_s)
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"`mode` must be 'auto', 'min' or 'max'. Received: mode={mode!r}")
+        self.monitor = monitor
+        if mode == "auto":
+            name = monitor.removeprefix("val_")
+            mode = "max" if "acc" in name or name.startswith(("auc", "f1", "precision")) else "min"
+        self.mode = mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._pending: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        better = self.best is None or (
+            value > self.best if self.mode == "max" else value < self.best
+        )
+        if better and np.isfinite(value):
+            self.best, self.best_epoch = value, epoch + 1
+            self._pending = self.model.get_weights()
+        if self._pending is not None and self._due():
+            self._write()
+
+    def _write(self) -> None:
+        current = self.model.get_weights()
+        self.model.set_weights(self._pending)
+        try:
+            self._save()
+        finally:
+            self.model.set_weights(current)
+        self._pending = None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._pending is not None:
+            self._write()
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' `TensorBoard` for `update_freq="epoch"` without profiling: its batch hooks
+    (which only count batches then) are Keras' empty defaults, so `fit` keeps dispatching
+    steps asynchronously and pays nothing per batch. Arguments are `TensorBoard`'s."""
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+    on_test_batch_begin = keras.callbacks.Callback.on_test_batch_begin
+    on_test_batch_end = keras.callbacks.Callback.on_test_batch_end
 
 
 # --------------------------------------------------------------------------------------
@@ -209,7 +303,7 @@ _DEFAULT_PATHS = {
     "backup_and_restore": ("backup_dir", BACKUP_DIR),
     "csv_logger": ("filename", "history.csv"),
     "metrics_logger": ("path", METRICS_FILE),
-    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/last.keras"),
+    "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}"),
 }
 _PATH_ARGS = {"filepath", "log_dir", "backup_dir", "filename", "path"}
 
@@ -259,7 +353,6 @@ def build_callback(
         args.setdefault(key, default)
     if name == "throughput":
         args.setdefault("batch_size", batch_size or 1)
-        args.setdefault("log_dir", TENSORBOARD_DIR)
     for key in _PATH_ARGS & set(args):
         if args[key] is not None and not os.path.isabs(str(args[key])):
             args[key] = str(Path(run_dir) / str(args[key]))
@@ -281,6 +374,7 @@ def build_callbacks(
     batch_size: int | None = None,
     is_chief: bool = True,
     backup: bool = True,
+    last_at_end: bool = True,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of a run, from the `train` section.
 
@@ -291,6 +385,8 @@ def build_callbacks(
         is_chief: False on non-chief workers of a multi-worker run: their files go to a
             temporary directory so only the chief writes into `run_dir`.
         backup: add `BackupAndRestore` (what `--resume` continues from).
+        last_at_end: `LastCheckpoint` saves when training ends (False when the caller
+            writes the final model there itself).
 
     Returns:
         A list of Keras callbacks, usable with `model.fit` and tfkit's custom loop.
@@ -306,11 +402,13 @@ def build_callbacks(
         for i, c in enumerate(train_cfg.callbacks)
     ]
     if train_cfg.tensorboard and "throughput" not in names:
-        out.append(Throughput(batch_size or 1, run_dir / TENSORBOARD_DIR))
+        out.append(Throughput(batch_size or 1))  # TensorBoard writes its epoch-log keys
     out += user
     if train_cfg.tensorboard and "tensorboard" not in names:
+        per_epoch = train_cfg.update_freq == "epoch" and not train_cfg.profile_batch
+        board = EpochTensorBoard if per_epoch else keras.callbacks.TensorBoard
         out.append(
-            keras.callbacks.TensorBoard(
+            board(
                 log_dir=str(run_dir / TENSORBOARD_DIR),
                 histogram_freq=train_cfg.histogram_freq,
                 profile_batch=train_cfg.profile_batch,
@@ -320,14 +418,12 @@ def build_callbacks(
         )
     if train_cfg.checkpoint in ("best", "both"):
         out.append(
-            keras.callbacks.ModelCheckpoint(
-                str(run_dir / CHECKPOINT_DIR / "best.keras"),
-                monitor=train_cfg.monitor,
-                save_best_only=True,
-            )
+            BestCheckpoint(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT_FILE, train_cfg.monitor)
         )
     if train_cfg.checkpoint in ("last", "both") and "last_checkpoint" not in names:
-        out.append(LastCheckpoint(run_dir / CHECKPOINT_DIR / "last.keras"))
+        out.append(
+            LastCheckpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE, save_at_end=last_at_end)
+        )
     if backup and "backup_and_restore" not in names:
         out.append(
             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)

@@ -8,13 +8,6 @@ writes `metrics.json`.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
-import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -23,14 +16,9 @@ from tfkit.config import ExperimentConfig, RuntimeConfig, TrainConfig
 from tfkit.data.spec import DataSpec
 from tfkit.errors import UserError
 from tfkit.keras_names import LOSSES
-from tfkit.training.callbacks import BACKUP_DIR, CHECKPOINT_DIR, build_callbacks
 from tfkit.training.losses import build_loss, loss_name_of
 from tfkit.training.metrics import build_metrics, resolve_class_weight
 from tfkit.training.optimizers import build_optimizer
-
-MODEL_FILE = "model.keras"
-RESULT_FILE = "metrics.json"
-SPEC_FILE = "spec.json"
 
 
 def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
@@ -121,36 +109,6 @@ def compile_model(
     return model
 
 
-def _strict(data: Any) -> Any:
-    """`data` with non-finite floats as the strings "nan", "inf", "-inf" (strict JSON)."""
-    if isinstance(data, dict):
-        return {k: _strict(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_strict(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return str(data)
-    return data
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write strict JSON (NaN/Inf as strings) to `path` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save `model` as `.keras` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def format_table(result: dict[str, Any]) -> str:
     """The final metrics as a small text table (one row per split)."""
     rows = {
@@ -224,7 +182,9 @@ def fit_model(
     def make_train():
         return tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None).train
 
-    class_weight = resolve_class_weight(train.class_weight, splits.spec, make_train())
+    class_weight = None  # counting labels iterates a train set: a fresh one, only if asked
+    if train.class_weight is not None:
+        class_weight = resolve_class_weight(train.class_weight, splits.spec, make_train())
     return fit_phases(
         model,
         make_train,
@@ -239,138 +199,3 @@ def fit_model(
         callbacks=callbacks,
         verbose=train.verbose if verbose is None else verbose,
     )
-
-
-def fit(
-    config: ExperimentConfig,
-    run_dir: str | os.PathLike,
-    *,
-    resume: bool = False,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> dict[str, Any]:
-    """Train with `model.fit` as the config says and write the run's results.
-
-    Args:
-        config: the resolved experiment config (already saved in `run_dir`).
-        run_dir: the run directory (holds `config.yaml`).
-        resume: continue exactly from the latest backup in `run_dir/backup` (a run whose
-            training finished but whose results were not written only writes them).
-        callbacks: Keras callbacks of your own, run after the config's.
-
-    Returns:
-        The result written to `metrics.json`: `{"test": {...}, "val": {...}, "epochs": N,
-        "train_seconds": s, "examples_per_sec": e, "strategy": ..., "replicas": n}`.
-
-    Raises:
-        NonFiniteLossError: the loss became NaN/Inf (the last good backup is kept).
-        Stopped: SIGTERM or SIGINT; the backup holds the step reached.
-    """
-    import tfkit.data
-    from tfkit import distribute
-    from tfkit.training.backup import (
-        FitBackup,
-        build_from_spec,
-        saved_position,
-        weights_finite,
-    )
-    from tfkit.training.stop import StopSignals
-
-    run_dir = Path(run_dir)
-    if resume and not (run_dir / BACKUP_DIR).exists() and (run_dir / RESULT_FILE).exists():
-        raise UserError(
-            f"--resume {run_dir}: this run already finished (see {run_dir / RESULT_FILE})"
-        )
-
-    distribute.setup_runtime(config.runtime)
-    strategy = distribute.strategy(config.runtime)
-    distribute.global_batch_check(config.data.batch_size, strategy)
-    splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
-    spec = splits.spec
-    with strategy.scope():
-        model = build_model(config, spec)
-    chief = distribute.is_chief(strategy)
-    steps_per_epoch = train_batches(config, splits)
-    position = saved_position(run_dir / BACKUP_DIR) if resume else None
-    start_step, start_epoch = position or (0, 0)
-    last = run_dir / CHECKPOINT_DIR / "last.keras"
-    if chief and not last.exists():
-        save_model_atomic(model, last)  # a run dir always has a last checkpoint
-    print(
-        f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}"
-        + (f", resuming at step {start_step}, epoch {start_epoch}" if position else "")
-        + ")",
-        flush=True,
-    )
-
-    extra = list(callbacks)
-    start = time.perf_counter()
-    with StopSignals() as stop:
-        backup = FitBackup(
-            run_dir / BACKUP_DIR,
-            steps_per_epoch=steps_per_epoch,
-            start_step=start_step,
-            start_epoch=start_epoch,
-            save_every=config.train.checkpoint_every,
-            stop=stop,
-        )
-        build_from_spec(model, splits.train.element_spec)
-        backup.set_model(model)
-        backup.restore()  # also when training is over and only the results are missing
-        # the backup first: a NaN stops the epoch end before any other callback saves
-        callbacks = [
-            backup,
-            *build_callbacks(
-                config.train,
-                run_dir,
-                batch_size=config.data.batch_size,
-                is_chief=chief,
-                backup=False,
-            ),
-            *extra,
-        ]
-        try:
-            history = fit_model(
-                model,
-                config,
-                splits,
-                callbacks,
-                start_step=start_step,
-                start_epoch=start_epoch,
-            )
-        except BaseException:
-            if chief and weights_finite(model):  # keep what was learned, never a NaN model
-                try:
-                    save_model_atomic(model, last)
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
-            raise
-    train_seconds = time.perf_counter() - start
-
-    epochs = (history.epoch[-1] + 1) if history.epoch else start_epoch
-    result: dict[str, Any] = {}
-    for split in ("test", "val"):
-        dataset = getattr(splits, split, None)
-        if dataset is not None:
-            result[split] = _floats(model.evaluate(dataset, verbose=0, return_dict=True))
-    if history.history:
-        result["last_epoch"] = {k: float(v[-1]) for k, v in history.history.items()}
-    throughput = [c for c in callbacks if type(c).__name__ == "Throughput"]
-    result.update(
-        {
-            "epochs": epochs,
-            "epochs_this_session": len(history.epoch),
-            "train_seconds": round(train_seconds, 3),
-            "strategy": type(strategy).__name__,
-            "replicas": strategy.num_replicas_in_sync,
-        }
-    )
-    if throughput and throughput[0].history:
-        result["examples_per_sec"] = round(throughput[0].history[-1]["examples_per_sec"], 1)
-    if chief:
-        write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
-        save_model_atomic(model, run_dir / MODEL_FILE)
-        write_json_atomic(run_dir / RESULT_FILE, result)
-        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
-    print(format_table(result), flush=True)
-    print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
-    return result

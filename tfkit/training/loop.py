@@ -9,8 +9,9 @@ Exact resume: a `tf.train.CheckpointManager` saves the model, optimizer, step, e
 shuffles, repeated), so the iterator position is restored by replaying the stream to the
 saved step (`Dataset.skip`); distributed iterators cannot be written to checkpoints.
 
-`run_loop(config, run_dir, resume=...)` is the config-driven entry point used by
-`tfkit train` when `train.loop: custom` (or under a multi-worker strategy).
+The generic loop imports nothing of tfkit's data or models: the config-driven entry point
+(`tfkit.training.session.run_loop`, used by `tfkit train` when `train.loop: custom` or under
+a multi-worker strategy) builds those and hands them over.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkit.errors import NonFiniteLossError, Stopped, UserError
+from tfkit.errors import NonFiniteLossError, UserError
 from tfkit.training.stop import StopSignals, end_progress_line
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
@@ -588,163 +589,3 @@ def steps_in(dataset: tf.data.Dataset) -> int | None:
 
 def _ceil_div(a: int, b: int) -> int:
     return int(math.ceil(a / b))
-
-
-# --------------------------------------------------------------------------------------
-# config-driven entry point
-# --------------------------------------------------------------------------------------
-
-LOOP_CHECKPOINT_DIR = "checkpoints/loop"
-
-
-def run_loop(config: Any, run_dir: str | Path, *, resume: bool) -> dict[str, Any]:
-    """Train `config` with the custom loop and write the run's results.
-
-    Uses the same runtime set-up, strategy, data (`tfkit.data.build` with the strategy's
-    `InputContext`), model builder, loss, optimizer, metrics, class weights and callbacks
-    as `tfkit.training.fit.fit`. Only the chief writes into `run_dir`.
-
-    Args:
-        config: the resolved `ExperimentConfig` (already saved in `run_dir`).
-        run_dir: the run directory.
-        resume: continue from the latest checkpoint in `run_dir/checkpoints/loop`.
-
-    Returns:
-        The dict written to `metrics.json` (same keys as the fit path, plus `loop: custom`).
-    """
-    import tfkit.data
-    import tfkit.models
-    from tfkit import distribute
-    from tfkit.training.callbacks import TENSORBOARD_DIR, build_callbacks
-    from tfkit.training.fit import (
-        MODEL_FILE,
-        RESULT_FILE,
-        SPEC_FILE,
-        check_model_fits_data,
-        format_table,
-        save_model_atomic,
-        spec_to_dict,
-        write_json_atomic,
-    )
-    from tfkit.training.losses import build_loss, loss_name_of
-    from tfkit.training.metrics import build_metrics, resolve_class_weight
-    from tfkit.training.optimizers import build_optimizer
-
-    run_dir = Path(run_dir)
-    train_cfg = config.train
-    distribute.setup_runtime(config.runtime)
-    strategy = distribute.strategy(config.runtime)
-    batch = config.data.batch_size
-    distribute.global_batch_check(batch, strategy)
-    seed = config.runtime.seed
-
-    # the whole-data view (spec, counts, class weights) and the per-replica view
-    splits = tfkit.data.build(config.data, seed=seed, input_context=None)
-    spec = splits.spec
-    steps_per_epoch = train_cfg.steps_per_epoch or steps_in(splits.train)
-    if not steps_per_epoch:
-        raise UserError(
-            "The custom loop needs `train.steps_per_epoch` when the number of training "
-            "batches is unknown (an infinite or unsized dataset)"
-        )
-
-    def train_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        return tfkit.data.build(config.data, seed=seed, input_context=ctx).train
-
-    val_fn = None
-    if splits.val is not None:
-
-        def val_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            return tfkit.data.build(config.data, seed=seed, input_context=ctx).val
-
-    with strategy.scope():
-        model = tfkit.models.build(config.model, spec)
-        loss = build_loss(train_cfg.loss, spec)
-        check_model_fits_data(model, loss_name_of(train_cfg.loss, spec), spec)
-        optimizer = build_optimizer(train_cfg.optimizer)
-        metrics = build_metrics(train_cfg.metrics, spec)
-    class_weight = resolve_class_weight(train_cfg.class_weight, spec, splits.train)
-    chief = distribute.is_chief(strategy)
-    with distribute.worker_dir(run_dir, strategy) as out_dir:
-        callbacks = build_callbacks(
-            train_cfg, out_dir, batch_size=batch, is_chief=True, backup=False
-        )
-        jit = config.runtime.jit_compile
-        loop = Loop(
-            model=model,
-            loss=loss,
-            optimizer=optimizer,
-            strategy=strategy,
-            train_data=train_fn,
-            val_data=val_fn,
-            global_batch_size=batch,
-            steps_per_epoch=steps_per_epoch,
-            epochs=train_cfg.epochs,
-            metrics=metrics,
-            steps_per_loop=train_cfg.steps_per_loop,
-            jit_compile=bool(jit) if jit != "auto" else False,
-            callbacks=callbacks,
-            checkpoint_dir=out_dir / LOOP_CHECKPOINT_DIR,
-            checkpoint_every=train_cfg.checkpoint_every,
-            nan_policy=train_cfg.nan_policy,
-            summary_dir=out_dir / TENSORBOARD_DIR / "loop",
-            class_weight=class_weight,
-            validation_freq=train_cfg.validation_freq,
-            validation_steps=train_cfg.validation_steps,
-            seed=seed,
-            verbose=1 if train_cfg.verbose in (1, "auto") else int(train_cfg.verbose),
-        )
-        if resume:
-            # every worker restores the chief's checkpoint, so all continue from one state
-            latest = tf.train.latest_checkpoint(str(run_dir / LOOP_CHECKPOINT_DIR))
-            if latest:
-                loop._ensure_built()
-                loop.checkpoint.restore(latest).assert_existing_objects_matched()
-        start_step = int(loop.step.numpy())
-        print(
-            f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}, "
-            f"custom loop, {steps_per_epoch} steps/epoch"
-            + (f", resuming at step {start_step}" if start_step else "")
-            + ")",
-            flush=True,
-        )
-        start = time.perf_counter()
-        history = loop.run(resume=False)
-        train_seconds = time.perf_counter() - start
-        if loop.stopped_by_signal:
-            step = int(loop.step.numpy())
-            raise Stopped(loop.stop_signal, max(step - 1, 0) // steps_per_epoch + 1, step)
-        result: dict[str, Any] = {}
-        for split in ("test", "val"):
-            if getattr(splits, split, None) is not None:
-
-                def fn(ctx, split=split):
-                    return getattr(
-                        tfkit.data.build(config.data, seed=seed, input_context=ctx), split
-                    )
-
-                result[split] = loop.evaluate(fn)
-        if history:
-            result["last_epoch"] = {k: float(v[-1]) for k, v in history.items()}
-        steps_run = int(loop.step.numpy()) - start_step
-        result.update(
-            {
-                "epochs": int(loop.epoch.numpy()),
-                "epochs_this_session": len(next(iter(history.values()), [])),
-                "train_seconds": round(train_seconds, 3),
-                "strategy": type(strategy).__name__,
-                "replicas": strategy.num_replicas_in_sync,
-                "loop": "custom",
-                "steps": int(loop.step.numpy()),
-                "examples_per_sec": round(steps_run * batch / max(train_seconds, 1e-9), 1),
-            }
-        )
-        checksum = float(sum(np.abs(w).astype("float64").sum() for w in model.get_weights()))
-        result["weights_checksum"] = round(checksum, 6)
-        print(f"final weights checksum: {checksum:.6f}", flush=True)
-        if chief:
-            write_json_atomic(run_dir / SPEC_FILE, spec_to_dict(spec))
-            save_model_atomic(model, run_dir / MODEL_FILE)
-            write_json_atomic(run_dir / RESULT_FILE, result)
-        print(format_table(result), flush=True)
-    return result

@@ -46,35 +46,28 @@ def tune_command(args: argparse.Namespace) -> int:
     if args.role == "worker":
         wait_for_oracle(args.oracle, args.oracle_timeout)
 
+    from tfkit.runs import Run
     from tfkit.tuning.search import run_search, tune_run_dir
 
-    run_dir = tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs"))
+    run = Run(tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs")))
+    chief = args.role != "worker"  # a local search or the chief: one process per run dir
+    if chief:
+        run.path.mkdir(parents=True, exist_ok=True)
     try:
-        run_search(
-            config,
-            raw,
-            run_dir,
-            overwrite=args.overwrite,
-            role=args.role,
-            oracle=args.oracle,
-            tuner_id=args.tuner_id,
-            oracle_timeout=args.oracle_timeout,
-            bind=bind,
-        )
+        with run.locked(chief):
+            run_search(
+                config,
+                raw,
+                run.path,
+                overwrite=args.overwrite,
+                role=args.role,
+                oracle=args.oracle,
+                tuner_id=args.tuner_id,
+                oracle_timeout=args.oracle_timeout,
+                bind=bind,
+            )
     except Stopped as err:  # the same command continues the search
         sets = "".join(f" --set {shlex.quote(o)}" for o in args.overrides or [])
-        err.resume_hint = f"tfkit tune {shlex.quote(args.config)}{sets} --run-dir {run_dir}"
+        err.resume_hint = f"tfkit tune {shlex.quote(args.config)}{sets} --run-dir {run.path}"
         raise
     return 0
-
-
-def launch_tune_command(args: argparse.Namespace) -> int:
-    """`tfkit launch --tune-workers N -- tune CONFIG ...`: chief + N workers on 127.0.0.1."""
-    from tfkit.tuning.launch import launch_tune
-
-    return launch_tune(
-        args.tune_workers,
-        list(args.rest or []),
-        port=getattr(args, "base_port", 0) or 0,
-        timeout=getattr(args, "timeout", 0) or 0,
-    )

@@ -17,9 +17,10 @@ import keras
 import keras_tuner
 
 from tfkit.config import ExperimentConfig, HyperParameterConfig
+from tfkit.runs import TENSORBOARD_DIR
 from tfkit.tuning import space as space_lib
 
-TRIALS_TB_DIR = "tb"  # <search dir>/tb/<trial id>: one HParams session per trial
+TRIALS_TB_DIR = TENSORBOARD_DIR  # <search dir>/tb/<trial id>: one HParams session per trial
 
 
 class TfkitHyperModel(keras_tuner.HyperModel):

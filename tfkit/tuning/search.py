@@ -32,6 +32,7 @@ import keras_tuner
 
 from tfkit.config import ExperimentConfig, save_config, validate
 from tfkit.errors import UserError
+from tfkit.runs import TUNE_DIR, Run, resume_changes, save_model_atomic
 from tfkit.tuning import space as space_lib
 from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
 from tfkit.tuning.launch import set_distributed_env, wait_for_oracle
@@ -184,6 +185,23 @@ def _check_fingerprint(
     return False
 
 
+def _save_config(run: Run, config: ExperimentConfig, resuming: bool) -> None:
+    """A new search saves its config; a continued one keeps the saved `config.yaml` and
+    records what changed under the resume policy (`tfkit.runs.RESUMABLE_KEYS`)."""
+    if resuming and run.config_file.is_file():
+        try:
+            changes = resume_changes(run.load_config(), config)
+        except UserError as err:
+            raise UserError(
+                f"{run.path}: {err} (or pass --overwrite to start the search over)"
+            ) from None
+        run.record_resume(changes)
+        return
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.resumes_file.unlink(missing_ok=True)
+    save_config(config, run.config_file)
+
+
 def available_metrics(hypermodel: TfkitHyperModel, hp: keras_tuner.HyperParameters) -> list[str]:
     """The metric names a trial's `fit` logs (`loss`, `accuracy`, `val_loss`, ...)."""
     config = hypermodel.trial_config(hp)
@@ -267,10 +285,9 @@ def run_search(
         wait_for_oracle(oracle, oracle_timeout)
         if not (search_dir / space_lib.FINGERPRINT_FILE).exists():
             raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
     resuming = _check_fingerprint(config, search_dir, overwrite, write=not is_worker)
+    if not is_worker:
+        _save_config(Run(run_dir), config, resuming)
 
     if config.runtime.strategy == "multi_worker":
         raise UserError(
@@ -383,7 +400,6 @@ def write_results(
     tuner, config: ExperimentConfig, raw: dict, run_dir: Path, search_dir: Path, seconds: float
 ) -> dict[str, Any]:
     """Print the results table; write trials.csv, best.yaml and the best model."""
-    from tfkit.training.fit import save_model_atomic
 
     tune = config.tune
     rows = _trial_rows(tuner, tune.space)
@@ -426,7 +442,7 @@ def write_results(
 
 def tune_run_dir(config: ExperimentConfig, run_dir: str | None, runs_root: str = "runs") -> Path:
     """The tune run directory: `--run-dir`, else `<runs_root>/<name>/tune` (stable across re-runs)."""
-    return Path(run_dir) if run_dir else Path(runs_root) / config.name / "tune"
+    return Path(run_dir) if run_dir else Path(runs_root) / config.name / TUNE_DIR
 
 
 def load_best(run_dir: str | Path) -> ExperimentConfig:
