@@ -135,6 +135,10 @@ def test_resume_accepts_gan_length_and_refuses_gan_architecture(tmp_path):
     with pytest.raises(UserError, match=r"gan\.gamma.*gan\.z_dim|gan\.z_dim.*gan\.gamma"):
         run.plan_resume(["gan.gamma=1.0", "gan.z_dim=16"])
     assert run.load_config().gan.kimg == 4
+    # the CLI refuses it before anything runs
+    args = ["gan", "train", "--resume", str(run.path), "--set", "gan.z_dim=16", "--dry-run"]
+    assert main(args) == 2
+    assert len(run.resumes()) == 1
 
 
 def test_a_config_file_given_with_resume_is_held_to_the_same_policy(tmp_path):
@@ -339,3 +343,24 @@ def test_a_failed_write_names_the_path(tmp_path, monkeypatch):
         write_json_atomic(target, {"epochs": 2})
     assert json.loads(target.read_text()) == {"epochs": 1}
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.parametrize(
+    "error, named",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/data/run/model.keras"), "model.keras"),
+        # TensorFlow's SaveV2 and summary writers raise OpErrors that name the file in text
+        (
+            RuntimeError("/data/run/backup/ckpt-9_temp/part-0.data; No space left on device"),
+            "ckpt-9",
+        ),
+        (RuntimeError("Failed to write: No space left on device"), None),
+    ],
+)
+def test_a_full_disk_during_training_ends_with_a_user_error(tmp_path, error, named):
+    run = _started(tmp_path)
+    run.metrics_file.write_text('{"epoch": 1}\n')  # trained an epoch: kept, not marked failed
+    with pytest.raises(UserError, match="no space left on device") as info, run.training():
+        raise error
+    assert (named or str(run.path)) in str(info.value)
+    assert not run.is_failed and run.config_file.exists()

@@ -132,7 +132,22 @@ def _write_failed(path: Path, err: OSError) -> UserError:
     reason = err.strerror or str(err)
     if err.errno == errno.ENOSPC:
         reason = "no space left on device"
-    return UserError(f"could not write {path}: {reason}; nothing else was changed")
+    return UserError(f"could not write {path}: {reason}")
+
+
+_NO_SPACE = re.compile(r"(?:^|\s)(/[^\s;:,]+)[;:,]?\s+No space left on device")
+
+
+def disk_full(err: BaseException) -> str | None:
+    """The path a TensorFlow or h5py write failed on because the disk is full ("" when
+    the message names none), or None when `err` is not a full disk."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return err.filename or ""
+    text = str(err)
+    if "No space left on device" not in text:
+        return None
+    match = _NO_SPACE.search(text)
+    return match.group(1) if match else ""
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -624,11 +639,15 @@ class Run:
             raise UserError(f"--resume {self.path}{source}: {err}") from None
         return new, changes
 
-    def record_resume(self, changes: list[dict[str, Any]]) -> None:
+    def record_resume(self, changes: list[dict[str, Any]]) -> str | None:
         """Append what a resume changed to `resumes.jsonl` (`config.yaml` stays as the run
-        was started); nothing is written when nothing changed."""
+        was started); nothing is written when nothing changed.
+
+        Returns:
+            One line saying what changed (for the command to print), or None.
+        """
         if not changes:
-            return
+            return None
         line = json.dumps(strict_json({"time": _now(), "changes": changes}), allow_nan=False)
         try:
             with open(self.resumes_file, "a") as f:
@@ -637,6 +656,8 @@ class Run:
                 os.fsync(f.fileno())
         except OSError as err:
             raise _write_failed(self.resumes_file, err) from None
+        changed = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in changes)
+        return f"resuming with {changed} (recorded in {self.resumes_file})"
 
     def resume_config(
         self,
@@ -739,6 +760,11 @@ class Run:
                     self.mark_failed(err)
                 if isinstance(err, OSError) and not stopped:
                     raise _write_failed(Path(err.filename or self.path), err) from err
+                full = disk_full(err)
+                if full is not None:
+                    raise UserError(
+                        f"could not write {full or self.path}: no space left on device"
+                    ) from err
                 raise
             if chief and self.is_trained:
                 self.clear_failed()

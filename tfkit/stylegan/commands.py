@@ -68,8 +68,8 @@ def train_command(args: argparse.Namespace) -> int:
     else:  # multi-worker: the chief creates the run dir, the other workers wait for it
         run = Run.for_worker(cfg, args.run_dir, args.runs_root, chief=chief)
     with run.training(chief=chief):  # the chief holds the run's lock
-        if chief and changes:
-            run.record_resume(changes)
+        if chief and (line := run.record_resume(changes)):
+            print(f"tfkit gan train: {line}", flush=True)
         trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
         print(
             f"run directory: {run.path}"

@@ -72,8 +72,8 @@ def train_command(args: argparse.Namespace) -> int:
         chief = _is_chief(config)
         run.check_resume_state()
         with run.training(chief=chief):  # the chief holds the run's lock
-            if chief:
-                run.record_resume(changes)
+            if chief and (line := run.record_resume(changes)):
+                print(f"tfkit train: {line}", flush=True)
             _train_or_stop(config, run.path, resume=True)
         return 0
     if not getattr(args, "config", None):
