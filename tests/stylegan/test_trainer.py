@@ -190,7 +190,10 @@ def _state(t):
 def _tb_steps(run_dir) -> dict[str, list[int]]:
     """The TensorBoard steps of every tag of a run, in the order they were written."""
     steps: dict[str, list[int]] = {}
-    for path in sorted((run_dir / "tb").glob("events.*"), key=lambda p: p.stat().st_mtime):
+    from tfkit.runs import TENSORBOARD_DIR
+
+    events = (run_dir / TENSORBOARD_DIR).glob("events.*")
+    for path in sorted(events, key=lambda p: p.stat().st_mtime):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 steps.setdefault(value.tag, []).append(event.step)
