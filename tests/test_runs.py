@@ -18,7 +18,7 @@ import pytest
 
 from tfkit.cli import main
 from tfkit.config import load_config, validate
-from tfkit.errors import UserError
+from tfkit.errors import Stopped, UserError
 from tfkit.runs import (
     RESUMABLE_KEYS,
     Run,
@@ -259,12 +259,13 @@ def test_a_failure_before_training_leaves_no_usable_run(tmp_path, capsys):
         err = capsys.readouterr().err
         assert str(run.path) in err and "failed" in err and "Traceback" not in err
     assert not (tmp_path / "p.npy").exists() and not (tmp_path / "export").exists()
-    # a stop (Ctrl-C, SIGTERM's exit) is not a failure
-    run = Run.create(config, tmp_path / "stopped")
-    with pytest.raises(KeyboardInterrupt), run.training():
-        run.tensorboard_dir.mkdir()
-        raise KeyboardInterrupt
-    assert run.path.exists() and not run.is_failed
+    # a stop (Ctrl-C, a signal that saved and stopped) is not a failure
+    for name, stop in [("ctrl_c", KeyboardInterrupt()), ("sigterm", Stopped(15, 1, 3))]:
+        run = Run.create(config, tmp_path / name)
+        with pytest.raises(type(stop)), run.training():
+            run.tensorboard_dir.mkdir()
+            raise stop
+        assert run.path.exists() and not run.is_failed
 
 
 def test_an_untrained_run_is_refused_by_model_readers(tmp_path, capsys):

@@ -655,7 +655,11 @@ class RuntimeConfig(Strict):
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
-    steps_per_execution: int = Field(1, ge=1)
+    # training steps per graph call in `fit` (Keras' compile argument). auto: 16 on one
+    # replica (takes Python's per-step dispatch out of the loop; batch hooks and the
+    # progress bar then see every 16th step), 1 under a multi-replica strategy (Keras'
+    # multi-step loop fails there); 1 is Keras' default
+    steps_per_execution: int | Literal["auto"] = "auto"
     collective_timeout_s: float = Field(120.0, gt=0)
     # where the other workers are (tfkit.cluster): auto (TF_CONFIG when set, else an srun
     # step of several tasks, else this process alone) | local | tf_config (Kubernetes,
@@ -664,6 +668,13 @@ class RuntimeConfig(Strict):
     # slurm: task k of a node listens on cluster_port + k; a distributed search's oracle
     # listens on the chief's port
     cluster_port: int = Field(8888, ge=1, le=65535)
+
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _steps_per_execution(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"must be an integer >= 1 or 'auto'. Received: {v!r}")
 
 
 # --------------------------------------------------------------------------------------

@@ -323,13 +323,10 @@ def global_batch_check(global_batch: int, strategy: tf.distribute.Strategy) -> i
 
 
 def strategy_cluster(strategy: tf.distribute.Strategy | None = None) -> Cluster:
-    """The cluster a strategy trains on: its resolver's under a multi-worker strategy, a
-    single process (`local`) under any other; without a strategy, the environment's
-    (`runtime.cluster: auto`)."""
-    if strategy is None:
+    """The cluster a strategy trains on: its resolver's under a multi-worker strategy, else
+    (any other strategy, or none) the environment's (`runtime.cluster: auto`)."""
+    if strategy is None or not spans_workers(strategy):
         return cluster_lib.resolve()
-    if not spans_workers(strategy):
-        return Cluster("local", reason="single-process strategy")
     resolver = strategy.extended._cluster_resolver
     spec = {
         job: list(tasks.values()) if isinstance(tasks, dict) else list(tasks)

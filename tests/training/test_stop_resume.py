@@ -37,6 +37,8 @@ train:
   checkpoint_every: 6
   verbose: 1
   tensorboard: false
+runtime:
+  steps_per_execution: 1  # one batch hook per step: a crash or signal lands on any step
 """
 
 

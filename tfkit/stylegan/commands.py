@@ -34,9 +34,9 @@ def train_command(args: argparse.Namespace) -> int:
             f"{args.config or args.resume} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`)."
         )
 
-    if not args.dry_run:
-        from tfkit.cluster import announce
+    from tfkit.cluster import announce, for_runtime
 
+    if not args.dry_run:
         announce(cfg.runtime)  # first line: where this process runs (tfkit.cluster)
     from tfkit import distribute
     from tfkit.stylegan.trainer import Trainer
@@ -62,7 +62,7 @@ def train_command(args: argparse.Namespace) -> int:
         print("# resolved gan options")
         print(json.dumps(opts.as_dict(), indent=2))
         return 0
-    chief = not distribute.wants_multi_worker(cfg.runtime) or distribute.is_chief()
+    chief = not distribute.wants_multi_worker(cfg.runtime) or for_runtime(cfg.runtime).is_chief
     if run is not None:
         run.check_resume_state()
     else:  # multi-worker: the chief creates the run dir, the other workers wait for it

@@ -21,9 +21,10 @@ from tfkit.runs import EXPORT_MANIFEST_FILE, Run
 
 def _is_chief(config: ExperimentConfig) -> bool:
     """Whether this process writes the run (single-process runs, or the chief worker)."""
-    from tfkit.distribute import is_chief, wants_multi_worker
+    from tfkit.cluster import for_runtime
+    from tfkit.distribute import wants_multi_worker
 
-    return not wants_multi_worker(config.runtime) or is_chief()
+    return not wants_multi_worker(config.runtime) or for_runtime(config.runtime).is_chief
 
 
 def run_training(
