@@ -4,7 +4,7 @@ Both train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arr
 same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
 (a) tfkit: `tfkit.training.session.fit` on an `npz` config with every default on (progress bar
     off): the tf.data pipeline of `tfkit.data`, Throughput, TensorBoard, best and last
-    `.keras` checkpoints, BackupAndRestore and the metrics logger each epoch;
+    `.keras` checkpoints, the step-level backup and the metrics logger each epoch;
 (b) keras: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and a bare
     `model.fit` with no callbacks.
 Examples/s = train examples x epochs / wall time of the `model.fit` call (tracing included in
