@@ -150,6 +150,22 @@ def disk_full(err: BaseException) -> str | None:
     return match.group(1) if match else ""
 
 
+@contextlib.contextmanager
+def _atomic(path: Path, tmp: Path) -> Iterator[Path]:
+    """Write to `tmp` in the block, then rename it to `path`; on failure remove `tmp`, keep
+    the previous `path` and raise a UserError naming `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, UserError) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            raise _write_failed(path, err) from None
+        raise
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` through a temporary file, fsync and a rename.
 
@@ -158,18 +174,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             file, if any, is kept.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise _write_failed(path, err) from None
+    with _atomic(path, path.with_name(f".{path.name}.tmp")) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
@@ -185,20 +193,14 @@ def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
         UserError: the write failed (disk full, ...), naming `path`; the previous file is kept.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic(path, path.with_name(f".{path.stem}.tmp.keras")) as tmp:
         model.save(tmp)
-        check_keras_file(tmp, shown_as=path)
-        os.replace(tmp, path)
-    except (OSError, UserError) as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(err, OSError):
-            raise _write_failed(path, err) from None
-        raise UserError(
-            f"could not write {path}: the saved file is incomplete (disk full?)"
-        ) from None
+        try:
+            check_keras_file(tmp, shown_as=path)
+        except UserError:
+            raise UserError(
+                f"could not write {path}: the saved file is incomplete (disk full?)"
+            ) from None
     return path
 
 
@@ -209,14 +211,8 @@ def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
         UserError: the copy failed (disk full, ...), naming `path`; the previous file is kept.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with _atomic(path, path.with_name(f".{path.name}.tmp")) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise _write_failed(path, err) from None
     return path
 
 
