@@ -30,14 +30,24 @@ class NonFiniteLossError(UserError):
     """
 
     def __init__(self, value: float, step: int, epoch: int, checkpoint: str | None):
-        super().__init__(
-            f"The training loss (or its gradients) became {value} at step {step} "
-            f"(epoch {epoch}); stopped. The last good checkpoint is {checkpoint}. Lower "
-            "`train.optimizer.learning_rate`, add clipping, or set `train.nan_policy: skip_step`"
-        )
+        self.value = value
         self.step = int(step)
         self.epoch = int(epoch)
         self.checkpoint = checkpoint
+        self.run_outcome: str | None = None  # set by `Run.training`: "marked failed", ...
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.checkpoint is not None:
+            kept = f"The last good checkpoint is {self.checkpoint}."
+        else:
+            kept = "No checkpoint was written yet, so there is nothing to resume"
+            kept += f"; the run is {self.run_outcome}." if self.run_outcome else "."
+        return (
+            f"The training loss (or its gradients) became {self.value} at step {self.step} "
+            f"(epoch {self.epoch}); stopped. {kept} Lower "
+            "`train.optimizer.learning_rate`, add clipping, or set `train.nan_policy: skip_step`"
+        )
 
 
 class Stopped(BaseException):

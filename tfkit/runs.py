@@ -50,7 +50,7 @@ from tfkit.config import (
     to_dict,
     validate,
 )
-from tfkit.errors import Stopped, UserError
+from tfkit.errors import NonFiniteLossError, Stopped, UserError
 
 # ---- every file and folder of a run (spelled here only) -------------------------------
 CONFIG_FILE = "config.yaml"
@@ -753,7 +753,11 @@ class Run:
             except BaseException as err:
                 stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit, Stopped))
                 if chief and not stopped and self.path.exists() and not self.is_trained:
-                    self.mark_failed(err)
+                    removed = self.mark_failed(err)
+                    if isinstance(err, NonFiniteLossError):
+                        err.run_outcome = (
+                            "removed (it held only its config)" if removed else "marked failed"
+                        )
                 if isinstance(err, OSError) and not stopped:
                     raise _write_failed(Path(err.filename or self.path), err) from err
                 full = disk_full(err)

@@ -218,17 +218,32 @@ def test_kill_after_the_last_epoch_finishes_without_training(straight, tmp_path,
 
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
+@pytest.mark.parametrize("first_steps", [False, True])
 def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
-    loop, config_file, tmp_path, capsys
+    loop, first_steps, config_file, tmp_path, capsys
 ):
     run_dir = tmp_path / "run"
+    # learning rate 1e12 overflows at step 3: before the first checkpoint (every 6 steps),
+    # or after two (every step)
     sets = [f"train.loop={loop}", "train.optimizer={name: sgd, learning_rate: 1.0e12}"]
-    code = main(_train(config_file, run_dir, *sets, "train.checkpoint=both"))
+    every = "train.checkpoint_every=6" if first_steps else "train.checkpoint_every=1"
+    code = main(_train(config_file, run_dir, *sets, every, "train.checkpoint=both"))
     err = capsys.readouterr().err
     assert code == 2
     (line,) = err.strip().splitlines()
     assert "became nan at step" in line or "became inf at step" in line, line
-    assert "(epoch 1)" in line and "The last good checkpoint is" in line
+    assert "(epoch 1)" in line and "None" not in line, line
+    if first_steps:
+        step = int(line.split(" at step ")[1].split()[0])
+        assert step < 6, line  # before the first checkpoint
+        assert "No checkpoint was written yet" in line, line
+        assert "the run is marked failed" in line or "the run is removed" in line, line
+        if "marked failed" in line:
+            assert (run_dir / "failed.json").is_file()
+        else:
+            assert not run_dir.exists()
+    else:
+        assert "The last good checkpoint is" in line, line
     assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
     for path in run_dir.rglob("*.keras"):  # last.keras / best.keras: never NaN
         weights = keras.saving.load_model(path).get_weights()
