@@ -15,6 +15,7 @@ import os
 import sys
 
 from tfkit import arguments as A
+from tfkit.console import end_line, tracking_stdout
 from tfkit.errors import Stopped, UserError
 
 # command path -> "module:function"; imported only when that command runs
@@ -450,7 +451,12 @@ def main(argv: list[str] | None = None) -> int:
             from tfkit.quiet import import_tensorflow
 
             import_tensorflow(verbose)  # without its start-up notices on stderr
-        return int(_handler(name)(args) or 0)
+        with tracking_stdout():
+            try:
+                return int(_handler(name)(args) or 0)
+            except BaseException:
+                end_line()  # a progress bar's open line ends before the message below
+                raise
     except UserError as err:
         print(f"tfkit {name}: error: {err}", file=sys.stderr)
         return err.exit_code

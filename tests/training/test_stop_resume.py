@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tfkit.cli import main
+from tfkit.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 20  # 1257 training digits / 64 per batch, rounded up
@@ -248,6 +249,26 @@ def test_nan_loss_exits_2_naming_the_step_and_keeps_no_nan_model(
     for path in run_dir.rglob("*.keras"):  # last.keras / best.keras: never NaN
         weights = keras.saving.load_model(path).get_weights()
         assert all(np.isfinite(w).all() for w in weights), path
+
+
+class FailMidEpoch(keras.callbacks.Callback):
+    """A user error (e.g. a full disk) while the progress bar's line is open."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 4:
+            raise UserError("could not write /full/disk/file: no space left on device")
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_user_error_mid_epoch_starts_its_own_line(loop, config_file, tmp_path, capsys, monkeypatch):
+    _inject(monkeypatch, FailMidEpoch())
+    assert main(_train(config_file, tmp_path / "run", f"train.loop={loop}")) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "tfkit train: error: could not write /full/disk/file: no space left on device"
+    ]
+    assert out.endswith("\n") and not out.endswith("\n\n"), repr(out[-200:])
+    assert "/step" in out.splitlines()[-1]  # the progress bar's line, ended once
 
 
 def test_metrics_json_is_strict_json(tmp_path):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from typing import Any
+
+from tfkit.console import end_line
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -56,7 +57,7 @@ class StopSignals:
 
 
 def end_progress_line(verbose: Any) -> None:
-    """Finish a Keras progress bar's open line, so the next message starts a line."""
+    """Finish a Keras progress bar's open line, so the next message starts a line
+    (`tfkit.console.end_line`; nothing without a progress bar)."""
     if verbose == 1 or verbose == "auto":
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        end_line()
