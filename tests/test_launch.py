@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -182,3 +183,56 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     stopped_at = int(steps[0].group(2))
     assert stopped_at > 0
     assert (run_dir / "checkpoints" / "loop" / f"ckpt-{stopped_at}.index").exists()
+
+
+TERM_WORKER = """#!{python}
+import json, os, signal, sys, time
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+pids = os.environ["FAKE_PIDS"]
+open(os.path.join(pids, str(os.getpid())), "w").close()
+def stop(signum, frame):
+    time.sleep(0.3)  # saving takes a moment; the launcher keeps streaming meanwhile
+    print("worker", task["index"], "got signal", signum, "; stopped at epoch 2", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+print("ready", task["index"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_launcher_stops_every_worker_and_streams_their_output(tmp_path):
+    """SIGTERM to `tfkit launch` forwards SIGTERM to each worker, streams what the workers
+    print while they stop, leaves no worker running, and exits 143."""
+    fake = tmp_path / "fakepython"
+    fake.write_text(TERM_WORKER.format(python=sys.executable))
+    fake.chmod(0o755)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    driver = (
+        f"import sys; sys.executable = {str(fake)!r}\n"
+        "from tfkit.cli import main\n"
+        "sys.exit(main(['launch', '--workers', '2', '--', 'config', 'show', 'x.yaml']))\n"
+    )
+    env = {**os.environ, "FAKE_PIDS": str(pids), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", driver],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # both workers have installed their handler
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    for i in range(2):
+        assert f"[worker {i}] worker {i} got signal {int(signal.SIGTERM)} ; stopped at" in out
+    assert err.strip().splitlines() == ["tfkit launch: SIGTERM; stopping every process"]
+    worker_pids = [int(p.name) for p in pids.iterdir()]
+    assert len(worker_pids) == 2
+    for pid in worker_pids:  # no orphan left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -101,19 +101,29 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
             p.wait()
 
 
+class _Terminated(BaseException):
+    """SIGTERM reached the supervisor (raised in the main thread by its handler)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the stop
+    raise _Terminated()
+
+
 def supervise(
     processes: list[tuple[str, list[str], dict[str, str]]],
     *,
     timeout: float = 0,
-    grace_s: float = 10.0,
+    grace_s: float = 30.0,
 ) -> int:
     """Run local processes together: the one supervisor of `tfkit launch` (training, GAN)
     and of a distributed search (`--tune-workers`).
 
     Each process's output (stdout and stderr) is streamed to stdout line by line with a
     `[name]` prefix; the supervisor's own problem lines go to stderr. When one process
-    fails, on `timeout` or on Ctrl-C, every other process gets SIGTERM (they save and
-    exit) and SIGKILL after `grace_s` seconds.
+    fails, on `timeout`, on Ctrl-C or on SIGTERM to the supervisor, every other process
+    gets SIGTERM (they save, print their `stopped at ...` line and exit; their output is
+    still streamed) and SIGKILL after `grace_s` seconds.
 
     Args:
         processes: `(name, argv, environment)` of each process.
@@ -122,11 +132,13 @@ def supervise(
 
     Returns:
         0 when every process succeeded, else the first failing status (124 on timeout,
-        130 on Ctrl-C).
+        130 on Ctrl-C, 143 on SIGTERM).
     """
     lock = threading.Lock()
     procs: list[subprocess.Popen] = []
     threads = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         for name, argv, env in processes:
             proc = subprocess.Popen(
@@ -166,12 +178,20 @@ def supervise(
                 status = 124
                 break
             time.sleep(0.1)
-    except KeyboardInterrupt:
-        status = 130
+    except (KeyboardInterrupt, _Terminated) as err:
+        status = 130 if isinstance(err, KeyboardInterrupt) else 143
+        what = "Ctrl-C" if status == 130 else "SIGTERM"
+        print(f"tfkit launch: {what}; stopping every process", file=sys.stderr, flush=True)
     finally:
-        _stop(procs, grace_s)
-        for t in threads:
-            t.join(timeout=5)
+        try:
+            if in_main:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _stop(procs, grace_s)
+            for t in threads:
+                t.join(timeout=5)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
     return status if status > 0 else (1 if status else 0)
 
 
