@@ -2,13 +2,16 @@
 p adjustment, and its place in the trainer (state, replicas, logs)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkit.stylegan.augment import AugmentPipe, ada_adjustment
+from tfkit.stylegan.augment import AugmentPipe, _gather_pixels, ada_adjustment
 from tfkit.stylegan.presets import AUGMENT_GROUPS, AUGPIPES
 
 PIPES = [*AUGMENT_GROUPS, "bgcfnc", "blit+noise"]
@@ -66,6 +69,34 @@ def test_blit_moves_pixels_exactly():
     shifted = pipe(x, randoms=_blit_randoms(pipe, 2, shift=(1.0, 0.5))).numpy()
     assert np.array_equal(shifted[:, :, 1:], x[:, :, :-1])
     assert np.array_equal(shifted[:, :, 0], x[:, :, 1])
+
+
+@pytest.mark.parametrize("n,h,w,c", [(1, 1, 1, 1), (3, 5, 7, 2), (2, 8, 8, 3)])
+def test_pixel_gather_equals_batched_gather_nd(n, h, w, c):
+    rs = np.random.RandomState(h * w)
+    images = tf.constant(rs.uniform(-1, 1, (n, h, w, c)).astype("float32"))
+    y = tf.constant(rs.randint(0, h, (n, 4, 6)).astype("int32"))
+    x = tf.constant(rs.randint(0, w, (n, 4, 6)).astype("int32"))
+    expected = tf.gather_nd(images, tf.stack([y, x], -1), batch_dims=1)
+    assert np.array_equal(_gather_pixels(images, y, x).numpy(), expected.numpy())
+
+
+def test_augmenting_prints_no_onednn_int32_error():
+    """blit and geom gather pixels without gather_nd's int32 transpose, which made oneDNN
+    print `E0000 ... oneDNN supports DT_INT32 only on platforms with AVX-512` on stderr."""
+    code = (
+        "import numpy as np, tensorflow as tf\n"
+        "from tfkit.stylegan.augment import AugmentPipe\n"
+        "x = np.zeros((2, 8, 8, 3), 'float32')\n"
+        "print(AugmentPipe('blit+geom', initial_p=1.0)(x, seed=tf.constant([1, 2])).shape)\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}  # as the CLI: errors still show
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(2, 8, 8, 3)" in proc.stdout
+    assert "DT_INT32" not in proc.stderr
 
 
 def test_geom_resampling_is_exact_for_identity_and_integer_shifts():

@@ -123,6 +123,21 @@ def _reflect(index: tf.Tensor, size: int) -> tf.Tensor:
     return tf.where(index >= size, period - index, index)
 
 
+def _gather_pixels(images: tf.Tensor, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """`images[n, y[n, i, j], x[n, i, j]]` for NHWC `images` and int32 [N, H', W'] indices.
+
+    The same values as `tf.gather_nd(images, tf.stack([y, x], -1), batch_dims=1)`, as one
+    flat gather: gather_nd's batch_dims path transposes an int32 index grid, which makes
+    oneDNN print an `oneDNN supports DT_INT32 only on platforms with AVX-512` error line on
+    CPUs without AVX-512.
+    """
+    shape = tf.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+    flat = tf.reshape(images, [-1, shape[3]])
+    base = tf.reshape(tf.range(n) * (h * w), [-1, 1, 1])
+    return tf.gather(flat, base + y * w + x)
+
+
 def _depthwise(x: tf.Tensor, taps: np.ndarray | tf.Tensor, axis: int, stride: int = 1):
     """Correlate NHWC `x` along `axis` (1: H, 2: W) with a 1-D filter, VALID, per channel."""
     channels = x.shape[-1]
@@ -281,7 +296,7 @@ class AugmentPipe(keras.layers.Layer):
         src = tf.einsum("nij,hwj->nhwi", inv, grid)
         sx = _reflect(tf.cast(tf.round(src[..., 0] + cx), tf.int32), w)
         sy = _reflect(tf.cast(tf.round(src[..., 1] + cy), tf.int32), h)
-        return tf.gather_nd(images, tf.stack([sy, sx], -1), batch_dims=1)
+        return _gather_pixels(images, sy, sx)
 
     def _geom(self, images, draw, chosen, p):
         """The general geometric transforms as one inverse matrix per image, resampled once."""
@@ -472,7 +487,7 @@ def _bilinear(images, x, y):
         for dx, wx in ((0, 1 - wx1), (1, wx1)):
             xi, yi = x0 + dx, y0 + dy
             inside = (xi >= 0) & (xi < win) & (yi >= 0) & (yi < hin)
-            idx = tf.stack([tf.clip_by_value(yi, 0, hin - 1), tf.clip_by_value(xi, 0, win - 1)], -1)
+            yc, xc = tf.clip_by_value(yi, 0, hin - 1), tf.clip_by_value(xi, 0, win - 1)
             weight = tf.where(inside, wx * wy, 0.0)
-            out = out + tf.gather_nd(images, idx, batch_dims=1) * weight[..., None]
+            out = out + _gather_pixels(images, yc, xc) * weight[..., None]
     return out
