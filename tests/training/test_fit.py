@@ -302,6 +302,36 @@ def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(t
         read_inputs(folder, model, config)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", ["npy", "npz", "csv"])
+def test_predict_refuses_inputs_with_nan_or_inf_naming_file_and_count(tmp_path, kind, bad):
+    """Like training's data.nan_policy: error, `tfkit predict` refuses non-finite inputs
+    (the file, the input and how many values and examples) instead of predicting them."""
+    from tfkit.config import validate
+    from tfkit.training.predict import read_inputs
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    x = np.arange(15, dtype="float32").reshape(5, 3)
+    x[1, 0] = x[3, 2] = x[3, 1] = bad
+    path = tmp_path / f"in.{kind}"
+    if kind == "npy":
+        np.save(path, x)
+    elif kind == "npz":
+        np.savez(path, x=x)
+    else:
+        import pandas as pd
+
+        pd.DataFrame(x, columns=["a", "b", "c"]).to_csv(path, index=False)
+    source = {"kind": "csv", "path": "t.csv", "features": ["a", "b", "c"], "label": "y"}
+    config = validate({"data": {"source": source, "normalize": "none"}})
+    message = f"--input {path}: input `.*` holds 3 NaN or infinite value\\(s\\) in 2 of 5 example"
+    with pytest.raises(UserError, match=message):
+        read_inputs(path, model, config)
+    x[np.isin(np.arange(5), [1, 3])] = 0.0  # the same file with finite values is read as is
+    np.save(tmp_path / "ok.npy", x)
+    np.testing.assert_array_equal(read_inputs(tmp_path / "ok.npy", model, config), x)
+
+
 def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
     """`data.normalize: standardize` statistics are saved in spec.json: `tfkit predict` on raw
     arrays matches the model on normalized ones; `--normalized` takes them as they are."""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tfkit.config import ExperimentConfig
+from tfkit.data.checks import nonfinite_rows
 from tfkit.errors import UserError
 from tfkit.runs import SPEC_FILE, Run
 
@@ -181,6 +182,14 @@ def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentCon
             raise UserError(
                 f"--input {path}: input `{name}` has shape {tuple(array.shape)}, i.e. {got} per "
                 f"example, but the model expects {tuple(want)} per example (shape {expected})"
+            )
+        bad = nonfinite_rows({name: array})
+        if bad:
+            values = int(np.count_nonzero(~np.isfinite(array)))
+            raise UserError(
+                f"--input {path}: input `{name}` holds {values} NaN or infinite value(s) in "
+                f"{int(bad[name].sum())} of {len(array)} example(s); their predictions would "
+                "be meaningless. Fix or remove those examples"
             )
     return x
 
