@@ -103,6 +103,7 @@ class FitBackup(keras.callbacks.Callback):
         self.epoch = int(start_epoch)
         self._saved_step = int(start_step)
         self._offset = 0
+        self._stop_after_epoch = False
         self._checkpoint: tf.train.Checkpoint | None = None
         self._manager: tf.train.CheckpointManager | None = None
         self._write_fn: Any = None
@@ -155,6 +156,9 @@ class FitBackup(keras.callbacks.Callback):
         self.restore()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._stop_after_epoch:  # asked on an epoch's last batch: that epoch is logged
+            end_progress_line(self.params.get("verbose"))
+            raise Stopped(self.stop.requested, epoch, self.step)
         self.epoch = epoch
         self._offset = 0
         if self.steps_per_epoch:
@@ -174,6 +178,11 @@ class FitBackup(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise NonFiniteLossError(float(loss), self.step, self.epoch + 1, self.latest)
         if self.stop is not None and self.stop.requested:
+            if self.steps_per_epoch and self.step % self.steps_per_epoch == 0:
+                # the epoch's last batch: let it validate, log and save first, and stop
+                # before the next epoch (a last epoch simply finishes)
+                self._stop_after_epoch = True
+                return
             if self.steps_per_epoch:  # a mid-epoch state resumes exactly only at known steps
                 self._save(self.step)
             end_progress_line(self.params.get("verbose"))

@@ -85,8 +85,9 @@ def prepare(config: ExperimentConfig, run_dir: str | os.PathLike) -> Session:
     strategy = distribute.strategy(config.runtime)
     distribute.global_batch_check(config.data.batch_size, strategy)
     splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
+    steps_per_epoch = train_batches(config, splits)
     with strategy.scope():
-        model = build_model(config, splits.spec)
+        model = build_model(config, splits.spec, steps_per_epoch)
     return Session(
         config=config,
         run_dir=Path(run_dir),
@@ -94,7 +95,7 @@ def prepare(config: ExperimentConfig, run_dir: str | os.PathLike) -> Session:
         splits=splits,
         model=model,
         chief=distribute.is_chief(strategy),
-        steps_per_epoch=train_batches(config, splits),
+        steps_per_epoch=steps_per_epoch,
     )
 
 

@@ -77,10 +77,11 @@ class TfkitHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """Build and compile the trial's model as `tfkit train` does (`build_model`: the
         same initial weights)."""
-        from tfkit.training.fit import build_model
+        from tfkit.training.fit import build_model, train_batches
 
         config = self.trial_config(hp)
-        return build_model(config, self.splits(config).spec)
+        splits = self.splits(config)
+        return build_model(config, splits.spec, train_batches(config, splits))
 
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any):
         """Train the trial's model as `tfkit train` does (`fit_model`: the same data order,
