@@ -106,6 +106,43 @@ def test_invalid_yaml_names_line(tmp_path):
         load_config(write(tmp_path, "name: a\ndata: [1, 2\n"))
 
 
+@pytest.mark.parametrize(
+    "text,key,lines",
+    [
+        ("name: x\nname: y\n", "name", (1, 2)),
+        (
+            "name: x\ntrain:\n  epochs: 2\ndata:\n  batch_size: 4\ntrain:\n  epochs: 3\n",
+            "train",
+            (2, 6),
+        ),
+        ("name: x\ntrain:\n  epochs: 2\n  verbose: 0\n  epochs: 3\n", "epochs", (3, 5)),
+        ("name: x\nmodel: {name: mlp, units: [8], name: cnn}\n", "name", (2, 2)),
+    ],
+)
+def test_duplicate_keys_are_refused_naming_file_key_and_both_lines(tmp_path, text, key, lines):
+    path = write(tmp_path, text)
+    message = f"exp.yaml: key `{key}` is given twice, at lines {lines[0]} and {lines[1]};"
+    with pytest.raises(UserError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    text = "name: x\ntrain:\n  <<: {epochs: 2, verbose: 0}\n  epochs: 3\n"
+    config = load_config(write(tmp_path, text))
+    assert (config.train.epochs, config.train.verbose) == (3, 0)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07"])
+def test_control_character_error_is_one_line_with_its_place(tmp_path, char):
+    path = write(tmp_path, f"name: a\ndata: x{char}y\n")
+    with pytest.raises(
+        UserError, match=r"exp.yaml \(line 2, column 8\): invalid YAML: unacceptable"
+    ) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
 def test_missing_and_directory_config(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_config(tmp_path / "nope.yaml")

@@ -1313,15 +1313,62 @@ def validate(raw: Any, where: str = "config") -> ExperimentConfig:
 _MAX_CONFIG_BYTES = 10 * 2**20
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping of a YAML file names one key twice."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        super().__init__(key, first_line, second_line)
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (PyYAML silently keeps
+    the last one: `name: x` then `name: y`, or two `train:` blocks). Keys brought in by a
+    `<<:` merge may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: construct_mapping reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML file into a dict, with errors that name the file and line."""
+    """Read a YAML file into a dict, with one-line errors that name the file and line.
+
+    Raises:
+        UserError: invalid YAML, a key given twice in one mapping (naming both lines), or
+            an empty file.
+    """
     text = read_config_text(path)
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as err:
+        raise UserError(
+            f"{path}: key `{err.key}` is given twice, at lines {err.first_line} and "
+            f"{err.second_line}; keep one (YAML would silently use the last)"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        if isinstance(err, yaml.reader.ReaderError):  # a control character such as NUL
+            line = text.count("\n", 0, err.position) + 1
+            column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+            at = f" (line {line}, column {column})"
+            problem = f"unacceptable character #x{err.character:04x} ({err.reason})"
+        else:
+            problem = getattr(err, "problem", None) or str(err)
+        problem = " ".join(str(problem).split())  # one line
         raise UserError(f"{path}{at}: invalid YAML: {problem}") from None
     if raw is None:
         raise UserError(
