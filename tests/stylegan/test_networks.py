@@ -110,3 +110,29 @@ def test_noise_strength_per_channel_in_the_original_arch_only(arch, per_channel)
     G = Generator(8, z_dim=8, w_dim=8, mapping_layers=1, arch=arch, **SMALL)
     shapes = [tuple(v.shape) for v in G.weights if "strength" in v.path]
     assert shapes and all((len(s) == 1) == per_channel for s in shapes), shapes
+
+
+def test_readme_preset_table_lists_every_preset_with_its_size():
+    """README's `gan.preset` table has a row per preset, its ADA setting, and for the CPU
+    presets (cheap to build) the trainable parameter counts of G and D."""
+    import os
+    import re
+
+    from tfkit.config import validate
+    from tfkit.stylegan.presets import PRESETS, resolve_options
+    from tfkit.stylegan.trainer import build_networks
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        rows = {
+            m.group(1): [c.strip() for c in m.group(2).split("|")]
+            for m in re.finditer(r"^\| `(\w+)` \|(.*)\|$", f.read(), re.M)
+        }
+    assert set(PRESETS) <= set(rows)
+    for name, preset in PRESETS.items():
+        assert rows[name][-1] == preset["augment"], name
+    for name in ("shapes16", "shapes32"):
+        resolution = int(rows[name][1])
+        G, D = build_networks(resolve_options(validate({"gan": {"preset": name}}).gan, resolution))
+        counts = [sum(int(np.prod(w.shape)) for w in m.trainable_weights) for m in (G, D)]
+        assert [f"{c:,}" for c in counts] == rows[name][2:4], name
