@@ -103,6 +103,36 @@ def test_run_dir_errors_answer_before_tensorflow_loads(tmp_path):
         assert "not found" in line or "not a tfkit run directory" in line, line
 
 
+def test_resuming_a_finished_run_is_refused_before_tensorflow_loads(tmp_path):
+    """`train --resume` on a finished run (result written, backup gone) exits 2 with one
+    line, TensorFlow never imported; `--dry-run` still prints its config."""
+    from tfkit.config import load_config
+    from tfkit.runs import Run
+
+    run = Run.create(load_config(str(ROOT / "configs" / "digits_cnn.yaml")), tmp_path / "done")
+    run.result_file.write_text("{}\n")
+    code = (
+        "import json, sys\n"
+        "from tfkit.cli import main\n"
+        "codes = [main(['train', '--resume', sys.argv[1]])]\n"
+        "tf = 'tensorflow' in sys.modules\n"
+        "codes.append(main(['train', '--resume', sys.argv[1], '--dry-run']))\n"
+        "print(json.dumps({'codes': codes, 'tf': tf}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run.path)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result == {"codes": [2, 0], "tf": False}, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("tfkit train: error: --resume") and "already finished" in line, line
+    assert "name: digits_cnn" in proc.stdout  # the dry run printed the run's config
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -361,6 +361,14 @@ def _check_resume(args: argparse.Namespace) -> None:
         run.plan_resume(getattr(args, "overrides", None), getattr(args, "config", None))
 
 
+def _check_train_resume(args: argparse.Namespace) -> None:
+    _check_resume(args)
+    if getattr(args, "resume", None) and not getattr(args, "dry_run", False):
+        from tfkit.runs import Run
+
+        Run(args.resume).refuse_finished()  # a GAN run may be extended; a fit run may not
+
+
 def _check_export(args: argparse.Namespace) -> None:
     from tfkit.export import check_request
 
@@ -368,7 +376,7 @@ def _check_export(args: argparse.Namespace) -> None:
 
 
 PRECHECKS = {
-    "train": _check_resume,
+    "train": _check_train_resume,
     "gan train": _check_resume,
     "evaluate": _check_trained_run,
     "predict": _check_predict,

@@ -671,6 +671,18 @@ class Run:
         """Whether the run wrote its final result."""
         return self.result_file.is_file()
 
+    def refuse_finished(self, flag: str = "--resume") -> None:
+        """Refuse to continue a finished `tfkit train` run (its backup is removed when it
+        finishes, so nothing is left to continue from exactly).
+
+        Raises:
+            UserError: the run wrote its result and keeps no backup.
+        """
+        if self.is_finished and not self.backup_dir.exists():
+            raise UserError(
+                f"{flag} {self.path}: this run already finished (see {self.result_file})"
+            )
+
     def epochs_logged(self) -> int:
         """Number of epoch lines in `metrics.jsonl` (finished epochs)."""
         if not self.metrics_file.is_file():

@@ -64,10 +64,7 @@ def train_command(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(dump_yaml(config), end="")
             return 0
-        if run.is_finished and not run.backup_dir.exists():
-            raise UserError(
-                f"--resume {run.path}: this run already finished (see {run.result_file})"
-            )
+        run.refuse_finished()
         announce(config.runtime)
         chief = _is_chief(config)
         run.check_resume_state()
