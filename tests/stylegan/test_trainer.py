@@ -427,6 +427,36 @@ def test_max_minutes_ends_training_early_and_counts_across_resumes(tmp_path, mon
     assert "gan.max_minutes (1) was reached already" in lines
 
 
+@pytest.mark.parametrize("metric_seconds", [70.0, 700.0])
+def test_max_minutes_does_not_count_the_snapshot_metrics(tmp_path, monkeypatch, metric_seconds):
+    """The run ends at the same iteration whether the snapshot metrics take no time or
+    longer than the whole budget: gan.max_minutes counts training only."""
+    import types
+
+    from tfkit.stylegan import trainer as trainer_mod
+
+    ends = []
+    for name, spent in (("free", 0.0), ("slow", metric_seconds)):
+        now = [0.0]
+
+        def tick() -> float:
+            now[0] += 7.0  # every reading of the clock: 7 seconds later
+            return now[0]
+
+        monkeypatch.setattr(trainer_mod, "time", types.SimpleNamespace(time=tick))
+        cfg = _cfg(kimg=10.0, tick_kimg=0.016, snapshot_ticks=1, max_minutes=1.0)
+        t = Trainer(cfg, tmp_path / name, dataset=_data(), log=lambda _: None)
+
+        def measure(spent=spent) -> None:
+            now[0] += spent
+
+        t._evaluate_metrics = measure
+        assert t.run() == "done"
+        ends.append((int(t.nimg.numpy()), float(t.train_seconds.numpy())))
+    assert ends[0] == ends[1]
+    assert 0 < ends[0][0] < 10_000 and ends[0][1] >= 60.0
+
+
 def test_resume_reads_checkpoints_written_before_max_minutes(tmp_path):
     t = _trainer(tmp_path)
     t.step.assign(2)

@@ -759,6 +759,8 @@ class Trainer:
         step, nimg = int(self.step.numpy()), int(self.nimg.numpy())
         budget_s = opts.max_minutes * 60.0
         run_start, seconds_before = time.time(), float(self.train_seconds.numpy())
+        # the snapshot metrics (FID/FCD) measure the run; their time is not training time
+        measuring = 0.0
         tick_end = int(self.tick_start_nimg.numpy()) + tick_nimg
         sums: dict[str, list[tf.Tensor]] = {}
         tick_start = time.time()
@@ -781,7 +783,7 @@ class Trainer:
                 # STOP_CHECK_EVERY iterations across workers
                 stopping = False
                 if not self._stop_agreement.enabled or step % STOP_CHECK_EVERY == 0:
-                    elapsed = seconds_before + time.time() - run_start
+                    elapsed = seconds_before + time.time() - run_start - measuring
                     stopping, time_up = self._stop_agreement.agree(
                         self._stop_requested, budget_s > 0 and elapsed >= budget_s
                     )
@@ -792,14 +794,16 @@ class Trainer:
                         )
                 if nimg >= tick_end or finished or stopping:
                     self._end_tick(sums, tick_start)  # waits for the device: time it after
-                    self.train_seconds.assign(seconds_before + time.time() - run_start)
+                    self.train_seconds.assign(seconds_before + time.time() - run_start - measuring)
                     tick_end = nimg + tick_nimg
                     sums = {}
                     if int(self.tick.numpy()) % opts.snapshot_ticks == 0 or finished:
                         self._write_grid(f"{nimg:09d}")
                         self.save()
                         self.save_g_ema()
+                        measure_start = time.time()
                         self._evaluate_metrics()
+                        measuring += time.time() - measure_start
                     tick_start = time.time()
                 if stopping:
                     self.save()
@@ -808,7 +812,7 @@ class Trainer:
                 if finished:
                     break
                 if max_iterations is not None and done >= max_iterations:
-                    self.train_seconds.assign(seconds_before + time.time() - run_start)
+                    self.train_seconds.assign(seconds_before + time.time() - run_start - measuring)
                     status = "paused"
                     break
             if status == "done":
