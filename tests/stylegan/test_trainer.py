@@ -439,7 +439,7 @@ def test_max_minutes_does_not_count_the_snapshot_metrics(tmp_path, monkeypatch, 
     for name, spent in (("free", 0.0), ("slow", metric_seconds)):
         now = [0.0]
 
-        def tick() -> float:
+        def tick(now=now) -> float:
             now[0] += 7.0  # every reading of the clock: 7 seconds later
             return now[0]
 
@@ -447,7 +447,7 @@ def test_max_minutes_does_not_count_the_snapshot_metrics(tmp_path, monkeypatch, 
         cfg = _cfg(kimg=10.0, tick_kimg=0.016, snapshot_ticks=1, max_minutes=1.0)
         t = Trainer(cfg, tmp_path / name, dataset=_data(), log=lambda _: None)
 
-        def measure(spent=spent) -> None:
+        def measure(spent=spent, now=now) -> None:
             now[0] += spent
 
         t._evaluate_metrics = measure
