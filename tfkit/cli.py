@@ -510,8 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 for_runtime(config.runtime)  # a missing SLURM variable, a TF_CONFIG with ps
         if name in PRECHECKS:
             PRECHECKS[name](args)
-        dry_run = name == "train" and getattr(args, "dry_run", False)  # prints the config
-        if name not in NO_TENSORFLOW and not dry_run:
+        if name not in NO_TENSORFLOW:
             from tfkit.quiet import import_tensorflow
 
             import_tensorflow(verbose)  # without its start-up notices on stderr
