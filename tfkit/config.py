@@ -602,6 +602,13 @@ class CallbackConfig(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+def _steps_or_auto(v: Any) -> Any:
+    """A count of steps (an integer >= 1) or `auto` (steps per graph call)."""
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    raise ValueError(f"must be an integer >= 1 or 'auto'. Received: {v!r}")
+
+
 class TrainConfig(Strict):
     """The train section: loss, optimizer, metrics, callbacks and the loop that runs them."""
 
@@ -625,8 +632,9 @@ class TrainConfig(Strict):
     profile_batch: int | list[int] = 0
     update_freq: Literal["epoch", "batch"] | int = "epoch"
     verbose: Literal[0, 1, 2, "auto"] = "auto"
-    # custom loop
-    steps_per_loop: int = Field(1, ge=1)
+    # custom loop: optimizer steps per graph call. auto: 16 (at most an epoch; calls are
+    # cut at epoch ends and checkpoint_every steps; batch hooks see each call)
+    steps_per_loop: int | Literal["auto"] = "auto"
     checkpoint_every: int = Field(0, ge=0)  # steps; 0 = at each epoch end
     nan_policy: Literal["stop", "skip_step"] = "stop"
 
@@ -634,6 +642,11 @@ class TrainConfig(Strict):
     @classmethod
     def _loss_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("steps_per_loop", mode="before")
+    @classmethod
+    def _steps_per_loop(cls, v: Any) -> Any:
+        return _steps_or_auto(v)
 
 
 # --------------------------------------------------------------------------------------
@@ -672,9 +685,7 @@ class RuntimeConfig(Strict):
     @field_validator("steps_per_execution", mode="before")
     @classmethod
     def _steps_per_execution(cls, v: Any) -> Any:
-        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            return v
-        raise ValueError(f"must be an integer >= 1 or 'auto'. Received: {v!r}")
+        return _steps_or_auto(v)
 
 
 # --------------------------------------------------------------------------------------

@@ -152,6 +152,32 @@ def test_throughput_counts_every_step_it_trained(tmp_path, steps_per_execution, 
         assert record["examples_per_sec"] >= 96 / record["epoch_seconds"]
 
 
+@pytest.mark.parametrize(
+    ("values", "final_is_best"), [((0.5, 0.3, 0.2), True), ((0.5, 0.3, 0.4), False)]
+)
+def test_best_checkpoint_leaves_a_best_last_epoch_to_the_caller(tmp_path, values, final_is_best):
+    """With `save_at_end=False` a best last epoch is not written twice: `final_is_best`
+    tells the caller (which saves that model anyway); an earlier best epoch is written."""
+    model, x, y = _model_and_data()
+    values = iter(values)
+    snapshots = []
+
+    class Monitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = next(values)
+            snapshots.append(self.model.get_weights())
+
+    path = tmp_path / "best.keras"
+    best = BestCheckpoint(path, "val_loss", min_interval_s=3600, save_at_end=False)
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=[Monitor(), best], verbose=0)
+    assert best.final_is_best is final_is_best
+    assert path.exists() is not final_is_best
+    if not final_is_best:
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        for saved, expected in zip(loaded.get_weights(), snapshots[1], strict=True):
+            np.testing.assert_array_equal(saved, expected)
+
+
 def test_best_checkpoint_holds_the_best_epoch(tmp_path):
     """best.keras holds the weights of the epoch with the best monitored value, also when
     writes are deferred (min_interval_s) past later, worse epochs."""

@@ -51,6 +51,19 @@ def test_config_trains_and_writes_run(name, run_root):
     for path in ["config.yaml", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras"]:
         assert (run_dir / path).exists(), path
     assert not (run_dir / "backup").exists()
+    val = [
+        json.loads(line)["val_loss"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    if min(val) == val[-1]:  # the last epoch is the best: best.keras is the final model
+        import keras
+
+        best, final = (
+            keras.saving.load_model(run_dir / p).get_weights()
+            for p in ("checkpoints/best.keras", "model.keras")
+        )
+        for u, v in zip(best, final, strict=True):
+            np.testing.assert_array_equal(u, v)
 
 
 def test_evaluate_and_predict_commands(run_root, tmp_path, capsys):

@@ -134,12 +134,50 @@ def test_class_weight_weighs_the_training_loss_never_the_metrics(class_weight):
     assert logs["loss"] == pytest.approx(expected_loss, rel=1e-5)
 
 
-def test_steps_per_loop_does_not_change_training():
-    a = make_loop(steps=12, epochs=1)
+@pytest.mark.parametrize("steps_per_loop", [5, "auto"])
+def test_steps_per_loop_does_not_change_training(steps_per_loop):
+    a = make_loop(steps=12, epochs=2, steps_per_loop=1)
     a.run()
-    b = make_loop(steps=12, epochs=1, steps_per_loop=5)
+    b = make_loop(steps=12, epochs=2, steps_per_loop=steps_per_loop)
     b.run()
     assert max_diff(a.model, b.model) == 0.0
+    assert int(b.step.numpy()) == 24
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "expected"), [(20, 16), (23, 16), (7, 7), (1, 1)])
+def test_auto_steps_per_loop_is_16_steps_at_most_an_epoch(steps_per_epoch, expected):
+    from tfkit.training.loop import resolve_steps_per_loop
+
+    assert resolve_steps_per_loop("auto", steps_per_epoch) == expected
+    assert resolve_steps_per_loop(5, steps_per_epoch) == 5
+    for bad in (0, -1, 2.5, True, "fast"):
+        with pytest.raises(UserError, match="`train.steps_per_loop`"):
+            resolve_steps_per_loop(bad, steps_per_epoch)
+
+
+@pytest.mark.parametrize("steps_per_loop", [1, "auto"])
+def test_examples_per_sec_counts_every_step_of_the_epoch(tmp_path, steps_per_loop):
+    """Throughput's examples/s = every step's examples / the epoch's training time, whether
+    a call runs one step or 16 (`auto`, cut at 20-step epoch ends); that time is within
+    the epoch's (validation excluded)."""
+    import json
+
+    from tfkit.training.callbacks import MetricsLogger, Throughput
+
+    throughput, logger = Throughput(32), MetricsLogger(tmp_path / "m.jsonl")
+    loop = make_loop(
+        steps=20, epochs=3, steps_per_loop=steps_per_loop, callbacks=[throughput, logger]
+    )
+    assert loop.steps_per_loop == (16 if steps_per_loop == "auto" else 1)
+    loop.run()
+    assert int(loop.step.numpy()) == 60
+    records = [json.loads(s) for s in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(throughput.history) == len(records) == 3
+    for measured, record in zip(throughput.history, records, strict=True):
+        assert measured["steps"] == 20
+        assert record["examples_per_sec"] == pytest.approx(20 * 32 / measured["seconds"], rel=1e-12)
+        assert 0 < measured["seconds"] <= record["epoch_seconds"]
+        assert record["examples_per_sec"] >= 20 * 32 / record["epoch_seconds"]
 
 
 def test_callbacks_receive_hooks_and_early_stopping_stops():
@@ -164,7 +202,7 @@ def test_callbacks_receive_hooks_and_early_stopping_stops():
             calls.append("train_end")
 
     stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=100.0)
-    loop = make_loop(steps=5, epochs=10, callbacks=[Recorder(), stop])
+    loop = make_loop(steps=5, epochs=10, callbacks=[Recorder(), stop], steps_per_loop=1)
     history = loop.run()
     assert len(history["loss"]) == 2  # stopped after patience ran out
     assert calls[:2] == ["train_begin", "epoch_begin0"] and calls[-1] == "train_end"
@@ -216,7 +254,9 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
             if int(loop.step.numpy()) == 7:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    loop = make_loop(steps=10, epochs=3, checkpoint_dir=tmp_path, callbacks=[Term()])
+    loop = make_loop(
+        steps=10, epochs=3, checkpoint_dir=tmp_path, callbacks=[Term()], steps_per_loop=1
+    )
     loop.run()
     assert loop.stopped_by_signal
     assert int(loop.step.numpy()) == 7

@@ -78,6 +78,7 @@ def test_train_and_validation_hooks_match_fit(epochs, validation_freq):
         validation_freq=validation_freq,
         metrics=["accuracy"],
         callbacks=[loop_recorder],
+        steps_per_loop=1,  # a batch hook per step, as fit's default steps_per_execution
         verbose=0,
     )
     loop.run(resume=False)

@@ -38,8 +38,9 @@ train:
   checkpoint_every: 6
   verbose: 1
   tensorboard: false
-runtime:
-  steps_per_execution: 1  # one batch hook per step: a crash or signal lands on any step
+  steps_per_loop: 1  # (and steps_per_execution) one batch hook per step: a crash or
+runtime:             # signal lands on any step
+  steps_per_execution: 1
 """
 
 
@@ -364,8 +365,8 @@ def test_default_settings_train_exact_epochs_and_resume_exactly(
     assert main(_train(config_file, straight_dir, *sets)) == 0
     model = keras.saving.load_model(straight_dir / "model.keras")
     assert int(model.optimizer.iterations.numpy()) == 3 * 30
-    with monkeypatch.context() as patch:  # seen at the 4th batch hook: epoch 2's last step
-        _inject(patch, _AtStep(3, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    with monkeypatch.context() as patch:  # the 4th batch hook: epoch 2's last step
+        _inject(patch, _AtStep(4, lambda: os.kill(os.getpid(), signal.SIGTERM)))
         assert main(_train(config_file, run_dir, *sets)) == 143
     # a stop on an epoch's last batch lets that epoch validate and log before stopping
     assert [e["epoch"] for e in _epochs(run_dir)] == [1, 2]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ from tfkit.training.stop import StopSignals, end_progress_line
 
 
 def _raw(variable: Any) -> Any:
-    return getattr(variable, "value", variable)
+    """The `tf.Variable` behind a Keras variable (a `tf.Variable` as is)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def saved_position(directory: str | os.PathLike) -> tuple[int, int] | None:
@@ -71,8 +74,25 @@ def weights_finite(model: keras.Model) -> bool:
 class FitBackup(keras.callbacks.Callback):
     """Save what an exact `--resume` of `model.fit` needs; stop on NaN/Inf or a signal.
 
+    Cheap enough to leave on for every run:
+
+    - Its only batch-end hook reads the loss and nothing else, and is `async_safe`: unless
+      another callback needs the batch logs (the progress bar does), Keras hands them to a
+      thread and keeps dispatching training steps, as a bare `model.fit` does. A non-finite
+      loss is recorded there with its step; the main thread raises `NonFiniteLossError` at
+      the next batch begin or epoch end (Keras waits for those hooks before an epoch end).
+    - Signals and `save_every` are handled at batch begins, on the main thread, between two
+      training calls: nothing reads a device value per batch.
+    - A save copies the state into shadow variables (one `assign` per variable) and writes
+      the copy in a background thread while training goes on. An epoch end whose previous
+      write is still running skips its save (the next one catches up); the last epoch, a
+      stop and `save_every` steps always save, and `on_train_end` waits for the write.
+      The directory's state file names a checkpoint only once it is fully written, so a
+      kill at any moment leaves a readable backup, and resuming from any of them is exact.
+
     Args:
-        directory: where the checkpoints go (`tf.train.CheckpointManager`).
+        directory: where the checkpoints go (`ckpt-<step>` files and a `checkpoint` state
+            file, as `tf.train.CheckpointManager` writes them).
         steps_per_epoch: optimizer steps per epoch (None: unknown; saves at epoch ends only).
         start_step: the step training starts from (restored from `directory` when > 0).
         start_epoch: the epoch training starts from.
@@ -80,6 +100,8 @@ class FitBackup(keras.callbacks.Callback):
         stop: the stop request of the surrounding `StopSignals` (None: signals not handled).
         max_to_keep: checkpoints kept.
     """
+
+    async_safe = True  # see on_train_batch_end
 
     def __init__(
         self,
@@ -102,19 +124,28 @@ class FitBackup(keras.callbacks.Callback):
         self.step = int(start_step)
         self.epoch = int(start_epoch)
         self._saved_step = int(start_step)
+        self._written_step: int | None = None  # the last step handed to the writer
+        self._epoch_first_step = int(start_step)  # global step before the epoch's first batch
         self._offset = 0
         self._stop_after_epoch = False
         self._checkpoint: tf.train.Checkpoint | None = None
-        self._manager: tf.train.CheckpointManager | None = None
-        self._write_fn: Any = None
-        self._kept: list[str] = []
+        self._variables: list[Any] = []
+        self._shadow: tf.train.Checkpoint | None = None
+        self._shadow_variables: list[tf.Variable] = []
+        self._kept: list[str] | None = None
         self._metric_values: list[np.ndarray] | None = None
+        self._metric_vars: list[Any] = []
         self._step_var: tf.Variable | None = None
         self._epoch_var: tf.Variable | None = None
+        self._writer: threading.Thread | None = None
+        self._write_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._bad: tuple[float, int, int] | None = None  # (loss, step, epoch) of a NaN/Inf
+        self._batches_seen = 0  # batch hooks of this epoch (steps_per_epoch unknown)
 
     @property
     def latest(self) -> str | None:
-        """The latest checkpoint written (or restored), None before the first."""
+        """The latest checkpoint fully written (or restored), None before the first."""
         return tf.train.latest_checkpoint(str(self.directory))
 
     def _make_checkpoint(self) -> None:
@@ -122,20 +153,19 @@ class FitBackup(keras.callbacks.Callback):
         self._step_var = tf.Variable(self.start_step, dtype=tf.int64, trainable=False)
         self._epoch_var = tf.Variable(self.epoch, dtype=tf.int64, trainable=False)
         self._metric_vars = [_raw(v) for v in model.metrics_variables]
+        # one flat list: every model variable (Keras seed generators of dropout and noise
+        # layers included), the optimizer's and the compiled metrics' state
+        seen: set[int] = set()
+        for variable in [*model.variables, *model.optimizer.variables, *self._metric_vars]:
+            raw = _raw(variable)
+            if id(raw) not in seen:
+                seen.add(id(raw))
+                self._variables.append(raw)
         self._checkpoint = tf.train.Checkpoint(
-            model=model,
-            optimizer=model.optimizer,
-            # Keras seed generators (dropout, noise) are not reached through `model`
-            model_variables=[_raw(v) for v in model.variables],
-            metric_variables=self._metric_vars,
-            step=self._step_var,
-            epoch=self._epoch_var,
-        )
-        self._manager = tf.train.CheckpointManager(
-            self._checkpoint, str(self.directory), max_to_keep=self.max_to_keep
+            variables=self._variables, step=self._step_var, epoch=self._epoch_var
         )
         if self.start_step or self.epoch:
-            latest = self._manager.latest_checkpoint
+            latest = self.latest
             if latest is None:
                 raise FileNotFoundError(f"no backup in {self.directory} to resume from")
             try:
@@ -144,11 +174,23 @@ class FitBackup(keras.callbacks.Callback):
                 raise unreadable(latest, err) from None
             # fit resets the metrics at each epoch begin: keep the state of a cut epoch
             self._metric_values = [v.numpy() for v in self._metric_vars]
+        # the copy a background thread writes, with the same structure as the live state
+        with tf.device("/cpu:0"):
+            self._shadow_variables = [
+                tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self._variables
+            ]
+            self._shadow = tf.train.Checkpoint(
+                variables=self._shadow_variables,
+                step=tf.Variable(0, dtype=tf.int64, trainable=False),
+                epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
+            )
+            _ = self._shadow.save_counter  # `restore` creates the live one: both match
 
     def restore(self) -> None:
         """Create the checkpoint and restore the backup when resuming (idempotent); the
         model must be built with its metrics (`build_from_spec`). `fit` calls it at its
-        start; call it first to load a backup without training."""
+        start; call it first (outside any strategy scope) to load a backup without
+        training."""
         if self._checkpoint is None:
             self._make_checkpoint()
 
@@ -156,7 +198,8 @@ class FitBackup(keras.callbacks.Callback):
         self.restore()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if self._stop_after_epoch:  # asked on an epoch's last batch: that epoch is logged
+        if self._stop_after_epoch:  # asked during an epoch's last batches: that epoch is logged
+            self.wait()
             end_progress_line(self.params.get("verbose"))
             # named as Keras' progress bar and the resume line name it: `epoch` + 1
             raise Stopped(self.stop.requested, epoch + 1, self.step)
@@ -164,67 +207,130 @@ class FitBackup(keras.callbacks.Callback):
         self._offset = 0
         if self.steps_per_epoch:
             self._offset = max(self.start_step - epoch * self.steps_per_epoch, 0)
+            self._epoch_first_step = epoch * self.steps_per_epoch + self._offset
+        else:
+            self._epoch_first_step = self.step
+        self._batches_seen = 0
         if self._metric_values is not None:
             if self._offset:
                 for variable, value in zip(self._metric_vars, self._metric_values, strict=True):
                     variable.assign(value)
             self._metric_values = None
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.steps_per_epoch:
-            self.step = self.epoch * self.steps_per_epoch + self._offset + batch + 1
-        else:
-            self.step += 1
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLossError(float(loss), self.step, self.epoch + 1, self.latest)
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        # the main thread, between two training calls: `batch` steps of this epoch are done
+        self._raise_if_bad()
+        self.step = self._epoch_first_step + batch
         if self.stop is not None and self.stop.requested:
-            if self.steps_per_epoch and self.step % self.steps_per_epoch == 0:
-                # the epoch's last batch: let it validate, log and save first, and stop
-                # before the next epoch (a last epoch simply finishes)
-                self._stop_after_epoch = True
-                return
             if self.steps_per_epoch:  # a mid-epoch state resumes exactly only at known steps
-                self._save(self.step)
+                self._save(self.step, wait=True)
+            else:
+                self.wait()
             end_progress_line(self.params.get("verbose"))
-            raise Stopped(self.stop.requested, self.epoch + 1, self.step)
+            epoch = self.epoch + 1
+            if self.steps_per_epoch:  # the epoch of the last step done
+                epoch = max(self.step - 1, 0) // self.steps_per_epoch + 1
+            raise Stopped(self.stop.requested, epoch, self.step)
         if self.save_every and self.steps_per_epoch and self._due():
             self._save(self.step)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # may run in Keras' callback thread (`async_safe`): it only reads the loss and
+        # records the first non-finite one with its step; the main thread raises
+        with self._lock:
+            self._batches_seen = max(self._batches_seen, batch + 1)
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = self._epoch_first_step + batch + 1
+        with self._lock:
+            if self._bad is None or step < self._bad[1]:
+                self._bad = (float(loss), step, self.epoch + 1)
+
+    def _raise_if_bad(self) -> None:
+        if self._bad is not None:
+            value, step, epoch = self._bad
+            self.wait(raise_errors=False)
+            raise NonFiniteLossError(value, step, epoch, self.latest)
 
     def _due(self) -> bool:
         return self.step // self.save_every > self._saved_step // self.save_every
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._raise_if_bad()  # every batch hook of the epoch has run (Keras waits for them)
         if self.steps_per_epoch:
             self.step = (epoch + 1) * self.steps_per_epoch
+        else:
+            self.step = self._epoch_first_step + self._batches_seen
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            self.wait(raise_errors=False)
             raise NonFiniteLossError(float(loss), self.step, epoch + 1, self.latest)
         self.epoch = epoch + 1
-        self._save(self.step)
+        stopping = self.stop is not None and self.stop.requested is not None
+        if stopping:  # stop before the next epoch; this one validates and logs first
+            self._stop_after_epoch = True
+        last = epoch + 1 >= int(self.params.get("epochs") or 0)
+        if last or stopping or not self._writing():
+            self._save(self.step, wait=stopping)
 
-    def _save(self, step: int) -> None:
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.wait()
+
+    def _writing(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
+    def wait(self, raise_errors: bool = True) -> None:
+        """Wait for the background write; raise its error (unless `raise_errors` is False)."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self._write_error = self._write_error, None
+        if error is not None and raise_errors:
+            raise error
+
+    def _save(self, step: int, wait: bool = False) -> None:
+        """Copy the state at `step` and write it in the background (`wait`: until written)."""
+        if step == self._written_step:
+            if wait:
+                self.wait()
+            return
         if not weights_finite(self.model):  # the last update overflowed
+            deadline = time.monotonic() + 2.0  # let Keras' thread see the batches done
+            while (
+                self._epoch_first_step + self._batches_seen < step and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            self._raise_if_bad()
+            self.wait(raise_errors=False)
             raise NonFiniteLossError(float("nan"), step, self.epoch + 1, self.latest)
-        self._step_var.assign(step)
-        self._epoch_var.assign(self.epoch)
-        self._write(step)
-        self._saved_step = step
+        self.wait()  # one write at a time: the shadow copy is free again
+        for shadow, variable in zip(self._shadow_variables, self._variables, strict=True):
+            shadow.assign(variable)
+        self._shadow.step.assign(step)
+        self._shadow.epoch.assign(self.epoch)
+        self._saved_step = self._written_step = step
+        self._writer = threading.Thread(target=self._write_in_thread, args=(step,))
+        self._writer.start()
+        if wait:
+            self.wait()
+
+    def _write_in_thread(self, step: int) -> None:
+        try:
+            self._write(step)
+        except BaseException as err:  # noqa: BLE001 - raised in the main thread by wait()
+            self._write_error = err
 
     def _write(self, step: int) -> None:
-        """Write checkpoint `ckpt-<step>`, point the directory's state file at it and keep
-        the last `max_to_keep`. The write is one traced function: an eager
-        `CheckpointManager.save` walks the object graph in Python on every call (~45 ms
-        of CPU for the digits CNN, a sixth of its epoch); the traced write takes ~3 ms."""
-        if self._write_fn is None:
-            _ = self._checkpoint.save_counter  # an eager save creates it: restores match
+        """Write checkpoint `ckpt-<step>` of the shadow copy, then point the directory's
+        state file at it and keep the last `max_to_keep`."""
+        if self._kept is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._write_fn = tf.function(self._checkpoint.write)
             state = tf.train.get_checkpoint_state(str(self.directory))
             paths = state.all_model_checkpoint_paths if state is not None else []
             self._kept = [os.path.basename(path) for path in paths]
         name = f"ckpt-{step}"
-        self._write_fn(tf.constant(str(self.directory / name)))
+        self._shadow.write(str(self.directory / name))
         self._kept = [*(n for n in self._kept if n != name), name]
         lines = [f'model_checkpoint_path: "{name}"']
         lines += [f'all_model_checkpoint_paths: "{n}"' for n in self._kept[-self.max_to_keep :]]
@@ -294,6 +400,7 @@ def fit_phases(
     steps_per_epoch: int | None,
     start_step: int = 0,
     start_epoch: int = 0,
+    fresh_train: tf.data.Dataset | None = None,
     **fit_kwargs: Any,
 ) -> keras.callbacks.History:
     """`model.fit` from `start_step` to `epochs`, on a stream that depends only on the step.
@@ -306,6 +413,8 @@ def fit_phases(
             training starts at `start_epoch`, and the order is not restored).
         start_step: global steps already done (a resumed run).
         start_epoch: epochs already done (used when `steps_per_epoch` is None).
+        fresh_train: a dataset equal to `make_train()` that nothing has iterated yet (None:
+            build one): the first phase uses it.
         **fit_kwargs: passed to every `model.fit` call (callbacks, validation, verbose...).
 
     Returns:
@@ -333,7 +442,10 @@ def fit_phases(
     for first, last, steps in phases:
         if first >= last:
             continue
-        data = make_train() if steps is None else train_stream(make_train, step)
+        build = make_train
+        if fresh_train is not None:  # the first phase takes the dataset already built
+            build, fresh_train = (lambda data=fresh_train: data), None
+        data = build() if steps is None else train_stream(build, step)
         build_from_spec(model, data.element_spec)  # (done once; then a no-op)
         history = model.fit(
             data,

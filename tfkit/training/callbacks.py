@@ -218,6 +218,9 @@ class BestCheckpoint(LastCheckpoint):
         monitor: the epoch-log key, e.g. `val_loss`.
         mode: `min`, `max`, or `auto` (`max` for accuracy-like keys, else `min`).
         min_interval_s: least seconds between two writes (0: at every improvement).
+        save_at_end: False: when the last epoch trained is the best, the end of training
+            leaves the write to the caller (`final_is_best` tells it), which saves that
+            same model anyway (`tfkit train` copies its `model.keras`).
     """
 
     def __init__(
@@ -226,8 +229,9 @@ class BestCheckpoint(LastCheckpoint):
         monitor: str = "val_loss",
         mode: str = "auto",
         min_interval_s: float = 30.0,
+        save_at_end: bool = True,
     ):
-        super().__init__(path, min_interval_s)
+        super().__init__(path, min_interval_s, save_at_end)
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"`mode` must be 'auto', 'min' or 'max'. Received: mode={mode!r}")
         self.monitor = monitor
@@ -237,9 +241,12 @@ class BestCheckpoint(LastCheckpoint):
         self.mode = mode
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.final_is_best = False
+        self._last_epoch: int | None = None
         self._pending: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._last_epoch = epoch + 1
         value = (logs or {}).get(self.monitor)
         if value is None:
             return
@@ -263,8 +270,14 @@ class BestCheckpoint(LastCheckpoint):
         self._pending = None
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._pending is not None:
-            self._write()
+        self.final_is_best = False
+        if self._pending is None:
+            return
+        if not self.save_at_end and self.best_epoch == self._last_epoch:
+            self.final_is_best = True  # the model as it is now: the caller saves it
+            self._pending = None
+            return
+        self._write()
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
@@ -385,8 +398,9 @@ def build_callbacks(
         is_chief: False on non-chief workers of a multi-worker run: their files go to a
             temporary directory so only the chief writes into `run_dir`.
         backup: add `BackupAndRestore` (what `--resume` continues from).
-        last_at_end: `LastCheckpoint` saves when training ends (False when the caller
-            writes the final model there itself).
+        last_at_end: `LastCheckpoint` saves when training ends, and so does
+            `BestCheckpoint` when the last epoch is the best (False when the caller writes
+            the final model there itself: see `BestCheckpoint.final_is_best`).
 
     Returns:
         A list of Keras callbacks, usable with `model.fit` and tfkit's custom loop.
@@ -417,9 +431,8 @@ def build_callbacks(
             )
         )
     if train_cfg.checkpoint in ("best", "both"):
-        out.append(
-            BestCheckpoint(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT_FILE, train_cfg.monitor)
-        )
+        path = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT_FILE
+        out.append(BestCheckpoint(path, train_cfg.monitor, save_at_end=last_at_end))
     if train_cfg.checkpoint in ("last", "both") and "last_checkpoint" not in names:
         out.append(
             LastCheckpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE, save_at_end=last_at_end)

@@ -203,6 +203,7 @@ def fit_model(
     start_step: int = 0,
     start_epoch: int = 0,
     verbose: Any = None,
+    fresh_train: Any = None,
 ) -> keras.callbacks.History:
     """Train a compiled model of `config` with `model.fit`, the data order a function of the
     seed and the step (see `tfkit.training.backup`). `tfkit train` and tuner trials use it.
@@ -215,6 +216,8 @@ def fit_model(
         epochs: train up to this epoch (default `train.epochs`).
         start_step, start_epoch: where a resumed run continues.
         verbose: `fit`'s verbosity (default `train.verbose`).
+        fresh_train: the train split of `splits` when nothing has iterated it yet: the
+            first phase trains on it instead of building the pipeline again.
     """
     import tfkit.data
     from tfkit.training.backup import fit_phases
@@ -234,6 +237,7 @@ def fit_model(
         steps_per_epoch=train_batches(config, splits),
         start_step=start_step,
         start_epoch=start_epoch,
+        fresh_train=fresh_train,
         validation_data=splits.val,
         validation_steps=train.validation_steps,
         validation_freq=train.validation_freq,

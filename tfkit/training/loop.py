@@ -32,6 +32,28 @@ from tfkit.training.stop import StopSignals, end_progress_line
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
+AUTO_STEPS_PER_LOOP = 16
+
+
+def resolve_steps_per_loop(value: int | str, steps_per_epoch: int) -> int:
+    """Optimizer steps per `tf.function` call: `value`, or for `auto` 16 (at most one
+    epoch). Measured on a 2-core CPU (digits CNN and MLP, batch 32): one step per call
+    spends a third of the time dispatching from Python; 16 takes most of it out. Chunks
+    are cut at epoch ends and `checkpoint_every` steps, so any value trains and saves at
+    the same steps; the number of steps is a tensor argument, so a short chunk does not
+    retrace.
+
+    Raises:
+        UserError: a value that is neither `auto` nor an integer >= 1.
+    """
+    if value == "auto":
+        return max(1, min(AUTO_STEPS_PER_LOOP, int(steps_per_epoch)))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(
+            f"`train.steps_per_loop` must be an integer >= 1 or 'auto'. Received: {value!r}"
+        )
+    return value
+
 
 def resolve_metric(metric: Any, loss: Any, output_units: int | None) -> keras.metrics.Metric:
     """A metric object for `metric`; `"accuracy"` becomes the accuracy matching the loss."""
@@ -65,7 +87,8 @@ class Loop:
         strategy: the distribution strategy (default: the current one).
         val_data: like `train_data` for validation (finite, not repeated), or None.
         metrics: metric objects or names (`"accuracy"` matches the loss).
-        steps_per_loop: optimizer steps per `tf.function` call.
+        steps_per_loop: optimizer steps per `tf.function` call, or `auto` (see
+            `resolve_steps_per_loop`); the batch hooks and the progress bar see each call.
         jit_compile: compile the replica step with XLA.
         callbacks: Keras callbacks receiving the hooks `fit` calls (`on_train_*`, `on_epoch_*`,
             and `on_test_*` around each validation); `predict` calls `on_predict_*`.
@@ -102,7 +125,7 @@ class Loop:
         strategy: tf.distribute.Strategy | None = None,
         val_data: DatasetFn | None = None,
         metrics: Sequence[Any] = (),
-        steps_per_loop: int = 1,
+        steps_per_loop: int | str = "auto",
         jit_compile: bool = False,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         checkpoint_dir: str | Path | None = None,
@@ -133,7 +156,7 @@ class Loop:
         self.epochs = epochs
         self.train_data = train_data
         self.val_data = val_data
-        self.steps_per_loop = steps_per_loop
+        self.steps_per_loop = resolve_steps_per_loop(steps_per_loop, steps_per_epoch)
         self.jit_compile = jit_compile
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -570,7 +593,7 @@ class Loop:
             with writer.as_default(step=epoch + 1):
                 for key, value in logs.items():
                     tf.summary.scalar(f"epoch/{key}", value)
-                tf.summary.scalar("epoch/examples_per_second", count_sum / max(seconds, 1e-9))
+                tf.summary.scalar("epoch/examples_per_sec", count_sum / max(seconds, 1e-9))
         callbacks.on_epoch_end(epoch, logs)
         return logs
 

@@ -41,7 +41,7 @@ from tfkit.runs import (
     save_model_atomic,
     write_json_atomic,
 )
-from tfkit.training.callbacks import build_callbacks
+from tfkit.training.callbacks import BestCheckpoint, Throughput, build_callbacks
 from tfkit.training.fit import build_model, fit_model, format_table, spec_to_dict, train_batches
 
 
@@ -136,6 +136,15 @@ def write_result(
     return result
 
 
+def _examples_per_sec(callbacks: Sequence[keras.callbacks.Callback]) -> float | None:
+    """The last epoch's examples/s of training (validation excluded) as `Throughput`
+    measured it; None without one."""
+    for callback in callbacks:
+        if isinstance(callback, Throughput) and callback.history:
+            return round(callback.history[-1]["examples_per_sec"], 1)
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # the compile/fit path
 # --------------------------------------------------------------------------------------
@@ -226,8 +235,10 @@ def fit(
                 callbacks,
                 start_step=start_step,
                 start_epoch=start_epoch,
+                fresh_train=session.splits.train,  # built by `prepare`, never iterated
             )
         except BaseException:
+            backup.wait(raise_errors=False)  # a backup being written completes first
             if session.chief and weights_finite(model):  # keep what was learned, never NaN
                 try:
                     save_model_atomic(model, last)
@@ -242,9 +253,9 @@ def fit(
         "epochs_this_session": len(history.epoch),
         "train_seconds": round(train_seconds, 3),
     }
-    throughput = [c for c in callbacks if type(c).__name__ == "Throughput"]
-    if throughput and throughput[0].history:
-        fields["examples_per_sec"] = round(throughput[0].history[-1]["examples_per_sec"], 1)
+    rate = _examples_per_sec(callbacks)
+    if rate is not None:
+        fields["examples_per_sec"] = rate
     splits = session.splits
     result = write_result(
         session,
@@ -255,6 +266,9 @@ def fit(
     if session.chief:
         if config.train.checkpoint in ("last", "both"):
             copy_atomic(run_dir / MODEL_FILE, last)
+        for callback in callbacks:  # the best epoch is the last: best.keras is model.keras
+            if isinstance(callback, BestCheckpoint) and callback.final_is_best:
+                copy_atomic(run_dir / MODEL_FILE, callback.path)
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # the run is complete
     print(f"epochs: {epochs}  train time: {train_seconds:.1f}s  run dir: {run_dir}", flush=True)
     return result
@@ -370,6 +384,8 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
             train_seconds=round(train_seconds, 3),
             loop="custom",
             steps=steps,
-            examples_per_sec=round((steps - start_step) * batch / max(train_seconds, 1e-9), 1),
+            # as on the fit path; without Throughput, over the whole training time
+            examples_per_sec=_examples_per_sec(callbacks)
+            or round((steps - start_step) * batch / max(train_seconds, 1e-9), 1),
             weights_checksum=round(checksum, 6),
         )
