@@ -387,10 +387,8 @@ def test_stop_and_resume_lines_name_the_epoch_the_progress_bar_shows(
 
     run_dir = tmp_path / "run"
     args = _train(config_file, run_dir, f"train.loop={loop}", "train.checkpoint_every=1")
-    # fit's backup callback sees the signal at the next batch end, the custom loop at this one
-    signal_at = stop_at - 1 if loop == "fit" else stop_at
     with monkeypatch.context() as patch:
-        _inject(patch, _AtStep(signal_at, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+        _inject(patch, _AtStep(stop_at, lambda: os.kill(os.getpid(), signal.SIGTERM)))
         capsys.readouterr()
         assert main(args) == 143
     stopped = re.fullmatch(

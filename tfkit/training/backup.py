@@ -228,8 +228,8 @@ class FitBackup(keras.callbacks.Callback):
                 self.wait()
             end_progress_line(self.params.get("verbose"))
             epoch = self.epoch + 1
-            if self.steps_per_epoch:  # the epoch of the last step done
-                epoch = max(self.step - 1, 0) // self.steps_per_epoch + 1
+            if self.steps_per_epoch:  # the epoch `--resume` continues (1-based, as Keras)
+                epoch = self.step // self.steps_per_epoch + 1
             raise Stopped(self.stop.requested, epoch, self.step)
         if self.save_every and self.steps_per_epoch and self._due():
             self._save(self.step)
