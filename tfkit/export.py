@@ -242,7 +242,7 @@ def check_request(
     """
     if format not in FORMATS:
         raise unknown_name("export format", format, FORMATS)
-    Run.open(run_dir, "export")  # missing, not a run, failed or untrained: named
+    Run.open(run_dir, "export", kind=("fit", "gan"))  # missing, not a run, a search, untrained
     _check_out_dir(Path(out), Path(run_dir), overwrite)
 
 
@@ -430,6 +430,7 @@ def predict_exported(args: argparse.Namespace) -> int:
         config,
         normalization=model.manifest.get("normalization"),
         normalized=getattr(args, "normalized", False),
+        resize=getattr(args, "resize", False),
     )
     predictions = model.predict(x, batch_size=args.batch_size)
     if isinstance(predictions, dict):
