@@ -1,5 +1,6 @@
 """Mapping, synthesis, generator and discriminator: shapes, truncation, style mixing."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -144,6 +145,7 @@ def test_readme_preset_table_lists_every_preset_with_its_size():
 def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
     """G's image, D's logits, G's gradients and D's R1 penalty (a second-order gradient)
     do not depend on how the 3x3 convolutions are computed (float32 rounding only)."""
+    keras.utils.set_random_seed(resolution)
     G = Generator(resolution, z_dim=16, w_dim=16, mapping_layers=2, arch=arch, **SMALL)
     D = Discriminator(resolution, arch=arch, mbstd_group=2, **SMALL)
     z = tf.random.normal([4, 16], seed=3)
@@ -158,6 +160,9 @@ def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
             grads = tape.gradient(loss, G.trainable_variables)
             r1, _ = losses.r1_penalty(D, reals)
         out[name] = [img, logits, r1, *grads]
-    for a, b in zip(out["direct"], out["auto"], strict=True):
+    # relative to each tensor's largest value; a logit is a sum of many larger terms that
+    # mostly cancel, so its rounding is relative to those terms: 1e-4 of the logit's size
+    tolerances = [1e-5, 1e-4] + [1e-5] * (len(out["direct"]) - 2)
+    for a, b, tol in zip(out["direct"], out["auto"], tolerances, strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-30)
+        assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(a)), 1e-30)
