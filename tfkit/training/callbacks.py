@@ -55,8 +55,9 @@ def _jsonable(value: Any) -> Any:
 class MetricsLogger(keras.callbacks.Callback):
     """Append one JSON line per epoch to `path`: `{"epoch": N, "loss": ..., ...}`.
 
-    `epoch` counts from 1 (the number of epochs completed). Each line is flushed and
-    synced, so a killed run keeps every finished epoch.
+    `epoch` counts from 1 (the number of epochs completed). Each line is flushed, so a
+    killed run keeps every finished epoch (no fsync: ~2 ms an epoch, and it guards only
+    against a machine crash, which the run's checkpoints are not synced for either).
 
     Args:
         path: the `.jsonl` file (created with its parent directory).
@@ -77,8 +78,6 @@ class MetricsLogger(keras.callbacks.Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
 
 class Throughput(keras.callbacks.Callback):
