@@ -138,19 +138,37 @@ def _gather_pixels(images: tf.Tensor, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     return tf.gather(flat, base + y * w + x)
 
 
-def _depthwise(x: tf.Tensor, taps: np.ndarray | tf.Tensor, axis: int, stride: int = 1):
-    """Correlate NHWC `x` along `axis` (1: H, 2: W) with a 1-D filter, VALID, per channel."""
-    channels = x.shape[-1]
-    taps = tf.cast(taps, x.dtype)
-    kernel = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, channels, 1])
-    if axis == 2:
-        kernel = tf.transpose(kernel, [1, 0, 2, 3])
-    strides = [1, stride, stride, 1] if stride > 1 else [1, 1, 1, 1]
-    if stride > 1:
-        # depthwise_conv2d strides both axes: stride one axis by slicing instead
-        y = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
-        return y[:, ::stride] if axis == 1 else y[:, :, ::stride]
-    return tf.nn.depthwise_conv2d(x, kernel, strides, "VALID")
+def _upsample_matrix(size: int, before: tf.Tensor, after: tf.Tensor, f: np.ndarray):
+    """[2 (size + before + after), size]: reflect-pad a signal of `size` samples by
+    (`before`, `after`), insert a zero after every sample and convolve with the lowpass
+    filter `f` at gain 2, as one matrix (row k of the output from the input samples)."""
+    length = size + before + after
+    k = tf.range(2 * length)[:, None]
+    i = tf.range(length)[None, :]
+    # output k takes the zero-inserted sample 2 i through tap (L - 1 - lead) + k - 2 i of f,
+    # lead = (L + 1) // 2 zeros being padded in front
+    tap = (f.size - 1 - (f.size + 1) // 2) + k - 2 * i
+    valid = (tap >= 0) & (tap < f.size)
+    taps = 2 * tf.gather(tf.constant(f), tf.clip_by_value(tap, 0, f.size - 1))
+    up = tf.where(valid, taps, 0.0)  # [2 length, length]
+    reflect = tf.one_hot(_reflect(tf.range(-before, size + after), size), size)
+    return up @ reflect
+
+
+def _separable(images: tf.Tensor, rows, cols) -> tf.Tensor:
+    """`rows @ image @ cols^T` for every image and channel of an NHWC batch."""
+    x = tf.transpose(images, [0, 3, 1, 2])
+    x = tf.matmul(tf.matmul(tf.cast(rows, x.dtype), x), tf.cast(cols, x.dtype), transpose_b=True)
+    return tf.transpose(x, [0, 2, 3, 1])
+
+
+def _downsample_matrix(size: int, canvas: int, f: np.ndarray) -> np.ndarray:
+    """[size, canvas]: crop one sample at each end of a `canvas` of 2 (size + f.size / 4)
+    samples, correlate with the lowpass filter `f` and keep every second sample."""
+    matrix = np.zeros((size, canvas), np.float32)
+    for o in range(size):
+        matrix[o, 2 * o + 1 : 2 * o + 1 + f.size] = f
+    return matrix
 
 
 @keras.saving.register_keras_serializable(package="tfkit")
@@ -331,7 +349,12 @@ class AugmentPipe(keras.layers.Layer):
 
     def _resample(self, images, inv):
         """Apply output->input matrices `inv` (centred pixel coordinates): reflect-pad,
-        upsample x2 through the lowpass filter, sample bilinearly, lowpass, downsample x2."""
+        upsample x2 through the lowpass filter, sample bilinearly, lowpass, downsample x2.
+
+        The padding and the filters are separable linear maps, applied as small matrix
+        products per axis (`_upsample_matrix`, `_downsample_matrix`); only the bilinear
+        sampling is a gather.
+        """
         h, w = images.shape[1], images.shape[2]
         f = self._geom_filter
         pad = f.size // 4
@@ -345,10 +368,9 @@ class AugmentPipe(keras.layers.Layer):
         margin = margin + tf.constant([2 * pad - cx, 2 * pad - cy] * 2, tf.float32)
         margin = tf.clip_by_value(margin, 0.0, tf.constant([w - 1, h - 1] * 2, tf.float32))
         mx0, my0, mx1, my1 = tf.unstack(tf.cast(tf.math.ceil(margin), tf.int32))
-        padded = tf.pad(images, [[0, 0], [my0, my1], [mx0, mx1], [0, 0]], mode="REFLECT")
         shift = tf.cast(tf.stack([mx0 - mx1, my0 - my1]), tf.float32) / 2
-        # upsample x2: zero insertion, then the filter (gain 2 per axis)
-        up = self._upsample(padded, f)
+        # reflect-pad and upsample x2 (zero insertion, then the filter with gain 2)
+        up = _separable(images, _upsample_matrix(h, my0, my1, f), _upsample_matrix(w, mx0, mx1, f))
         # output pixel k of the (h + 2 pad) * 2 canvas -> input index of `up`
         ho, wo = (h + 2 * pad) * 2, (w + 2 * pad) * 2
         yo, xo = tf.meshgrid(
@@ -366,22 +388,7 @@ class AugmentPipe(keras.layers.Layer):
         sy = (src[..., 1] + shift[1]) * 2 - 0.5 + (tf.cast(hin, tf.float32) - 1) / 2
         sampled = _bilinear(up, sx, sy)
         # lowpass, crop the margin and downsample x2 (the filter reversed: zero phase overall)
-        cropped = sampled[:, 1:-1, 1:-1]
-        y = _depthwise(cropped, f, axis=1, stride=2)
-        return _depthwise(y, f, axis=2, stride=2)
-
-    @staticmethod
-    def _upsample(x, f):
-        n, c = tf.shape(x)[0], x.shape[-1]
-        hp, wp = tf.shape(x)[1], tf.shape(x)[2]
-        z = tf.stack([x, tf.zeros_like(x)], axis=3)  # [n, h, w, 2, c]
-        z = tf.reshape(z, [n, hp, wp * 2, c])
-        z = tf.stack([z, tf.zeros_like(z)], axis=2)  # [n, h, 2, 2w, c]
-        z = tf.reshape(z, [n, hp * 2, wp * 2, c])
-        lead, trail = (f.size + 1) // 2, (f.size - 2) // 2
-        z = tf.pad(z, [[0, 0], [lead, trail], [lead, trail], [0, 0]])
-        taps = f[::-1] * 2  # a true convolution with gain 2
-        return _depthwise(_depthwise(z, taps, axis=1), taps, axis=2)
+        return _separable(sampled, _downsample_matrix(h, ho, f), _downsample_matrix(w, wo, f))
 
     def _color(self, images, draw, chosen):
         """Brightness, contrast, luma flip, hue rotation and saturation as one 4x4 matrix."""
