@@ -90,7 +90,7 @@ class Throughput(keras.callbacks.Callback):
     it adds `examples_per_sec` (steps x `batch_size` / seconds; a last partial batch counts
     as full) and `step_ms` to the epoch logs, so `MetricsLogger` records them and Keras'
     `TensorBoard` writes them as `epoch_examples_per_sec` and `epoch_step_ms`. It implements
-    no batch hook, so Keras can dispatch training steps without waiting for callbacks.
+    no batch hook: it costs nothing per batch.
 
     Args:
         batch_size: global examples per step.
@@ -281,8 +281,8 @@ class BestCheckpoint(LastCheckpoint):
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
     """Keras' `TensorBoard` for `update_freq="epoch"` without profiling: its batch hooks
-    (which only count batches then) are Keras' empty defaults, so `fit` keeps dispatching
-    steps asynchronously and pays nothing per batch; and the scalars of an epoch end and a
+    (which only count batches then) are Keras' empty defaults, so it costs nothing per
+    batch; and the scalars of an epoch end and a
     validation end (a few ms of eager summary ops each) are written by one background
     thread, in order, while training goes on (values are read at the hook; `on_train_end`
     waits for the writes). With weight histograms or embeddings an epoch end writes in
