@@ -190,18 +190,20 @@ def winograd_conv3x3(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     height, width, cin = x.shape[1], x.shape[2], x.shape[3]
     cout = kernel.shape[-1]
     xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    # at most 5-D tensors throughout, so the graph also converts to LiteRT builtins
     rows = _winograd_input_1d(xp, 1)  # [4, N, H/2, W + 2, Cin]
-    v = tf.reshape(_winograd_input_1d(rows, 3), [16, -1, cin])  # [(j, i), N*H*W/4, Cin]
+    rows = tf.reshape(rows, [-1, height // 2, width + 2, cin])  # [(i, N), H/2, W + 2, Cin]
+    v = tf.reshape(_winograd_input_1d(rows, 2), [16, -1, cin])  # [(j, i), N*H*W/4, Cin]
     # the kernel transform G g G^T as one matmul: [16, 9] x [9, Cin*Cout], ordered (j, i)
     g = np.einsum("ia,jb->jiab", _WINOGRAD_G, _WINOGRAD_G).reshape(16, 9)
     u = tf.matmul(tf.constant(g, kernel.dtype), tf.reshape(kernel, [9, -1]))
     m = tf.matmul(v, tf.reshape(u, [16, cin, cout]))  # [16, N*H*W/4, Cout]
     at = np.einsum("ai,bj->abji", _WINOGRAD_AT, _WINOGRAD_AT).reshape(4, 16)
     y = tf.matmul(tf.constant(at, x.dtype), tf.reshape(m, [16, -1]))  # [(a, b), ...]
-    # output pixel (2t + a, 2s + b) of tile (t, s)
-    y = tf.reshape(y, [2, 2, -1, height // 2, width // 2, cout])
-    y = tf.transpose(y, [2, 3, 0, 4, 1, 5])  # [N, t, a, s, b, Cout]
-    return tf.reshape(y, [-1, height, width, cout])
+    # output pixel (2t + a, 2s + b) of tile (t, s): channels ordered (a, b, Cout), then
+    # depth_to_space
+    y = tf.transpose(tf.reshape(y, [4, -1, height // 2, width // 2, cout]), [1, 2, 3, 0, 4])
+    return tf.nn.depth_to_space(tf.reshape(y, [-1, height // 2, width // 2, 4 * cout]), 2)
 
 
 def conv3x3_same(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
