@@ -11,10 +11,13 @@ Figures (`--json` writes them with the ratios):
                              (16 G-main + 16 D-main + 16 EMA + D-reg; cifar has no G-reg).
   narrow_b16_train_img_per_s the issue's reference-comparison network: the `cifar` preset with
                              channel_base 4096, channel_max 256 (G 5.24M / D 4.45M parameters),
-                             batch 16, 32x32, float32, no augmentation (8 iterations with --quick).
+                             batch 16, 32x32, float32, `augment: none` (8 iterations with --quick).
   narrow_b16_ada_train_img_per_s   the same with ADA's default pipeline (bgc) at fixed p = 0.5.
   generate_img_per_s         G_ema of shapes32 sampling batches of 64 (traced).
   *_G_params, *_D_params     parameter counts.
+  conv3x3_*_ms               forward + backward of one 3x3 'SAME' convolution (batch 16, 32x32,
+                             128 -> 128 channels): `tf.nn.conv2d` (direct) and Winograd
+                             F(2x2, 3x3) (what the networks use in float32 on CPU).
   modconv_*_ms               forward + backward of one 3x3 modulated convolution (batch 32,
                              32x32, 64 -> 64 channels): unfused (modulate activations, one
                              shared convolution), fused as a grouped convolution, fused as a
@@ -22,7 +25,8 @@ Figures (`--json` writes them with the ratios):
   step_graph_ms, step_xla_ms a plain non-saturating G + D step (no regularization) traced
                              with tf.function, without and with XLA (`jit_compile=True`).
 `--quick` (under a minute) skips cifar and XLA and repeats less.
-Ratios (same run): ada_cost_ratio (narrow iteration time with ADA at p = 0.5 / without:
+Ratios (same run): winograd_vs_direct_conv (direct time / Winograd time: > 1 means Winograd
+is faster), ada_cost_ratio (narrow iteration time with ADA at p = 0.5 / without:
 1.15 means the augmentation costs 15 % of an iteration), shapes32_reg_vs_noreg, fused_vs_unfused_modconv (unfused time / grouped
 time: > 1 means fused is faster), einsum_vs_unfused_modconv, xla_vs_graph (graph time / XLA
 time: > 1 means XLA is faster).
@@ -147,6 +151,37 @@ def modconv_ms(repeats: int = 5) -> dict[str, float]:
     return out
 
 
+def conv3x3_ms(repeats: int = 5) -> dict[str, float]:
+    """Forward + backward ms of one 3x3 'SAME' convolution, direct and by Winograd."""
+    import tensorflow as tf
+
+    from tfkit.stylegan.layers import winograd_conv3x3
+
+    x = tf.random.stateless_normal([16, 32, 32, 128], [0, 3])
+    kernel = tf.random.stateless_normal([3, 3, 128, 128], [0, 4])
+    out = {}
+    for name, conv in (
+        ("direct", lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")),
+        ("winograd", winograd_conv3x3),
+    ):
+
+        @tf.function
+        def step(x, k, conv=conv):
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                loss = tf.reduce_sum(tf.square(conv(x, k)))
+            return tape.gradient(loss, [x, k])
+
+        step(x, kernel)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            [g.numpy() for g in step(x, kernel)]
+            times.append(time.perf_counter() - start)
+        out[name] = 1000 * sorted(times)[len(times) // 2]
+    return out
+
+
 def plain_step_ms(G, D, z_dim: int, jit: bool, repeats: int = 5) -> float:
     """ms of a non-regularized G + D step (losses and gradients, no optimizer update)."""
     import tensorflow as tf
@@ -218,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     # without regularization every iteration is alike: fewer iterations suffice
     plain, _ = cycle_rate(dict(preset="shapes32", pl_weight=0.0, gamma=0.0), iterations=16 // n)
     generate = generation_rate(t.G_ema, t.opts.z_dim, batches=8 // n)
-    narrow_gan = dict(preset="cifar", batch=16, channel_base=4096, channel_max=256)
+    narrow_gan = dict(preset="cifar", batch=16, channel_base=4096, channel_max=256, augment="none")
     narrow, tn = cycle_rate(narrow_gan, iterations=16 // (n - 1 or 1))
     narrow_ada, _ = cycle_rate(
         dict(narrow_gan, augment="fixed", augment_p=0.5), iterations=16 // (n - 1 or 1)
     )
     modconv = modconv_ms(7 // n)
+    conv3x3 = conv3x3_ms(7 // n)
     graph_ms = plain_step_ms(t.G, t.D, t.opts.z_dim, jit=False)
     # XLA compiles slowly on CPU (the FIR depthwise convolutions): not in --quick
     xla_ms = None if args.quick else plain_step_ms(t.G, t.D, t.opts.z_dim, jit=True)
@@ -239,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "shapes32_G_params": t.G.count_params(),
         "shapes32_D_params": t.D.count_params(),
         **{f"modconv_{k}_ms": round(v, 2) for k, v in modconv.items()},
+        **{f"conv3x3_{k}_ms": round(v, 2) for k, v in conv3x3.items()},
         "step_graph_ms": round(graph_ms, 1),
         "step_xla_ms": xla_ms and round(xla_ms, 1),
     }
@@ -253,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(gpu_s_per_kimg())
     result = {
         "ratios": {
+            "winograd_vs_direct_conv": round(conv3x3["direct"] / conv3x3["winograd"], 3),
             "ada_cost_ratio": round(narrow / narrow_ada, 3),
             "shapes32_reg_vs_noreg": round(shapes / plain, 3),
             "fused_vs_unfused_modconv": round(modconv["unfused"] / modconv["grouped"], 3),

@@ -172,6 +172,10 @@ def output_dir(text: str) -> str:
 # file types `tfkit predict` reads and writes
 PREDICT_INPUTS = (".npy", ".npz", ".csv", ".parquet")
 PREDICT_OUTPUTS = (".npy", ".npz", ".csv")
+# what `tfkit predict` says about images of another size than the model's input
+PREDICT_RESIZE_HINT = (
+    "; resize them first, or pass --resize to resize them (bilinear) as they are read"
+)
 
 
 def _suffix_list(suffixes: tuple[str, ...]) -> str:

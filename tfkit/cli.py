@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the inputs are normalized already (default: raw; the run's data.normalize "
         "is applied with its training statistics)",
     )
+    p.add_argument(
+        "--resize",
+        action="store_true",
+        help="image directory: resize images (bilinear) to the model's input size (default: "
+        "an image of another size is refused)",
+    )
 
     p = sub.add_parser("tune", help="Keras Tuner search over the config's `tune:` space")
     _add_config_args(p)
@@ -329,16 +335,25 @@ def _leaf_parsers(parser: argparse.ArgumentParser):
 # --------------------------------------------------------------------------------------
 
 
-def _check_run_dir(args: argparse.Namespace) -> None:
-    from tfkit.runs import Run
-
-    Run.open(args.run_dir)  # missing, or not a run
-
-
 def _check_trained_run(args: argparse.Namespace) -> None:
     from tfkit.runs import Run
 
-    Run.open(args.run_dir, args.command)  # missing, not a run, failed or untrained
+    # missing, not a run, a GAN run or a search, failed or untrained
+    Run.open(args.run_dir, args.command, kind="fit")
+
+
+def _check_gan_run(purpose: str):
+    def check(args: argparse.Namespace) -> None:
+        from tfkit.runs import Run
+
+        run = Run.open(args.run_dir, purpose, kind="gan")  # missing, not a GAN run, untrained
+        num_classes = run.effective_values().get("gan.num_classes")
+        if purpose == "generate" and num_classes is not None:
+            from tfkit.stylegan.presets import check_class
+
+            check_class(num_classes, args.class_idx)
+
+    return check
 
 
 def _check_predict(args: argparse.Namespace) -> None:
@@ -348,25 +363,39 @@ def _check_predict(args: argparse.Namespace) -> None:
 
     if not Path(args.run_dir).exists() or Run(args.run_dir).config_file.exists():
         _check_trained_run(args)  # else it may be an export directory
+        inputs = Run(args.run_dir).spec_inputs()
+        if Path(args.input).is_dir() and inputs and len(inputs[0][1]) == 4:
+            from tfkit.data.imageio import check_image_sizes, image_files
+
+            files = image_files(args.input)
+            if not args.resize:
+                check_image_sizes(files, *inputs[0][1][1:3], hint=A.PREDICT_RESIZE_HINT)
 
 
-def _check_resume(args: argparse.Namespace) -> None:
-    from tfkit.runs import Run
+def _check_train(kind: str):
+    """`tfkit train` (kind `fit`) or `tfkit gan train` (`gan`): the config or the run to
+    resume is of that kind, and `--resume` follows the resume policy."""
 
-    if getattr(args, "resume", None):
+    def check(args: argparse.Namespace) -> None:
+        from tfkit.runs import Run, check_config_kind
+
+        if not getattr(args, "resume", None):
+            if not args.config:
+                command = "tfkit train" if kind == "fit" else "tfkit gan train"
+                raise UserError(f"{command} needs a CONFIG file (or --resume RUN_DIR)")
+            from tfkit.config import load_config  # the config was validated by `main`
+
+            check_config_kind(load_config(args.config, args.overrides), kind, args.config)
+            return
         if getattr(args, "run_dir", None):
             raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
         # the resume policy: every refused change is named before TensorFlow loads
-        run = Run.open(args.resume, "resume", flag="--resume")
+        run = Run.open(args.resume, "resume", flag="--resume", kind=kind)
         run.plan_resume(getattr(args, "overrides", None), getattr(args, "config", None))
+        if kind == "fit" and not getattr(args, "dry_run", False):
+            run.refuse_finished()  # a GAN run may be extended; a fit run may not
 
-
-def _check_train_resume(args: argparse.Namespace) -> None:
-    _check_resume(args)
-    if getattr(args, "resume", None) and not getattr(args, "dry_run", False):
-        from tfkit.runs import Run
-
-        Run(args.resume).refuse_finished()  # a GAN run may be extended; a fit run may not
+    return check
 
 
 def _check_export(args: argparse.Namespace) -> None:
@@ -375,14 +404,40 @@ def _check_export(args: argparse.Namespace) -> None:
     check_request(args.run_dir, args.out, args.format, overwrite=args.overwrite)
 
 
+def _check_data(args: argparse.Namespace) -> None:
+    from tfkit.data.tools import check_request
+
+    check_request(args)  # the source or the path exists, an inspected config validates
+
+
+def _check_augment_grid(args: argparse.Namespace) -> None:
+    from tfkit.config import parse_augpipe
+
+    if args.augpipe is not None:
+        try:
+            parse_augpipe(args.augpipe)
+        except ValueError as err:
+            raise UserError(f"--augpipe: {err}") from None
+
+
+def _check_tune(args: argparse.Namespace) -> None:
+    from tfkit.tuning.commands import check_request
+
+    check_request(args)  # the config, its space, and whether the search may continue
+
+
 PRECHECKS = {
-    "train": _check_train_resume,
-    "gan train": _check_resume,
+    "train": _check_train("fit"),
+    "gan train": _check_train("gan"),
     "evaluate": _check_trained_run,
     "predict": _check_predict,
     "export": _check_export,
-    "gan generate": _check_run_dir,
-    "gan metrics": _check_run_dir,
+    "gan generate": _check_gan_run("generate"),
+    "gan metrics": _check_gan_run("measure"),
+    "tune": _check_tune,
+    "data convert": _check_data,
+    "data inspect": _check_data,
+    "gan augment-grid": _check_augment_grid,
 }
 # commands that never load TensorFlow in this process
 NO_TENSORFLOW = {"config show", "config validate", "launch"}

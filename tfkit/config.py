@@ -1015,6 +1015,7 @@ def apply_overrides(tree: dict, overrides: list[str] | None, source: str = "--se
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise UserError(f"{source} has an empty key. Received: {item!r}")
+        parts = _space_entry_path(parts, tree, text, f"{source} {key.strip()}")
         node = tree
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -1028,6 +1029,38 @@ def apply_overrides(tree: dict, overrides: list[str] | None, source: str = "--se
             node = child
         node[parts[-1]] = _parse_value(text)
     return tree
+
+
+def _space_entry_path(parts: list[str], tree: dict, text: str, named: str) -> list[str]:
+    """The path an override walks. A `tune.space` entry is named by a dotted config key, so
+    `tune.space.model.units.choice` means the field `choice` of the entry `model.units`, and
+    `tune.space.model.units` the whole entry (a mapping such as `{choice: [[8], [16]]}`).
+
+    Raises:
+        UserError: an override below an entry that names no field of it, or a whole entry
+            that is not a mapping; naming the key and the accepted forms.
+    """
+    if parts[:2] != ["tune", "space"] or len(parts) < 3:
+        return parts
+    rest = parts[2:]
+    fields = list(_field_names(HyperParameterConfig))
+    forms = (
+        f"tune.space.KEY.FIELD=VALUE (FIELD: {', '.join(fields)}) or "
+        "'tune.space.KEY={choice: [...]}', KEY a dotted config key such as model.units"
+    )
+    if len(rest) >= 2 and rest[-1] in fields:
+        return ["tune", "space", ".".join(rest[:-1]), rest[-1]]
+    entry = ".".join(rest)
+    space = tree.get("tune", {}).get("space") if isinstance(tree.get("tune"), dict) else None
+    for existing in space if isinstance(space, dict) else ():
+        if entry.startswith(f"{existing}."):
+            raise UserError(
+                f"{named}: `{entry[len(existing) + 1 :]}` is not a field of the search-space "
+                f"entry `{existing}`; expected {forms}"
+            )
+    if not isinstance(_parse_value(text), dict):
+        raise UserError(f"{named}: a search-space entry is a mapping; expected {forms}")
+    return ["tune", "space", entry]
 
 
 def _resolve_loc(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:

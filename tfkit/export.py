@@ -127,6 +127,7 @@ def gan_servable(run_dir: str | Path) -> Servable:
     """
 
     from tfkit.stylegan.checkpoints import load_g_ema
+    from tfkit.stylegan.layers import conv_algorithm
 
     loaded = load_g_ema(run_dir)
     generator, opts, checkpoint = loaded.G, loaded.opts, loaded.checkpoint
@@ -135,7 +136,10 @@ def gan_servable(run_dir: str | Path) -> Servable:
         inputs.append(TensorInfo("c", (None,), "int32"))
 
     def serve(z, c=None):
-        return {"image": generator(z, c, noise_mode="const", training=False)}
+        # plain tf.nn.conv2d in the exported graph (not the CPU training path's Winograd
+        # form): LiteRT builtins and GPU runtimes take it as it is; same images within 1e-5
+        with conv_algorithm("direct"):
+            return {"image": generator(z, c, noise_mode="const", training=False)}
 
     return Servable(generator, serve, inputs, "gan_generator", str(checkpoint))
 
@@ -238,7 +242,7 @@ def check_request(
     """
     if format not in FORMATS:
         raise unknown_name("export format", format, FORMATS)
-    Run.open(run_dir, "export")  # missing, not a run, failed or untrained: named
+    Run.open(run_dir, "export", kind=("fit", "gan"))  # missing, not a run, a search, untrained
     _check_out_dir(Path(out), Path(run_dir), overwrite)
 
 
@@ -426,6 +430,7 @@ def predict_exported(args: argparse.Namespace) -> int:
         config,
         normalization=model.manifest.get("normalization"),
         normalized=getattr(args, "normalized", False),
+        resize=getattr(args, "resize", False),
     )
     predictions = model.predict(x, batch_size=args.batch_size)
     if isinstance(predictions, dict):

@@ -19,6 +19,7 @@ Layout::
     backup/              Keras BackupAndRestore (fit's resume state)
     tb/                  TensorBoard
     gan_options.json     resolved GAN options; G_ema.keras the EMA generator
+    search/, trials.csv, best.yaml, best_model.keras   a `tfkit tune` run (see `kind`)
     failed.json          written when the run failed before it trained anything
     .lock                held (flock) by the process that trains the run
 
@@ -68,6 +69,11 @@ TENSORBOARD_DIR = "tb"
 GAN_OPTIONS_FILE = "gan_options.json"
 G_EMA_FILE = "G_ema.keras"
 TUNE_DIR = "tune"
+# a `tfkit tune` run directory (default runs/<name>/tune)
+TUNE_SEARCH_DIR = "search"
+TUNE_TRIALS_FILE = "trials.csv"
+TUNE_BEST_CONFIG_FILE = "best.yaml"
+TUNE_BEST_MODEL_FILE = "best_model.keras"
 EXPORT_MANIFEST_FILE = "export.json"
 FAILED_FILE = "failed.json"
 LOCK_FILE = ".lock"
@@ -313,26 +319,56 @@ def _get_key(tree: Any, key: str) -> Any:
     return tree
 
 
-def resume_changes(saved: ExperimentConfig, new: ExperimentConfig) -> list[dict[str, Any]]:
+def resume_changes(
+    saved: ExperimentConfig, new: ExperimentConfig, effective: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The changes from `saved` to `new`, each `{"key", "old", "new"}`, if the resume policy
     allows every one.
+
+    Args:
+        saved: the config the run has now.
+        new: the config to continue with.
+        effective: values the run actually used for keys `saved` leaves unset (`None`),
+            by dotted key (a GAN run's preset values); shown as the old value.
 
     Raises:
         UserError: naming every changed key outside `RESUMABLE_KEYS`.
     """
     old_tree, new_tree = to_dict(saved), to_dict(new)
     changed = diff_keys(old_tree, new_tree)
+
+    def old(key: str) -> Any:
+        value = _get_key(old_tree, key)
+        return (effective or {}).get(key) if value is None else value
+
     refused = [k for k in changed if k not in RESUMABLE_KEYS]
     if refused:
-        detail = ", ".join(
-            f"{k} ({_get_key(old_tree, k)!r} -> {_get_key(new_tree, k)!r})" for k in refused
-        )
+        detail = ", ".join(f"{k} ({old(k)!r} -> {_get_key(new_tree, k)!r})" for k in refused)
         raise UserError(
             f"cannot resume: the config changed at {detail}; a resumed run keeps the config "
             f"it was started with, and only {', '.join(RESUMABLE_KEYS)} may change. Start a "
             "new run instead"
         )
-    return [{"key": k, "old": _get_key(old_tree, k), "new": _get_key(new_tree, k)} for k in changed]
+    return [{"key": k, "old": old(k), "new": _get_key(new_tree, k)} for k in changed]
+
+
+def check_config_kind(config: ExperimentConfig, expected: str, path: str | os.PathLike) -> None:
+    """Refuse a config made for the other trainer: `tfkit train` (`expected="fit"`) takes no
+    `gan` section, `tfkit gan train` (`expected="gan"`) needs one.
+
+    Raises:
+        UserError: naming the config file and the command that trains it.
+    """
+    if expected == "fit" and config.gan is not None:
+        raise UserError(
+            f"{path} has a `gan` section: it is a GAN experiment; train it with "
+            f"`tfkit gan train {path}`"
+        )
+    if expected == "gan" and config.gan is None:
+        raise UserError(
+            f"{path} has no `gan` section; add one (e.g. `gan: {{preset: shapes32}}`), or "
+            f"train a model with `tfkit train {path}`"
+        )
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -536,7 +572,14 @@ class Run:
         return cls(path)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, purpose: str = "read", *, flag: str = "") -> Run:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        purpose: str = "read",
+        *,
+        flag: str = "",
+        kind: str | tuple[str, ...] | None = None,
+    ) -> Run:
         """An existing run, checked for `purpose`.
 
         Args:
@@ -545,9 +588,11 @@ class Run:
                 that needs its trained model (`evaluate`, `predict`, `export`, ...): such a
                 run must not have failed before training and must have trained something.
             flag: how the user named the path (e.g. `--resume`), for messages.
+            kind: the kind(s) of run the caller needs (`fit`, `gan`, see `kind`); None: any.
 
         Raises:
-            UserError: naming the path: missing, not a run, failed or not trained.
+            UserError: naming the path: missing, not a run, the wrong kind of run (with the
+                command that serves it), failed or not trained.
         """
         run = cls(path)
         named = f"{flag} {run.path}" if flag else str(run.path)
@@ -558,6 +603,8 @@ class Run:
                 f"{named}: not a tfkit run directory (no {CONFIG_FILE} in it); pass the "
                 "directory `tfkit train` printed, e.g. runs/<name>/00000"
             )
+        if kind is not None:
+            run.check_kind(kind, purpose, named)
         if purpose in ("read", "resume"):
             return run
         failure = run.failure()
@@ -573,6 +620,57 @@ class Run:
                 f"{run.model_file}). Train it with --resume {run.path}"
             )
         return run
+
+    # ---- kind ---------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """What made this run: `gan` (`tfkit gan train`: its config has a `gan` section),
+        `tune` (a `tfkit tune` search directory) or `fit` (`tfkit train`). Reads no model."""
+        if any(
+            (self.path / name).exists()
+            for name in (TUNE_SEARCH_DIR, TUNE_TRIALS_FILE, TUNE_BEST_CONFIG_FILE)
+        ):
+            return "tune"
+        tree = read_yaml(self.config_file)
+        return "gan" if isinstance(tree, dict) and tree.get("gan") is not None else "fit"
+
+    def check_kind(
+        self, expected: str | tuple[str, ...], purpose: str = "read", named: str = ""
+    ) -> None:
+        """Refuse a run of another kind than `expected` (`fit`, `gan` or a tuple of kinds),
+        naming the command that serves it.
+
+        Raises:
+            UserError: e.g. `tfkit evaluate` given a GAN run, or `--resume` of a GAN run
+                given to `tfkit train`.
+        """
+        kind = self.kind
+        if kind in ((expected,) if isinstance(expected, str) else expected):
+            return
+        named = named or str(self.path)
+        doing = "continue" if purpose == "resume" else purpose
+        if kind == "tune":
+            best = self.path / TUNE_BEST_CONFIG_FILE
+            raise UserError(
+                f"{named} is a `tfkit tune` search directory, not a run to {doing}; continue "
+                f"the search with `tfkit tune CONFIG --run-dir {self.path}`, or train its best "
+                f"trial with `tfkit train {best}`"
+            )
+        if kind == "gan":
+            hint = {
+                "resume": f"tfkit gan train --resume {self.path}",
+                "evaluate": f"tfkit gan metrics {self.path}",
+                "predict": f"tfkit gan generate {self.path} --out images.png",
+            }.get(purpose, f"tfkit gan generate {self.path} --out images.png")
+            raise UserError(f"{named} is a GAN run (made by `tfkit gan train`); use `{hint}`")
+        hint = {
+            "resume": f"tfkit train --resume {self.path}",
+            "measure": f"tfkit evaluate {self.path}",
+        }.get(purpose, f"tfkit predict {self.path} --input FILE --output FILE")
+        raise UserError(
+            f"{named} is a `tfkit train` run, not a GAN run (its {CONFIG_FILE} has no `gan` "
+            f"section); use `{hint}`"
+        )
 
     # ---- config and the resume policy -------------------------------------------------------
     def resumes(self) -> list[dict[str, Any]]:
@@ -629,11 +727,22 @@ class Run:
             tree = apply_overrides(to_dict(saved), overrides)
             new = validate(tree, f"{self.config_file} (with --set overrides)")
         try:
-            changes = resume_changes(saved, new)
+            changes = resume_changes(saved, new, self.effective_values())
         except UserError as err:
             source = f" with {config_path}" if config_path is not None else ""
             raise UserError(f"--resume {self.path}{source}: {err}") from None
         return new, changes
+
+    def effective_values(self) -> dict[str, Any]:
+        """The values a GAN run resolved for its `gan` keys (its preset's, where the config
+        leaves a key unset), by dotted key (`gan.lr`); `{}` for other runs."""
+        if not self.gan_options_file.is_file():
+            return {}
+        try:
+            options = json.loads(self.gan_options_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return {f"gan.{k}": v for k, v in options.items()} if isinstance(options, dict) else {}
 
     def record_resume(self, changes: list[dict[str, Any]]) -> str | None:
         """Append what a resume changed to `resumes.jsonl` (`config.yaml` stays as the run

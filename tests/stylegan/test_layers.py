@@ -153,3 +153,101 @@ def test_minibatch_stddev_values():
         expected = [std[..., :3].mean(), std[..., 3:].mean()]
         np.testing.assert_allclose(out[i, 0, 0, 6:], expected, rtol=1e-5)
         np.testing.assert_allclose(out[i + 2, 1, 3, 6:], expected, rtol=1e-5)
+
+
+def _relative_error(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-30))
+
+
+@pytest.mark.parametrize(
+    "shape, cout", [((1, 4, 4, 3), 5), ((3, 8, 6, 16), 8), ((2, 16, 16, 32), 32)]
+)
+def test_winograd_conv3x3_equals_conv2d_with_first_and_second_gradients(shape, cout):
+    """Winograd F(2x2, 3x3) is the 'SAME' 3x3 convolution: values, gradients with respect
+    to input and kernel, and the second-order gradient R1 takes, within float32 rounding."""
+    x = tf.random.normal(shape, seed=20)
+    kernel = tf.random.normal([3, 3, shape[-1], cout], seed=21)
+    probe = tf.random.normal([*shape[:3], cout], seed=22)
+
+    def grads(conv):
+        with tf.GradientTape() as outer:
+            outer.watch(kernel)
+            with tf.GradientTape() as inner:
+                inner.watch([x, kernel])
+                y = conv(x, kernel)
+                loss = tf.reduce_sum(y * probe)
+            gx, gk = inner.gradient(loss, [x, kernel])
+            penalty = tf.reduce_sum(tf.square(gx))
+        return y, gx, gk, outer.gradient(penalty, kernel)
+
+    direct = grads(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
+    winograd = grads(L.winograd_conv3x3)
+    for name, a, b in zip(["value", "d/dx", "d/dkernel", "d2"], direct, winograd, strict=True):
+        assert _relative_error(a, b) < 1e-5, name
+
+
+def test_conv_algorithm_switches_the_layers_and_keeps_their_outputs():
+    """EqualizedConv2D and ModulatedConv2D give the same outputs and gradients whether
+    their 3x3 convolutions run directly or by Winograd (the default on CPU)."""
+    x = tf.random.normal([4, 8, 8, 6], seed=23)
+    s = tf.random.normal([4, 6], seed=24) + 1.0
+    cases = [
+        (L.EqualizedConv2D(7, 3, activation="lrelu"), x),
+        (L.ModulatedConv2D(7, 3), [x, s]),
+        (L.ModulatedConv2D(7, 3, demodulate=False), [x, s]),
+    ]
+    for layer, inputs in cases:
+        layer(inputs)
+        outs = {}
+        for name in ("direct", "winograd", "auto"):
+            with L.conv_algorithm(name), tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(inputs)
+                loss = tf.reduce_sum(y * y)
+            outs[name] = (y, tape.gradient(loss, [x, layer.kernel]))
+        for name in ("winograd", "auto"):
+            assert _relative_error(outs["direct"][0], outs[name][0]) < 1e-5
+            for a, b in zip(outs["direct"][1], outs[name][1], strict=True):
+                assert _relative_error(a, b) < 1e-5
+    with pytest.raises(ValueError, match="name"):
+        with L.conv_algorithm("fft"):
+            pass
+
+
+def test_winograd_applies_only_where_it_is_exact_and_faster():
+    even, odd = tf.zeros([1, 8, 8, 2]), tf.zeros([1, 7, 7, 2])
+    k3, k1 = tf.zeros([3, 3, 2, 2]), tf.zeros([1, 1, 2, 2])
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert L._winograd_applies(even, k3) == (not gpu)
+    assert not L._winograd_applies(odd, k3) and not L._winograd_applies(even, k1)
+    assert not L._winograd_applies(tf.cast(even, tf.float16), k3)  # mixed precision: direct
+    with L.conv_algorithm("direct"):
+        assert not L._winograd_applies(even, k3)
+    with L.conv_algorithm("winograd"):
+        assert L._winograd_applies(even, k3) and not L._winograd_applies(odd, k3)
+
+
+@pytest.mark.parametrize("gain", [None, 1.0, math.sqrt(0.5)])
+def test_lrelu_values_and_derivatives_equal_leaky_relu(gain):
+    """activate('lrelu') is leaky_relu(x, 0.2) * gain: values, first derivatives (0.2 gain
+    at 0, as leaky_relu) and the second derivative of a composite (what R1 takes)."""
+    x = tf.constant([-3.0, -0.5, 0.0, 0.25, 2.0, 7.0])
+    w = tf.constant(1.5)
+    g = math.sqrt(2.0) if gain is None else gain
+
+    def derivatives(fn):
+        with tf.GradientTape() as outer:
+            outer.watch(w)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = fn(x * w)
+            dx = inner.gradient(y, x)
+            second = tf.reduce_sum(tf.square(dx) * x)
+        return y, dx, outer.gradient(second, w)
+
+    ours = derivatives(lambda v: L.activate(v, "lrelu", gain=gain))
+    reference = derivatives(lambda v: tf.nn.leaky_relu(v, 0.2) * g)
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours[1][2], 0.2 * g * 1.5, rtol=1e-6)  # slope 0.2 at 0

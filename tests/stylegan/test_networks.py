@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfkit.stylegan import layers, losses
 from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.mapping import MappingNetwork
 from tfkit.stylegan.synthesis import Generator, SynthesisNetwork, num_ws_for
@@ -136,3 +137,27 @@ def test_readme_preset_table_lists_every_preset_with_its_size():
         G, D = build_networks(resolve_options(validate({"gan": {"preset": name}}).gan, resolution))
         counts = [sum(int(np.prod(w.shape)) for w in m.trainable_weights) for m in (G, D)]
         assert [f"{c:,}" for c in counts] == rows[name][2:4], name
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan"])
+@pytest.mark.parametrize("resolution", [8, 32])
+def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
+    """G's image, D's logits, G's gradients and D's R1 penalty (a second-order gradient)
+    do not depend on how the 3x3 convolutions are computed (float32 rounding only)."""
+    G = Generator(resolution, z_dim=16, w_dim=16, mapping_layers=2, arch=arch, **SMALL)
+    D = Discriminator(resolution, arch=arch, mbstd_group=2, **SMALL)
+    z = tf.random.normal([4, 16], seed=3)
+    reals = tf.random.normal([4, resolution, resolution, 3], seed=4)
+    out = {}
+    for name in ("direct", "auto"):
+        with layers.conv_algorithm(name):
+            with tf.GradientTape() as tape:
+                img = G(z, noise_mode="const")
+                logits = D(img)
+                loss = tf.reduce_sum(logits)
+            grads = tape.gradient(loss, G.trainable_variables)
+            r1, _ = losses.r1_penalty(D, reals)
+        out[name] = [img, logits, r1, *grads]
+    for a, b in zip(out["direct"], out["auto"], strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-30)

@@ -315,6 +315,48 @@ def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(t
         read_inputs(folder, model, config)
 
 
+@pytest.mark.parametrize("sizes", [[(8, 8), (10, 8)], [(6, 6)], [(8, 8), (8, 8), (8, 9)]])
+def test_predict_refuses_images_of_another_size_unless_asked_to_resize(tmp_path, sizes):
+    """An image folder whose images are not the model's input size is refused, naming the
+    first such file with its size and the expected one; `resize=True` resizes every image
+    (and leaves images of the right size exactly as they are)."""
+    from PIL import Image
+
+    from tfkit.config import validate
+    from tfkit.training.predict import read_inputs
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pixels = []
+    for i, (h, w) in enumerate(sizes):
+        pixels.append((rng.random((h, w)) * 255).astype(np.uint8))
+        Image.fromarray(pixels[-1]).save(folder / f"{i}.png")
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    source = {
+        "kind": "images",
+        "path": str(folder),
+        "image_size": [8, 8],
+        "color_mode": "grayscale",
+    }
+    config = validate({"data": {"source": source}})
+    first = next(i for i, size in enumerate(sizes) if size != (8, 8))
+    h, w = sizes[first]
+    with pytest.raises(UserError) as err:
+        read_inputs(folder, model, config)
+    assert str(err.value).startswith(
+        f"--input: {folder / f'{first}.png'} is {h}x{w} (height x width); the model takes 8x8"
+    ), err.value
+    assert "--resize" in str(err.value)
+    x = read_inputs(folder, model, config, resize=True)
+    assert x.shape == (len(sizes), 8, 8, 1)
+    for i, size in enumerate(sizes):
+        if size == (8, 8):
+            np.testing.assert_array_equal(x[i, ..., 0], pixels[i] / np.float32(255.0))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("kind", ["npy", "npz", "csv"])
 def test_predict_refuses_inputs_with_nan_or_inf_naming_file_and_count(tmp_path, kind, bad):

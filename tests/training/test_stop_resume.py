@@ -373,3 +373,34 @@ def test_default_settings_train_exact_epochs_and_resume_exactly(
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir)]) == 0
     _assert_same_run(run_dir, straight_dir)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+@pytest.mark.parametrize("stop_at", [STEPS + 2, STEPS], ids=["mid-epoch", "epoch-end"])
+def test_stop_and_resume_lines_name_the_epoch_the_progress_bar_shows(
+    loop, stop_at, config_file, tmp_path, monkeypatch, capsys
+):
+    """The epoch N in `stopped at epoch N`, in `resuming at epoch N, step S` and in the first
+    `Epoch N/T` of the resumed run are one number, 1-based as Keras counts; T is
+    `train.epochs`; S is the step the run stopped at."""
+    import re
+
+    run_dir = tmp_path / "run"
+    args = _train(config_file, run_dir, f"train.loop={loop}", "train.checkpoint_every=1")
+    with monkeypatch.context() as patch:
+        _inject(patch, _AtStep(stop_at, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+        capsys.readouterr()
+        assert main(args) == 143
+    stopped = re.fullmatch(
+        r"tfkit train: stopped at epoch (\d+); continue with: .*\n", capsys.readouterr().err
+    )
+    assert stopped, capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out.replace("\r", "\n")
+    resumed = re.search(r"resuming at epoch (\d+), step (\d+)\)", out)
+    bar = re.search(r"^Epoch (\d+)/(\d+)", out, re.MULTILINE)
+    assert resumed and bar, out
+    expected = stop_at // STEPS + 1  # the epoch the stop falls in, or the next one
+    assert int(stopped.group(1)) == int(resumed.group(1)) == int(bar.group(1)) == expected
+    assert int(resumed.group(2)) == stop_at
+    assert int(bar.group(2)) == 3  # train.epochs

@@ -170,3 +170,64 @@ def test_fingerprint_names_what_changed():
 def test_shipped_configs_have_valid_spaces(path):
     config = load_config(path)
     space_lib.check_space(read_yaml(path), config.tune)
+
+
+SEARCH = with_space(
+    {"model.filters": {"choice": [[8, 16], [16, 32]]}, "train.epochs": {"int": [1, 3]}},
+    objective={"name": "val_loss"},
+)
+
+
+@pytest.mark.parametrize(
+    "override, key, expected",
+    [
+        ("tune.space.model.filters.choice=[[4, 8]]", "model.filters", {"choice": [[4, 8]]}),
+        ("tune.space.train.epochs.int=[2, 5]", "train.epochs", {"int_range": (2, 5)}),
+        ("tune.space.train.epochs.step=2", "train.epochs", {"int_range": (1, 3), "step": 2}),
+        (
+            "tune.space.train.optimizer.learning_rate.float=[0.001, 0.1]",
+            "train.optimizer.learning_rate",
+            {"float_range": (0.001, 0.1)},
+        ),
+        (
+            "tune.space.model.dropout={float: [0.0, 0.5], step: 0.1}",
+            "model.dropout",
+            {"float_range": (0.0, 0.5), "step": 0.1},
+        ),
+    ],
+)
+def test_set_addresses_a_space_entry_by_its_dotted_key(tmp_path, override, key, expected):
+    """`--set tune.space.<config key>[.<field>]=v` changes (or adds) that entry's field and
+    leaves every other entry as the file has it."""
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(SEARCH))
+    before = load_config(str(path)).tune.space
+    space = load_config(str(path), [override]).tune.space
+    assert {k: getattr(space[key], k) for k in expected} == expected
+    assert {k: v for k, v in space.items() if k != key} == {
+        k: v for k, v in before.items() if k != key
+    }
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("tune.space.model.filters.choise=[[4]]", "`choise` is not a field"),
+        ("tune.space.train.epochs.int.low=1", "`int.low` is not a field"),
+        ("tune.space.model.dropout.flot=[0, 0.5]", "a search-space entry is a mapping"),
+        ("tune.space.model.dropout=0.5", "a search-space entry is a mapping"),
+    ],
+)
+def test_set_below_a_space_entry_that_names_no_field_is_refused(tmp_path, override, named):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(SEARCH))
+    with pytest.raises(UserError) as err:
+        load_config(str(path), [override])
+    message = str(err.value)
+    assert message.startswith(f"--set {override.partition('=')[0]}: {named}"), message
+    assert "tune.space.KEY.FIELD=VALUE (FIELD: choice, float, int, boolean," in message
+    assert "\n" not in message

@@ -7,7 +7,13 @@ does; palette images are expanded through their palette.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from tfkit.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def to_mode(img, mode: str):
@@ -24,3 +30,41 @@ def to_mode(img, mode: str):
     elif img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     return img.convert(mode)
+
+
+def image_files(folder: str | Path, flag: str = "--input") -> list[Path]:
+    """The image files below `folder` (recursively, sorted).
+
+    Raises:
+        UserError: the folder holds no image, naming `flag` and the folder.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(
+            f"{flag} {folder}: no images ({'/'.join(IMAGE_SUFFIXES)}) in this directory"
+        )
+    return files
+
+
+def check_image_sizes(
+    files: list[Path], height: int, width: int, flag: str = "--input", hint: str = ""
+) -> None:
+    """Refuse the first image whose size is not `height` x `width` (reads only headers).
+
+    Raises:
+        UserError: naming the file, its size and the expected size (plus `hint`).
+    """
+    from PIL import Image
+
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                w, h = img.size
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for bad files
+            raise UserError(f"{flag}: cannot decode image {f}: {err}") from None
+        if (h, w) != (height, width):
+            raise UserError(
+                f"{flag}: {f} is {h}x{w} (height x width); the model takes {height}x{width} "
+                f"images{hint}"
+            )

@@ -258,6 +258,36 @@ def write_grid(images: list[np.ndarray], path: str) -> Path:
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
+def check_request(args: argparse.Namespace) -> None:
+    """The checks of `tfkit data convert` / `tfkit data inspect` that need no TensorFlow
+    (run before it loads): the source exists and is of the kind `--from` names; an inspected
+    config validates; TFRecord paths resolve to files.
+
+    Raises:
+        UserError: naming the argument.
+    """
+    if args.subcommand == "convert":
+        src = Path(args.src)
+        if not src.exists():
+            raise UserError(f"`--from {args.source_format} SRC`: no such file: {src}")
+        if args.source_format == "images" and not src.is_dir():
+            raise UserError(f"`--from images SRC`: {src} is a file; expected a folder of images")
+        if args.source_format != "images" and src.is_dir():
+            raise UserError(
+                f"`--from {args.source_format} SRC`: {src} is a directory; expected a "
+                f".{args.source_format} file"
+            )
+        return
+    if Path(args.path).suffix.lower() in CONFIG_SUFFIXES:
+        from tfkit.config import load_config
+
+        load_config(args.path, getattr(args, "overrides", None) or [])
+        return
+    if getattr(args, "overrides", None):
+        raise UserError(f"--set applies to an experiment YAML, not to the TFRecords at {args.path}")
+    tfr.resolve_files(args.path, "PATH")
+
+
 def display_range(normalize: str) -> tuple[float, float] | None:
     """The value range images have after `data.normalize` (None: unknown, use min/max)."""
     return {"rescale": (0.0, 1.0), "minus_one_one": (-1.0, 1.0)}.get(normalize)

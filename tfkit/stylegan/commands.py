@@ -17,16 +17,17 @@ def train_command(args: argparse.Namespace) -> int:
     given along) may change only the keys of `tfkit.runs.RESUMABLE_KEYS`.
     """
     from tfkit.config import load_config
-    from tfkit.runs import Run
+    from tfkit.runs import Run, check_config_kind
 
     run = changes = None
     if args.resume:
         if getattr(args, "run_dir", None):
             raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
-        run = Run.open(args.resume, "resume", flag="--resume")
+        run = Run.open(args.resume, "resume", flag="--resume", kind="gan")
         cfg, changes = run.plan_resume(args.overrides, args.config)
     elif args.config:
         cfg = load_config(args.config, args.overrides)
+        check_config_kind(cfg, "gan", args.config)
     else:
         raise UserError("tfkit gan train needs a CONFIG file (or --resume RUN_DIR)")
     if cfg.gan is None:

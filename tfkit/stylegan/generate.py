@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfkit.errors import UserError
 from tfkit.stylegan.checkpoints import load_g_ema
+from tfkit.stylegan.presets import check_class
 from tfkit.stylegan.trainer import make_grid
 
 
@@ -46,15 +47,8 @@ def latents(seeds: list[int], z_dim: int) -> np.ndarray:
 
 
 def _labels(G, n: int, class_idx: int | None) -> tf.Tensor | None:
-    if not G.num_classes:
-        if class_idx is not None:
-            raise UserError("--class was given but this generator is unconditional.")
-        return None
-    if class_idx is None:
-        raise UserError(f"This generator is conditional: pass --class 0..{G.num_classes - 1}.")
-    if not 0 <= class_idx < G.num_classes:
-        raise UserError(f"--class must be in 0..{G.num_classes - 1}. Received: --class {class_idx}")
-    return tf.fill([n], class_idx)
+    check_class(G.num_classes, class_idx)
+    return None if not G.num_classes else tf.fill([n], class_idx)
 
 
 def images(

@@ -381,3 +381,19 @@ def resolved_yaml(tree: dict, values: dict) -> str:
     if gan is None:
         return text
     return f"{text}# gan: null keys shown with the value of preset {gan['preset']}\n"
+
+
+def check_class(num_classes: int, class_idx: int | None) -> None:
+    """Refuse a `--class` an (un)conditional generator of `num_classes` classes cannot take.
+
+    Raises:
+        UserError: naming `--class` and the valid range.
+    """
+    if not num_classes:
+        if class_idx is not None:
+            raise UserError("--class was given but this generator is unconditional.")
+        return
+    if class_idx is None:
+        raise UserError(f"This generator is conditional: pass --class 0..{num_classes - 1}.")
+    if not 0 <= class_idx < num_classes:
+        raise UserError(f"--class must be in 0..{num_classes - 1}. Received: --class {class_idx}")

@@ -76,13 +76,13 @@ class FitBackup(keras.callbacks.Callback):
 
     Cheap enough to leave on for every run:
 
-    - Its only batch-end hook reads the loss and nothing else, and is `async_safe`: unless
-      another callback needs the batch logs (the progress bar does), Keras hands them to a
-      thread and keeps dispatching training steps, as a bare `model.fit` does. A non-finite
-      loss is recorded there with its step; the main thread raises `NonFiniteLossError` at
-      the next batch begin or epoch end (Keras waits for those hooks before an epoch end).
+    - Its only batch-end hook compares the loss Keras already read (with the TensorFlow
+      backend Keras converts every batch's logs to floats on the main thread, with or
+      without callbacks) and records a non-finite one with its step; it is `async_safe`,
+      so on backends where Keras runs batch hooks in a thread it keeps doing so. The main
+      thread raises `NonFiniteLossError` at the next batch begin or epoch end.
     - Signals and `save_every` are handled at batch begins, on the main thread, between two
-      training calls: nothing reads a device value per batch.
+      training calls: no device value is read for them.
     - A save copies the state into shadow variables (one `assign` per variable) and writes
       the copy in a background thread while training goes on. An epoch end whose previous
       write is still running skips its save (the next one catches up); the last epoch, a
@@ -201,7 +201,8 @@ class FitBackup(keras.callbacks.Callback):
         if self._stop_after_epoch:  # asked during an epoch's last batches: that epoch is logged
             self.wait()
             end_progress_line(self.params.get("verbose"))
-            raise Stopped(self.stop.requested, epoch, self.step)
+            # named as Keras' progress bar and the resume line name it: `epoch` + 1
+            raise Stopped(self.stop.requested, epoch + 1, self.step)
         self.epoch = epoch
         self._offset = 0
         if self.steps_per_epoch:
@@ -227,8 +228,8 @@ class FitBackup(keras.callbacks.Callback):
                 self.wait()
             end_progress_line(self.params.get("verbose"))
             epoch = self.epoch + 1
-            if self.steps_per_epoch:  # the epoch of the last step done
-                epoch = max(self.step - 1, 0) // self.steps_per_epoch + 1
+            if self.steps_per_epoch:  # the epoch `--resume` continues (1-based, as Keras)
+                epoch = self.step // self.steps_per_epoch + 1
             raise Stopped(self.stop.requested, epoch, self.step)
         if self.save_every and self.steps_per_epoch and self._due():
             self._save(self.step)
@@ -379,6 +380,18 @@ def train_stream(make_train: Callable[[], tf.data.Dataset], skip: int) -> tf.dat
     return data.skip(skip) if skip else data
 
 
+class _ProgbarOf(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, its `Epoch N/T` counting to `epochs` whatever `fit` was given."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.total_epochs = int(epochs)
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self.epochs = max(self.epochs, self.total_epochs)
+
+
 def fit_phases(
     model: keras.Model,
     make_train: Callable[[], tf.data.Dataset],
@@ -420,6 +433,12 @@ def fit_phases(
     merged.history = {}
     merged.epoch = []
     step = start_step
+    callbacks = list(fit_kwargs.pop("callbacks", None) or [])
+    if fit_kwargs.get("verbose", "auto") and not any(
+        isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks
+    ):  # the cut epoch is a fit of its own: its bar still counts to `epochs`
+        callbacks.append(_ProgbarOf(epochs))
+    fit_kwargs["callbacks"] = callbacks
     for first, last, steps in phases:
         if first >= last:
             continue

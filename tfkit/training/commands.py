@@ -12,7 +12,7 @@ from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
 from tfkit.errors import UserError
-from tfkit.runs import EXPORT_MANIFEST_FILE, Run
+from tfkit.runs import EXPORT_MANIFEST_FILE, Run, check_config_kind
 
 # --------------------------------------------------------------------------------------
 # train
@@ -59,7 +59,7 @@ def train_command(args: argparse.Namespace) -> int:
     if args.resume:
         if getattr(args, "run_dir", None):
             raise UserError("--resume and --run-dir cannot be combined: --resume names the run dir")
-        run = Run.open(args.resume, "resume", flag="--resume")
+        run = Run.open(args.resume, "resume", flag="--resume", kind="fit")
         config, changes = run.plan_resume(args.overrides, getattr(args, "config", None))
         if args.dry_run:
             print(dump_yaml(config), end="")
@@ -76,6 +76,7 @@ def train_command(args: argparse.Namespace) -> int:
     if not getattr(args, "config", None):
         raise UserError("tfkit train needs a CONFIG file (or --resume RUN_DIR)")
     config = load_config(args.config, args.overrides)
+    check_config_kind(config, "fit", args.config)
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
@@ -109,7 +110,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import tfkit.data
     from tfkit.training.fit import format_table
 
-    run = Run.open(args.run_dir, "evaluate")
+    run = Run.open(args.run_dir, "evaluate", kind="fit")
     config = run.load_config()
     model = run.load_model()
     splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
@@ -139,11 +140,16 @@ def predict_command(args: argparse.Namespace) -> int:
         return predict_exported(args)
     if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
-    run = Run.open(args.run_dir, "predict")
+    run = Run.open(args.run_dir, "predict", kind="fit")
     config = run.load_config()
     model = run.load_model()
     x = read_inputs(
-        args.input, model, config, args.run_dir, normalized=getattr(args, "normalized", False)
+        args.input,
+        model,
+        config,
+        args.run_dir,
+        normalized=getattr(args, "normalized", False),
+        resize=getattr(args, "resize", False),
     )
     predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
     out = write_predictions(args.output, predictions)

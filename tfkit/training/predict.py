@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.arguments import PREDICT_RESIZE_HINT
 from tfkit.config import ExperimentConfig
 from tfkit.data.checks import nonfinite_rows
 from tfkit.errors import UserError
@@ -25,27 +26,28 @@ def _model_inputs(model, run_dir: str | Path | None = None) -> list[tuple[str, t
     return [(t.name.split(":")[0], tuple(t.shape)) for t in model.inputs]
 
 
-def _read_images(path: Path, shape: tuple, config: ExperimentConfig) -> np.ndarray:
+def _read_images(path: Path, shape: tuple, resize: bool = False) -> np.ndarray:
     from PIL import Image
 
-    from tfkit.data.imageio import to_mode
+    from tfkit.data.imageio import check_image_sizes, image_files, to_mode
 
-    files = sorted(
-        p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-    )
-    if not files:
-        raise UserError(f"--input {path}: no images (.png/.jpg/.jpeg/.bmp/.gif) in this directory")
+    files = image_files(path)
     if len(shape) != 4:
         raise UserError(
             f"--input {path} is an image directory, but the model expects inputs of shape {shape}"
         )
     height, width, channels = shape[1:]
+    if not resize:
+        check_image_sizes(files, height, width, hint=PREDICT_RESIZE_HINT)
     mode = "L" if channels == 1 else "RGB"
     images = []
     for f in files:
         try:
             with Image.open(f) as img:
-                pixels = np.asarray(to_mode(img, mode).resize((width, height)), np.float32)
+                img = to_mode(img, mode)
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(img, np.float32)
         except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for bad files
             raise UserError(f"--input {path}: cannot decode image {f}: {err}") from None
         images.append(pixels.reshape(height, width, channels))
@@ -89,12 +91,14 @@ def read_inputs(
     *,
     normalization: dict[str, dict] | None = None,
     normalized: bool = False,
+    resize: bool = False,
 ) -> Any:
     """Read `--input` (.npy, .npz, .csv, .parquet or an image directory) for `model`.
 
     Inputs are raw, as the run's data source holds them: `data.normalize` is applied with
     the statistics of the run's training data (`normalization`, from its `spec.json`; 8-bit
     arrays become [0, 1] first). With `normalized` they are taken as the model sees them.
+    Images of another size than the model's input are refused unless `resize`.
 
     Raises:
         UserError: unknown file type, or arrays whose per-example shape differs from the
@@ -106,7 +110,7 @@ def read_inputs(
     inputs = _model_inputs(model, run_dir)
     if normalization is None and run_dir is not None:
         normalization = run_normalization(run_dir)
-    x = _read_raw(path, inputs, config)
+    x = _read_raw(path, inputs, config, resize)
     if normalized:
         return x
     if normalization is None:
@@ -114,11 +118,13 @@ def read_inputs(
     return apply_normalization(x, normalization, [n for n, _ in inputs])
 
 
-def _read_raw(path: Path, inputs: list[tuple[str, tuple]], config: ExperimentConfig) -> Any:
+def _read_raw(
+    path: Path, inputs: list[tuple[str, tuple]], config: ExperimentConfig, resize: bool = False
+) -> Any:
     if not path.exists():
         raise UserError(f"--input {path}: file not found")
     if path.is_dir():
-        x: Any = _read_images(path, inputs[0][1], config)
+        x: Any = _read_images(path, inputs[0][1], resize)
     elif path.suffix == ".npy":
         x = _load_numpy(path)
     elif path.suffix == ".npz":

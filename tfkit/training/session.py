@@ -187,12 +187,16 @@ def fit(
     model = session.model
     position = saved_position(run_dir / BACKUP_DIR) if resume else None
     start_step, start_epoch = position or (0, 0)
+    # 1-based, as Keras' progress bar and the stop line count: the epoch the run continues
+    resumed_epoch = (
+        start_step // session.steps_per_epoch if session.steps_per_epoch else start_epoch
+    ) + 1
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
     if session.chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
     print(
         f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(session.strategy)}"
-        + (f", resuming at step {start_step}, epoch {start_epoch}" if position else "")
+        + (f", resuming at epoch {resumed_epoch}, step {start_step}" if position else "")
         + ")",
         flush=True,
     )
@@ -353,7 +357,11 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
         print(
             f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}, "
             f"custom loop, {steps_per_epoch} steps/epoch"
-            + (f", resuming at step {start_step}" if start_step else "")
+            + (
+                f", resuming at epoch {start_step // steps_per_epoch + 1}, step {start_step}"
+                if start_step
+                else ""
+            )
             + ")",
             flush=True,
         )
@@ -362,7 +370,8 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
         train_seconds = time.perf_counter() - start
         if loop.stopped_by_signal:
             step = int(loop.step.numpy())
-            raise Stopped(loop.stop_signal, max(step - 1, 0) // steps_per_epoch + 1, step)
+            # the epoch the run continues with, 1-based as the progress lines count
+            raise Stopped(loop.stop_signal, step // steps_per_epoch + 1, step)
         steps = int(loop.step.numpy())
         checksum = float(sum(np.abs(w).astype("float64").sum() for w in model.get_weights()))
         print(f"final weights checksum: {checksum:.6f}", flush=True)

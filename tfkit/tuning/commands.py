@@ -10,18 +10,20 @@ import argparse
 import shlex
 
 from tfkit.cluster import announce
-from tfkit.config import apply_overrides, read_yaml, validate
+from tfkit.config import ExperimentConfig, apply_overrides, read_yaml, validate
 from tfkit.errors import Stopped, UserError
 
 
-def tune_command(args: argparse.Namespace) -> int:
-    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`.
+def check_request(args: argparse.Namespace) -> tuple[ExperimentConfig, dict]:
+    """Every check of `tfkit tune` that needs no TensorFlow: the config and its space, the
+    `--role`/`--oracle` pair, and whether the run directory holds a search this config may
+    continue (the fingerprint and the resume policy). Writes nothing.
 
-    Without --role, a cluster of several processes (`runtime.cluster`: an srun step, a
-    TF_CONFIG) runs a distributed search: its chief serves the oracle, the others run trials.
+    Returns:
+        The validated config and its raw tree (file plus `--set` overrides).
     """
     from tfkit.tuning import space as space_lib
-    from tfkit.tuning.launch import parse_oracle, wait_for_oracle
+    from tfkit.tuning.launch import parse_oracle
 
     raw = apply_overrides(read_yaml(args.config), args.overrides)
     where = args.config + (" (with --set overrides)" if args.overrides else "")
@@ -33,6 +35,23 @@ def tune_command(args: argparse.Namespace) -> int:
         raise UserError(
             "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
         )
+    if args.oracle:
+        parse_oracle(args.oracle)
+    run_dir = space_lib.tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs"))
+    space_lib.check_continuation(config, run_dir, args.overwrite)
+    return config, raw
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    """`tfkit tune CONFIG [--set ...] [--run-dir] [--overwrite] [--role --oracle --tuner-id]`.
+
+    Without --role, a cluster of several processes (`runtime.cluster`: an srun step, a
+    TF_CONFIG) runs a distributed search: its chief serves the oracle, the others run trials.
+    """
+    from tfkit.tuning import space as space_lib
+    from tfkit.tuning.launch import parse_oracle, wait_for_oracle
+
+    config, raw = check_request(args)
     bind = None
     if args.role is None:
         # under SLURM or TF_CONFIG the roles and the oracle come from the cluster: the
@@ -47,9 +66,9 @@ def tune_command(args: argparse.Namespace) -> int:
         wait_for_oracle(args.oracle, args.oracle_timeout)
 
     from tfkit.runs import Run
-    from tfkit.tuning.search import run_search, tune_run_dir
+    from tfkit.tuning.search import run_search
 
-    run = Run(tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs")))
+    run = Run(space_lib.tune_run_dir(config, args.run_dir, getattr(args, "runs_root", "runs")))
     chief = args.role != "worker"  # a local search or the chief: one process per run dir
     if chief:
         run.path.mkdir(parents=True, exist_ok=True)

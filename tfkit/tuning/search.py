@@ -17,12 +17,16 @@ best_model.keras     the best trial's model at its best epoch
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -32,15 +36,22 @@ import keras_tuner
 
 from tfkit.config import ExperimentConfig, save_config, validate
 from tfkit.errors import UserError
-from tfkit.runs import TUNE_DIR, Run, resume_changes, save_model_atomic
+from tfkit.runs import (
+    TUNE_BEST_CONFIG_FILE,
+    TUNE_BEST_MODEL_FILE,
+    TUNE_TRIALS_FILE,
+    Run,
+    save_model_atomic,
+)
 from tfkit.tuning import space as space_lib
 from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
 from tfkit.tuning.launch import set_distributed_env, wait_for_oracle
+from tfkit.tuning.space import tune_run_dir  # noqa: F401 - part of this module's API
 
-PROJECT = "project"
-TRIALS_FILE = "trials.csv"
-BEST_CONFIG = "best.yaml"
-BEST_MODEL = "best_model.keras"
+PROJECT = space_lib.PROJECT
+TRIALS_FILE = TUNE_TRIALS_FILE
+BEST_CONFIG = TUNE_BEST_CONFIG_FILE
+BEST_MODEL = TUNE_BEST_MODEL_FILE
 WORKERS_DIR = "workers"
 
 
@@ -96,6 +107,24 @@ def _tuner_class(name: str) -> type:
 class _HyperModel(TfkitHyperModel):
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
         space_lib.declare(hp, self.space)
+
+
+@contextlib.contextmanager
+def _without_reload_line() -> Iterator[None]:
+    """Keep Keras Tuner's `Reloading Tuner from ...` (printed when a search continues) off
+    stdout; anything else printed in the block passes through."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            yield
+    finally:
+        kept = [
+            line
+            for line in captured.getvalue().splitlines(keepends=True)
+            if not line.startswith("Reloading Tuner from ")
+        ]
+        if kept:
+            sys.stdout.write("".join(kept))
 
 
 # --------------------------------------------------------------------------------------
@@ -155,51 +184,31 @@ def serve_oracle(tuner, poll_s: float = 0.5, bind: str | None = None) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _check_fingerprint(
-    config: ExperimentConfig, search_dir: Path, overwrite: bool, write: bool
+def _prepare_search_dir(
+    config: ExperimentConfig, run_dir: Path, search_dir: Path, overwrite: bool, write: bool
 ) -> bool:
-    """Refuse a search dir made for another space/objective/experiment; return True to resume."""
-    path = search_dir / space_lib.FINGERPRINT_FILE
-    new = space_lib.fingerprint(config)
-    project = search_dir / PROJECT
-    if project.exists() and not overwrite:
-        if not path.exists():
-            raise UserError(
-                f"{search_dir} holds a Keras Tuner project that tfkit did not make (no "
-                f"{space_lib.FINGERPRINT_FILE}); pass --overwrite to start over or choose another --run-dir"
-            )
-        old = json.loads(path.read_text())
-        changes = space_lib.fingerprint_changes(old, new)
-        if changes:
-            raise UserError(
-                f"The search in {search_dir} was made for another config; changed: "
-                f"{'; '.join(changes)}. Keras Tuner would silently reuse the old trials. Pass "
-                "--overwrite to start a new search there, or use another --run-dir"
-            )
+    """Refuse a search dir made for another space/objective/experiment (see
+    `space.check_continuation`); return True to continue it. Otherwise (when `write`)
+    start the search dir, save the config and the fingerprint."""
+    changes = space_lib.check_continuation(config, run_dir, overwrite)
+    run = Run(run_dir)
+    if changes is not None:
+        if write and run.config_file.is_file():  # a continued search keeps its config.yaml
+            run.record_resume(changes)  # and records what changed
+        elif write:
+            run.path.mkdir(parents=True, exist_ok=True)
+            save_config(config, run.config_file)
         return True
     if write:
         if overwrite and search_dir.exists():
             shutil.rmtree(search_dir)
         search_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(new, indent=1, sort_keys=True))
+        path = search_dir / space_lib.FINGERPRINT_FILE
+        path.write_text(json.dumps(space_lib.fingerprint(config), indent=1, sort_keys=True))
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.resumes_file.unlink(missing_ok=True)
+        save_config(config, run.config_file)
     return False
-
-
-def _save_config(run: Run, config: ExperimentConfig, resuming: bool) -> None:
-    """A new search saves its config; a continued one keeps the saved `config.yaml` and
-    records what changed under the resume policy (`tfkit.runs.RESUMABLE_KEYS`)."""
-    if resuming and run.config_file.is_file():
-        try:
-            changes = resume_changes(run.load_config(), config)
-        except UserError as err:
-            raise UserError(
-                f"{run.path}: {err} (or pass --overwrite to start the search over)"
-            ) from None
-        run.record_resume(changes)
-        return
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.resumes_file.unlink(missing_ok=True)
-    save_config(config, run.config_file)
 
 
 def available_metrics(hypermodel: TfkitHyperModel, hp: keras_tuner.HyperParameters) -> list[str]:
@@ -275,7 +284,7 @@ def run_search(
             "--role and --oracle go together (e.g. --role worker --oracle 127.0.0.1:8000)"
         )
     run_dir = Path(run_dir)
-    search_dir = Path(tune.directory) if tune.directory else run_dir / "search"
+    search_dir = space_lib.search_dir(config, run_dir)
     space_lib.check_space(raw, tune)
 
     is_worker = role == "worker"
@@ -285,9 +294,7 @@ def run_search(
         wait_for_oracle(oracle, oracle_timeout)
         if not (search_dir / space_lib.FINGERPRINT_FILE).exists():
             raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
-    resuming = _check_fingerprint(config, search_dir, overwrite, write=not is_worker)
-    if not is_worker:
-        _save_config(Run(run_dir), config, resuming)
+    resuming = _prepare_search_dir(config, run_dir, search_dir, overwrite, write=not is_worker)
 
     if config.runtime.strategy == "multi_worker":
         raise UserError(
@@ -322,7 +329,8 @@ def run_search(
         )
     else:
         kwargs["max_trials"] = tune.max_trials
-    tuner = _tuner_class(tune.tuner)(hypermodel, **kwargs)
+    with _without_reload_line():  # tfkit's own line below says the search continues
+        tuner = _tuner_class(tune.tuner)(hypermodel, **kwargs)
     tuner._tfkit_ran = []
     tuner._tfkit_previous = 0 if is_worker else len(tuner.oracle.trials)
 
@@ -438,11 +446,6 @@ def write_results(
     else:
         print(f"no trial completed (search time {seconds:.1f}s)", flush=True)
     return {"trials": rows, "best": best, "seconds": seconds, "search_dir": str(search_dir)}
-
-
-def tune_run_dir(config: ExperimentConfig, run_dir: str | None, runs_root: str = "runs") -> Path:
-    """The tune run directory: `--run-dir`, else `<runs_root>/<name>/tune` (stable across re-runs)."""
-    return Path(run_dir) if run_dir else Path(runs_root) / config.name / TUNE_DIR
 
 
 def load_best(run_dir: str | Path) -> ExperimentConfig:

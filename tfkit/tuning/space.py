@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,8 +29,10 @@ from tfkit.config import (
     validate,
 )
 from tfkit.errors import UserError
+from tfkit.runs import TUNE_DIR, TUNE_SEARCH_DIR, Run, resume_changes
 
 FINGERPRINT_FILE = "tfkit_search.json"
+PROJECT = "project"  # Keras Tuner's project folder in the search directory
 
 
 # --------------------------------------------------------------------------------------
@@ -346,3 +349,72 @@ def _get(tree: Any, dotted: str) -> Any:
             return None
         tree = tree.get(part)
     return tree
+
+
+# --------------------------------------------------------------------------------------
+# continuing a search: checked before TensorFlow loads, nothing written
+# --------------------------------------------------------------------------------------
+
+
+def tune_run_dir(config: ExperimentConfig, run_dir: str | None, runs_root: str = "runs") -> Path:
+    """The tune run directory: `--run-dir`, else `<runs_root>/<name>/tune` (stable across re-runs)."""
+    return Path(run_dir) if run_dir else Path(runs_root) / config.name / TUNE_DIR
+
+
+def search_dir(config: ExperimentConfig, run_dir: str | Path) -> Path:
+    """Where Keras Tuner's project of the search lives: `tune.directory`, else
+    `RUN_DIR/search`."""
+    tune = config.tune
+    return (
+        Path(tune.directory)
+        if tune is not None and tune.directory
+        else Path(run_dir) / TUNE_SEARCH_DIR
+    )
+
+
+def check_continuation(
+    config: ExperimentConfig, run_dir: str | Path, overwrite: bool = False
+) -> list[dict[str, Any]] | None:
+    """Whether running `config` in `run_dir` continues the search there, and under which
+    config changes; reads only (no TensorFlow, nothing written).
+
+    Returns:
+        None for a new search (none there, or `overwrite`); else the changes from the
+        run's saved config, each `{"key", "old", "new"}`, all allowed by the resume policy.
+
+    Raises:
+        UserError: a search made for another space, objective or experiment, a Keras Tuner
+            project tfkit did not make, or a change the resume policy refuses; each names
+            what changed and that `--overwrite` starts over.
+    """
+    folder = search_dir(config, run_dir)
+    if overwrite or not (folder / PROJECT).exists():
+        return None
+    path = folder / FINGERPRINT_FILE
+    if not path.exists():
+        raise UserError(
+            f"{folder} holds a Keras Tuner project that tfkit did not make (no "
+            f"{FINGERPRINT_FILE}); pass --overwrite to start over or choose another --run-dir"
+        )
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"{path} is not valid JSON ({err}); pass --overwrite to start over"
+        ) from None
+    changes = fingerprint_changes(old, fingerprint(config))
+    if changes:
+        raise UserError(
+            f"The search in {folder} was made for another config; changed: "
+            f"{'; '.join(changes)}. Keras Tuner would silently reuse the old trials. Pass "
+            "--overwrite to start a new search there, or use another --run-dir"
+        )
+    run = Run(run_dir)
+    if not run.config_file.is_file():
+        return []
+    try:
+        return resume_changes(run.load_config(), config)
+    except UserError as err:
+        raise UserError(
+            f"{run.path}: {err} (or pass --overwrite to start the search over)"
+        ) from None
