@@ -1,9 +1,9 @@
 """Custom-loop benchmark: examples/s of tfkit's GradientTape loop vs its `fit` path.
 
 Both run the same config (model, data pipeline, callbacks, seed) in one process, alternating
-runs: `tfkit.training.session.run_loop` (train.loop=custom, steps_per_loop=10) and
-`tfkit.training.session.fit`. Two workloads: the digits CNN (configs/digits_cnn.yaml without
-its dropout) and the digits MLP. Examples/s = train examples x epochs / training wall time
+runs: `tfkit.training.session.run_loop` (train.loop=custom, its default steps_per_loop: auto)
+and `tfkit.training.session.fit` (its default steps_per_execution: auto). Two workloads: the
+digits CNN (configs/digits_cnn.yaml without its dropout) and the digits MLP. Examples/s = train examples x epochs / training wall time
 (tracing included in both). Ratio: loop_vs_fit = loop / fit on the CNN and MLP (best run of
 each), and `loop_vs_fit` is their geometric mean (target >= 1.0).
 
@@ -48,7 +48,7 @@ def _run(kind: str, workload: str, epochs: int, seed: int, root: Path) -> float:
         f"runtime.seed={seed}",
     ]
     if kind == "loop":
-        overrides += ["train.loop=custom", "train.steps_per_loop=10"]
+        overrides += ["train.loop=custom"]
     config = load_config(None, overrides)
     run_dir = create_run_dir(config, root=root)
     if kind == "loop":

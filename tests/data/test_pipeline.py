@@ -1,5 +1,6 @@
 """The pipeline: splits, determinism, sharding, batching options, normalization, Python API."""
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,3 +225,29 @@ def test_python_api_numpy_dataframe_generator():
     assert [b[0].shape[0] for b in batches] == [4, 4, 2]
     with pytest.raises(UserError, match="same number of examples"):
         from_numpy(x, y[:5])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kw", "identity"),
+    [
+        ("float32", {}, True),
+        ("float64", {}, False),  # cast to float32
+        ("uint8", {}, False),  # scaled to [0, 1]
+        ("float32", {"one_hot": 3}, False),
+        ("float32", {"normalizers": {"x": keras.layers.Identity()}}, False),
+    ],
+)
+def test_post_map_is_skipped_only_when_it_changes_nothing(dtype, kw, identity):
+    """The per-batch map stage is left out exactly when its output equals its input."""
+    from tfkit.data.pipeline import _is_identity, make_postprocess
+
+    post = make_postprocess(["x"], **kw)
+    x = (np.arange(24).reshape(4, 6) % 7).astype(dtype)
+    y = np.arange(4) % 3
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    assert _is_identity(post, ds.element_spec) is identity
+    if identity:
+        for (bx, by), (px, py) in zip(ds, ds.map(post), strict=True):
+            np.testing.assert_array_equal(bx.numpy(), px.numpy())
+            np.testing.assert_array_equal(by.numpy(), py.numpy())
+            assert px.dtype == bx.dtype and py.dtype == by.dtype

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkit.stylegan.augment import AugmentPipe, _gather_pixels, ada_adjustment
+from tfkit.stylegan.augment import AugmentPipe, _bilinear, _gather_pixels, ada_adjustment
 from tfkit.stylegan.presets import AUGMENT_GROUPS, AUGPIPES
 
 PIPES = [*AUGMENT_GROUPS, "bgcfnc", "blit+noise"]
@@ -229,6 +229,47 @@ def test_second_order_gradients_for_r1():
         total = tf.reduce_sum(penalty)
     grad = tape.gradient(total, w).numpy()
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bilinear_sparse_gradient_equals_the_gather_gradient_to_second_order(seed):
+    """The sampling's custom gradient (a sparse matrix product) equals what TensorFlow
+    derives for the same sampling written with plain gathers, and so does the gradient of
+    an R1-like penalty on it (second order); samples fall inside and outside the image."""
+
+    def plain(images, x, y):
+        h, w = images.shape[1], images.shape[2]
+        x0, y0 = tf.floor(x), tf.floor(y)
+        out = 0.0
+        for yi in (y0, y0 + 1):
+            for xi in (x0, x0 + 1):
+                weight = (1 - tf.abs(x - xi)) * (1 - tf.abs(y - yi))
+                inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+                yc = tf.clip_by_value(tf.cast(yi, tf.int32), 0, h - 1)
+                xc = tf.clip_by_value(tf.cast(xi, tf.int32), 0, w - 1)
+                out = (
+                    out + _gather_pixels(images, yc, xc) * tf.where(inside, weight, 0.0)[..., None]
+                )
+        return out
+
+    rs = np.random.RandomState(seed)
+    images = tf.constant(rs.normal(size=(3, 9, 11, 2)).astype("float32"))
+    x = tf.constant(rs.uniform(-3, 14, (3, 7, 6)).astype("float32"))
+    y = tf.constant(rs.uniform(-3, 12, (3, 7, 6)).astype("float32"))
+
+    def gradients(sample):
+        with tf.GradientTape() as outer:
+            outer.watch(images)
+            with tf.GradientTape() as inner:
+                inner.watch(images)
+                total = tf.reduce_sum(tf.tanh(sample(images, x, y)))
+            grad = inner.gradient(total, images)
+            penalty = tf.reduce_sum(tf.square(grad) * tf.cos(images))
+        return sample(images, x, y), grad, outer.gradient(penalty, images)
+
+    for got, expected in zip(gradients(_bilinear), gradients(plain), strict=True):
+        assert np.abs(expected.numpy()).max() > 0.1
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6, rtol=1e-5)
 
 
 def test_layer_round_trips_through_keras_serialization():

@@ -212,3 +212,47 @@ def test_file_callbacks_create_their_folder(tmp_path):
     cb.on_epoch_end(0, {"loss": 1.0})
     cb.on_train_end()
     assert (run_dir / "logs" / "h.csv").read_text().startswith("epoch,loss")
+
+
+def _event_values(log_dir) -> dict[tuple[str, int], float]:
+    """`(tag, step) -> value` of every scalar summary written under `log_dir`."""
+    import tensorflow as tf
+
+    return {
+        (value.tag, event.step): float(tf.make_ndarray(value.tensor))
+        for path in log_dir.rglob("*tfevents*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+
+
+@pytest.mark.parametrize("validation_freq", [1, 2])
+def test_epoch_tensorboard_writes_each_epochs_logs_in_the_background(tmp_path, validation_freq):
+    """The scalars written by the background thread are the epoch logs (and each
+    validation's) at their epoch and step, all on disk when training ends."""
+    from tfkit.training.callbacks import EpochTensorBoard
+
+    model, x, y = _model_and_data()
+    board = EpochTensorBoard(log_dir=str(tmp_path / "tb"), write_graph=False)
+    history = model.fit(
+        x, y, validation_split=0.25, validation_freq=validation_freq, epochs=4, batch_size=32,
+        callbacks=[board], verbose=0,
+    )  # fmt: skip
+    train, val = (
+        _event_values(tmp_path / "tb" / "train"),
+        _event_values(tmp_path / "tb" / "validation"),
+    )
+    for epoch in range(4):
+        for key in ("loss", "accuracy"):
+            assert train[(f"epoch_{key}", epoch)] == pytest.approx(
+                history.history[key][epoch], rel=1e-6
+            )
+    val_epochs = [e for e in range(4) if (e + 1) % validation_freq == 0]
+    for i, epoch in enumerate(val_epochs):
+        assert val[("epoch_loss", epoch)] == pytest.approx(history.history["val_loss"][i], rel=1e-6)
+        step = (epoch + 1) * 3  # 96 training examples, batches of 32
+        assert val[("evaluation_loss_vs_iterations", step)] == pytest.approx(
+            history.history["val_loss"][i], rel=1e-6
+        )
+    assert {k for k in val if k[0] == "epoch_loss"} == {("epoch_loss", e) for e in val_epochs}
+    assert board._executor is None  # shut down at the end of training

@@ -154,6 +154,8 @@ def test_rerun_continues_and_changed_space_is_refused(searched, capsys, tmp_path
     assert run.load_config().tune.max_trials == 3
     assert out.count("completed val_accuracy=") == 1
     assert "[3/3]" in out
+    # tfkit's own line says the search continues; Keras Tuner's reload notice stays off
+    assert ", continuing)" in out and "Reloading Tuner" not in out
     assert [t["objective"] for t in more["trials"][:2]] == [t["objective"] for t in first["trials"]]
     # a changed space or objective is refused, naming the change
     changed = with_tune(RAW, max_trials=3)

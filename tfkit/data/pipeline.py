@@ -129,7 +129,18 @@ def make_postprocess(
             rest[0] = tf.one_hot(tf.cast(rest[0], tf.int32), one_hot)
         return (x, *rest) if rest else x
 
+    post.converts_only = not (normalizers or augment or one_hot)  # see `_is_identity`
     return post
+
+
+def _is_identity(post, element_spec) -> bool:
+    """Whether `post` returns batches of `element_spec` unchanged: nothing to normalize,
+    augment or one-hot and every input already float32 (or a string); the pipeline then
+    skips that map stage, which costs a thread hand-off per batch."""
+    if not getattr(post, "converts_only", False):
+        return False
+    x = element_spec[0] if isinstance(element_spec, tuple) else element_spec
+    return all(spec.dtype in (tf.float32, tf.string) for spec in tf.nest.flatten(x))
 
 
 def _stats(batches, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -318,7 +329,8 @@ def _split_dataset(
         ds = ds.map(
             parse_fn(src), num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic
         )
-    ds = ds.map(post, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic)
+    if not _is_identity(post, ds.element_spec):
+        ds = ds.map(post, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic)
     if training and cfg.repeat:
         ds = ds.repeat()
     if cfg.prefetch:
@@ -512,7 +524,8 @@ def pipeline(
     if training and cfg.shuffle_buffer > 0:
         ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed if cfg.seed is not None else seed)
     ds = ds.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
-    ds = ds.map(post, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic)
+    if not _is_identity(post, ds.element_spec):
+        ds = ds.map(post, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic)
     if training and cfg.repeat:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE) if cfg.prefetch else ds

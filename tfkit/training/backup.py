@@ -76,13 +76,13 @@ class FitBackup(keras.callbacks.Callback):
 
     Cheap enough to leave on for every run:
 
-    - Its only batch-end hook reads the loss and nothing else, and is `async_safe`: unless
-      another callback needs the batch logs (the progress bar does), Keras hands them to a
-      thread and keeps dispatching training steps, as a bare `model.fit` does. A non-finite
-      loss is recorded there with its step; the main thread raises `NonFiniteLossError` at
-      the next batch begin or epoch end (Keras waits for those hooks before an epoch end).
+    - Its only batch-end hook compares the loss Keras already read (with the TensorFlow
+      backend Keras converts every batch's logs to floats on the main thread, with or
+      without callbacks) and records a non-finite one with its step; it is `async_safe`,
+      so on backends where Keras runs batch hooks in a thread it keeps doing so. The main
+      thread raises `NonFiniteLossError` at the next batch begin or epoch end.
     - Signals and `save_every` are handled at batch begins, on the main thread, between two
-      training calls: nothing reads a device value per batch.
+      training calls: no device value is read for them.
     - A save copies the state into shadow variables (one `assign` per variable) and writes
       the copy in a background thread while training goes on. An epoch end whose previous
       write is still running skips its save (the next one catches up); the last epoch, a
