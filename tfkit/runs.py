@@ -615,6 +615,12 @@ class Run:
                 f"{purpose}. Fix the cause and continue it with --resume {run.path}"
             )
         if not run.is_trained:
+            if run.kind == "gan":
+                raise UserError(
+                    f"{named} holds no trained generator to {purpose}: no snapshot has been "
+                    f"written (no {run.g_ema_file} or checkpoint). Train it with "
+                    f"tfkit gan train --resume {run.path}"
+                )
             raise UserError(
                 f"{named} holds no trained model to {purpose}: no epoch has finished (no "
                 f"{run.model_file}). Train it with --resume {run.path}"

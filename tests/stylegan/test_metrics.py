@@ -458,6 +458,14 @@ def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv("TFKIT_INCEPTION_WEIGHTS", raising=False)
     run_dir = create_run_dir(gan_config(), root=tmp_path / "runs")
+    # a GAN run with no snapshot yet is refused as such (before TensorFlow loads)
+    assert main(["gan", "metrics", str(run_dir), "--num-images", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no trained generator to measure" in err
+    assert f"tfkit gan train --resume {run_dir}" in err
+    # with a checkpoint (its state file is what the check reads) the weights are missing
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert main(["gan", "metrics", str(run_dir), "--num-images", "16"]) == 2
     err = capsys.readouterr().err
     assert "tfkit gan metrics: error: InceptionV3 weights not found locally" in err
