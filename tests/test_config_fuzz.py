@@ -119,7 +119,8 @@ def test_mutated_configs_are_answered_cleanly(name, data, tmp_path, capsys):
     for command in (["config", "validate"], ["train", "--dry-run"]):
         argv = [*command[:1], *command[1:2], str(path), *overrides]
         if command[0] == "train":
-            argv = ["train", str(path), "--dry-run", *overrides]
+            train = ["gan", "train"] if "gan" in tree else ["train"]
+            argv = [*train, str(path), "--dry-run", *overrides]
         rc, err = _answer(argv, capsys)
         assert rc in (0, 2), (argv, tree, err)
         assert "Traceback" not in err and "internal error" not in err, err
@@ -133,4 +134,10 @@ def test_mutated_configs_are_answered_cleanly(name, data, tmp_path, capsys):
 def test_shipped_configs_validate_and_dry_run(name, capsys):
     path = str(Path(__file__).parents[1] / "configs" / name)
     assert _answer(["config", "validate", path], capsys) == (0, "")
-    assert _answer(["train", path, "--dry-run"], capsys) == (0, "")
+    command, other = (
+        (["gan", "train"], ["train"]) if "gan" in TREES[name] else (["train"], ["gan", "train"])
+    )
+    assert _answer([*command, path, "--dry-run"], capsys) == (0, "")
+    # the other training command refuses it in one line, naming the one that serves it
+    rc, err = _answer([*other, path, "--dry-run"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and f"tfkit {' '.join(command)}" in err, err
