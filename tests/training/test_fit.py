@@ -254,6 +254,20 @@ def test_example_script_trains(tmp_path, monkeypatch, capsys):
     assert len(lines) == 2
 
 
+def _gray_8x8_model_and_source(folder) -> tuple[keras.Model, dict]:
+    """A model taking 8x8 grayscale images and the `images` source of `folder`."""
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    source = {
+        "kind": "images",
+        "path": str(folder),
+        "image_size": [8, 8],
+        "color_mode": "grayscale",
+    }
+    return model, source
+
+
 @pytest.mark.slow
 def test_digits_cnn_reaches_99_percent(run_root):
     """The main job as configured: >= 99.0 % test accuracy on the digits."""
@@ -296,15 +310,7 @@ def test_predict_reads_parquet_columns_and_image_folders_like_the_data_sources(t
     folder.mkdir()
     for i, value in enumerate((0, 255, 0)):
         Image.fromarray(np.full((8, 8), value, np.uint8)).save(folder / f"{i}.png")
-    model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
-    )
-    source = {
-        "kind": "images",
-        "path": str(folder),
-        "image_size": [8, 8],
-        "color_mode": "grayscale",
-    }
+    model, source = _gray_8x8_model_and_source(folder)
     for normalize, low, high in (("none", 0.0, 1.0), ("minus_one_one", -1.0, 1.0)):
         config = validate({"data": {"source": source, "normalize": normalize}})
         x = read_inputs(folder, model, config)
@@ -332,15 +338,7 @@ def test_predict_refuses_images_of_another_size_unless_asked_to_resize(tmp_path,
     for i, (h, w) in enumerate(sizes):
         pixels.append((rng.random((h, w)) * 255).astype(np.uint8))
         Image.fromarray(pixels[-1]).save(folder / f"{i}.png")
-    model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
-    )
-    source = {
-        "kind": "images",
-        "path": str(folder),
-        "image_size": [8, 8],
-        "color_mode": "grayscale",
-    }
+    model, source = _gray_8x8_model_and_source(folder)
     config = validate({"data": {"source": source}})
     first = next(i for i, size in enumerate(sizes) if size != (8, 8))
     h, w = sizes[first]
