@@ -17,7 +17,7 @@ Figures (`--json` writes them with the ratios):
   *_G_params, *_D_params     parameter counts.
   conv3x3_*_ms               forward + backward of one 3x3 'SAME' convolution (batch 16, 32x32,
                              128 -> 128 channels): `tf.nn.conv2d` (direct) and Winograd
-                             F(2x2, 3x3) (what the networks use in float32 on CPU).
+                             F(m x m, 3x3), m = 4 here (what the networks use in float32 on CPU).
   modconv_*_ms               forward + backward of one 3x3 modulated convolution (batch 32,
                              32x32, 64 -> 64 channels): unfused (modulate activations, one
                              shared convolution), fused as a grouped convolution, fused as a

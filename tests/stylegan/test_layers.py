@@ -161,11 +161,20 @@ def _relative_error(a, b) -> float:
 
 
 @pytest.mark.parametrize(
-    "shape, cout", [((1, 4, 4, 3), 5), ((3, 8, 6, 16), 8), ((2, 16, 16, 32), 32)]
+    "shape, cout, tile",
+    [
+        ((1, 4, 4, 3), 5, 2),
+        ((3, 8, 6, 16), 8, 2),
+        ((2, 8, 12, 8), 24, 4),
+        ((2, 16, 16, 32), 32, 4),
+        ((5, 32, 32, 4), 16, 4),
+    ],
 )
-def test_winograd_conv3x3_equals_conv2d_with_first_and_second_gradients(shape, cout):
-    """Winograd F(2x2, 3x3) is the 'SAME' 3x3 convolution: values, gradients with respect
-    to input and kernel, and the second-order gradient R1 takes, within float32 rounding."""
+def test_winograd_conv3x3_equals_conv2d_with_first_and_second_gradients(shape, cout, tile):
+    """Winograd F(2x2, 3x3) and F(4x4, 3x3) are the 'SAME' 3x3 convolution: values,
+    gradients with respect to input and kernel, and the second-order gradient R1 takes,
+    within float32 rounding."""
+    assert L._winograd_tile(*shape[1:3]) == tile
     x = tf.random.normal(shape, seed=20)
     kernel = tf.random.normal([3, 3, shape[-1], cout], seed=21)
     probe = tf.random.normal([*shape[:3], cout], seed=22)
