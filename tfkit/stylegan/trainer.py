@@ -753,7 +753,7 @@ class Trainer:
         self.log(
             f"StyleGAN {opts.arch} {opts.resolution}x{opts.resolution}, preset {opts.preset}: batch {opts.batch} on "
             f"{self.replicas} replica(s), G {self.G.count_params():,} / D {self.D.count_params():,} params, "
-            f"from kimg {self.nimg.numpy() / 1000:.1f} to {opts.kimg:g}"
+            f"from kimg {int(self.nimg.numpy()) / 1000:g} to {opts.kimg:g}"
         )
         # the counters live in Python during the loop: no read from the device until a tick ends
         step, nimg = int(self.step.numpy()), int(self.nimg.numpy())

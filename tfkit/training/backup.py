@@ -9,10 +9,12 @@ fresh dataset). A run resumed in the middle of epoch `e` first trains the rest o
 remaining epochs.
 
 `FitBackup` saves a `tf.train.Checkpoint` of the model, its optimizer, every model variable
-(Keras seed generators of dropout and noise layers included), the compiled metrics' state
-and the step: at each epoch end, every `save_every` steps and when a stop signal arrives. It
-refuses to save non-finite weights and stops the run on a non-finite loss
-(`NonFiniteLossError`), so the last checkpoint is always a good one.
+(Keras seed generators of dropout and noise layers included), the compiled metrics' state,
+the step and the other callbacks' state (`tfkit.training.callback_state`: EarlyStopping's
+patience, the best value behind `best.keras`...): at each epoch end (after every callback's
+epoch end), every `save_every` steps and when a stop signal arrives. It refuses to save
+non-finite weights and stops the run on a non-finite loss (`NonFiniteLossError`), so the
+last checkpoint is always a good one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, Stopped, UserError
+from tfkit.training.callback_state import CallbackStates
 from tfkit.training.stop import StopSignals, end_progress_line
 
 
@@ -113,6 +116,7 @@ class FitBackup(keras.callbacks.Callback):
         save_every: int = 0,
         stop: StopSignals | None = None,
         max_to_keep: int = 2,
+        states: CallbackStates | None = None,
     ):
         super().__init__()
         self.directory = Path(directory)
@@ -121,6 +125,10 @@ class FitBackup(keras.callbacks.Callback):
         self.save_every = int(save_every or 0)
         self.stop = stop
         self.max_to_keep = max_to_keep
+        self.states = states
+        if states is not None:  # the epoch-end save waits for every callback's epoch end
+            states.after_epoch_end = self._save_epoch_end
+        self._epoch_end_save: bool | None = None  # due at the end of this epoch (wait?)
         self.step = int(start_step)
         self.epoch = int(start_epoch)
         self._saved_step = int(start_step)
@@ -137,6 +145,7 @@ class FitBackup(keras.callbacks.Callback):
         self._metric_vars: list[Any] = []
         self._step_var: tf.Variable | None = None
         self._epoch_var: tf.Variable | None = None
+        self._states_var: tf.Variable | None = None
         self._writer: threading.Thread | None = None
         self._write_error: BaseException | None = None
         self._lock = threading.Lock()
@@ -152,6 +161,8 @@ class FitBackup(keras.callbacks.Callback):
         model = self.model
         self._step_var = tf.Variable(self.start_step, dtype=tf.int64, trainable=False)
         self._epoch_var = tf.Variable(self.epoch, dtype=tf.int64, trainable=False)
+        with tf.device("/cpu:0"):
+            self._states_var = tf.Variable(b"", dtype=tf.string, trainable=False)
         self._metric_vars = [_raw(v) for v in model.metrics_variables]
         # one flat list: every model variable (Keras seed generators of dropout and noise
         # layers included), the optimizer's and the compiled metrics' state
@@ -161,17 +172,23 @@ class FitBackup(keras.callbacks.Callback):
             if id(raw) not in seen:
                 seen.add(id(raw))
                 self._variables.append(raw)
-        self._checkpoint = tf.train.Checkpoint(
-            variables=self._variables, step=self._step_var, epoch=self._epoch_var
-        )
+        items = {"variables": self._variables, "step": self._step_var, "epoch": self._epoch_var}
+        self._checkpoint = tf.train.Checkpoint(**items, callbacks=self._states_var)
         if self.start_step or self.epoch:
             latest = self.latest
             if latest is None:
                 raise FileNotFoundError(f"no backup in {self.directory} to resume from")
             try:
-                self._checkpoint.restore(latest).assert_existing_objects_matched()
+                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+                # backups written before the callbacks' state was saved lack it
+                checkpoint = (
+                    self._checkpoint if "callbacks" in saved else tf.train.Checkpoint(**items)
+                )
+                checkpoint.restore(latest).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
                 raise unreadable(latest, err) from None
+            if self.states is not None:
+                self.states.load(self._states_var.numpy())
             # fit resets the metrics at each epoch begin: keep the state of a cut epoch
             self._metric_values = [v.numpy() for v in self._metric_vars]
         # the copy a background thread writes, with the same structure as the live state
@@ -183,6 +200,7 @@ class FitBackup(keras.callbacks.Callback):
                 variables=self._shadow_variables,
                 step=tf.Variable(0, dtype=tf.int64, trainable=False),
                 epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
+                callbacks=tf.Variable(b"", dtype=tf.string, trainable=False),
             )
             _ = self._shadow.save_counter  # `restore` creates the live one: both match
 
@@ -271,8 +289,16 @@ class FitBackup(keras.callbacks.Callback):
         if stopping:  # stop before the next epoch; this one validates and logs first
             self._stop_after_epoch = True
         last = epoch + 1 >= int(self.params.get("epochs") or 0)
+        self._epoch_end_save = None
         if last or stopping or not self._writing():
-            self._save(self.step, wait=stopping)
+            self._epoch_end_save = stopping
+            if self.states is None:  # else after every callback's epoch end (their state)
+                self._save_epoch_end()
+
+    def _save_epoch_end(self) -> None:
+        if self._epoch_end_save is not None:
+            wait, self._epoch_end_save = self._epoch_end_save, None
+            self._save(self.step, wait=wait)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.wait()
@@ -309,6 +335,7 @@ class FitBackup(keras.callbacks.Callback):
             shadow.assign(variable)
         self._shadow.step.assign(step)
         self._shadow.epoch.assign(self.epoch)
+        self._shadow.callbacks.assign(self.states.dump() if self.states is not None else b"")
         self._saved_step = self._written_step = step
         self._writer = threading.Thread(target=self._write_in_thread, args=(step,))
         self._writer.start()
@@ -438,7 +465,10 @@ def fit_phases(
         isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks
     ):  # the cut epoch is a fit of its own: its bar still counts to `epochs`
         callbacks.append(_ProgbarOf(epochs))
-    fit_kwargs["callbacks"] = callbacks
+    # EarlyStopping(restore_best_weights) sets the best weights at every fit's end: a phase
+    # that is not the run's end must hand the next one the weights it trained
+    ended = _WeightsAtTrainEnd()
+    fit_kwargs["callbacks"] = [ended, *callbacks]
     for first, last, steps in phases:
         if first >= last:
             continue
@@ -462,4 +492,15 @@ def fit_phases(
             step += steps * (last - first)
         if model.stop_training:  # e.g. EarlyStopping in the cut epoch
             break
+        if last < epochs and ended.weights is not None:
+            model.set_weights(ended.weights)
     return merged
+
+
+class _WeightsAtTrainEnd(keras.callbacks.Callback):
+    """The model's weights when `fit` ends, before any other callback's `on_train_end`."""
+
+    weights: list[np.ndarray] | None = None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.weights = self.model.get_weights()

@@ -259,6 +259,23 @@ class BestCheckpoint(LastCheckpoint):
         if self._pending is not None and self._due():
             self._write()
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on choosing the best epoch (weights not yet
+        written included)."""
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "last_epoch": self._last_epoch,
+            "pending": self._pending,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from `state_dict()`."""
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self._last_epoch = state["last_epoch"]
+        pending = state["pending"]
+        self._pending = None if pending is None else [np.asarray(w) for w in pending]
+
     def _write(self) -> None:
         current = self.model.get_weights()
         self.model.set_weights(self._pending)

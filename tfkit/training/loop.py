@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, UserError
+from tfkit.training.callback_state import CallbackStates
 from tfkit.training.stop import StopSignals, end_progress_line
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
@@ -169,6 +170,7 @@ class Loop:
         self._stop = StopSignals()  # entered by `run()`
         self._stop_signal: int | None = None  # the signal this process received
         self._stopping = False  # every worker agreed to stop (see StopAgreement)
+        self._saved_step: int | None = None  # the step of the last checkpoint written
         from tfkit.distribute import StopAgreement
 
         # multi-worker: a SIGTERM to any worker stops every worker at the same step
@@ -198,9 +200,16 @@ class Loop:
                 self.class_weight = tf.constant(table)
             # callbacks (ReduceLROnPlateau, TensorBoard) read model.optimizer
             model.optimizer = self.optimizer
-        self.checkpoint = tf.train.Checkpoint(
+        # EarlyStopping's patience, the best value behind best.keras...: saved with the weights
+        self.callback_states = CallbackStates(self.callbacks)
+        with tf.device("/cpu:0"):
+            self._states_var = tf.Variable(b"", dtype=tf.string, trainable=False)
+            # the epoch's loss sum and weight so far: a cut epoch logs the whole epoch's mean
+            self._loss_sums = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
+        self._checkpoint_items: dict[str, Any] = dict(
             model=model, optimizer=self.optimizer, step=self.step, epoch=self.epoch, rng=self.rng
         )
+        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
         self.manager = None
         if self.checkpoint_dir is not None:
             self.manager = tf.train.CheckpointManager(
@@ -428,20 +437,50 @@ class Loop:
         if not hasattr(self.checkpoint, "model_variables"):
             # Keras seed generators (dropout, noise) are not reached through `model`; list
             # every model variable so their RNG state is saved and restored too
-            self.checkpoint.model_variables = [getattr(v, "value", v) for v in self.model.variables]
+            variables = [getattr(v, "value", v) for v in self.model.variables]
+            self.checkpoint.model_variables = self._checkpoint_items["model_variables"] = variables
+            # the state of a cut epoch: train metrics, loss sums; and the callbacks' state
+            later = {
+                "metric_variables": [
+                    getattr(v, "value", v) for m in self.metrics for v in m.variables
+                ],
+                "epoch_loss": self._loss_sums,
+                "callbacks": self._states_var,
+            }
+            for name, value in later.items():
+                setattr(self.checkpoint, name, value)
+            self._checkpoint_items.update(later)
 
     def restore(self) -> int:
         """Restore the latest checkpoint (if any); returns the restored step."""
         self._ensure_built()
         if self.manager is not None and self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint)
+            self.restore_checkpoint(self.manager.latest_checkpoint)
         return int(self.step.numpy())
+
+    def restore_checkpoint(self, path: str) -> None:
+        """Restore the checkpoint `path` (e.g. the chief's, on every worker); every saved
+        object must match. The callbacks' state goes back at the next `run()`."""
+        self._ensure_built()
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        checkpoint = self.checkpoint
+        # checkpoints of an older tfkit lack the cut epoch's and the callbacks' state
+        optional = {"metric_variables", "epoch_loss", "callbacks"}
+        if optional - saved:
+            items = self._checkpoint_items.items()
+            checkpoint = tf.train.Checkpoint(
+                **{k: v for k, v in items if k in saved or k not in optional}
+            )
+        checkpoint.restore(path).assert_existing_objects_matched()
+        self.callback_states.load(self._states_var.numpy())
 
     def save(self) -> str | None:
         """Save a checkpoint at the current step (no-op without `checkpoint_dir`)."""
         if self.manager is None:
             return None
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        self._states_var.assign(self.callback_states.dump())
+        self._saved_step = int(self.step.numpy())
+        return self.manager.save(checkpoint_number=self._saved_step)
 
     def _input_iterator(self, start_step: int):
         strategy = self.strategy
@@ -501,7 +540,8 @@ class Loop:
         self._set_monitor_modes()
         history = keras.callbacks.History()
         callbacks = keras.callbacks.CallbackList(
-            [*self.callbacks, history],
+            # the states last: their on_train_begin puts back what the others' reset
+            [*self.callbacks, history, self.callback_states],
             model=self.model,
             epochs=self.epochs,
             steps=self.steps_per_epoch,
@@ -517,7 +557,8 @@ class Loop:
             for epoch in range(start_epoch, self.epochs):
                 logs = self._run_epoch(epoch, iterator, callbacks, writer)
                 if self._stopping:
-                    self.save()
+                    if self._saved_step != int(self.step.numpy()):
+                        self.save()
                     break
                 if self.model.stop_training:
                     break
@@ -527,15 +568,18 @@ class Loop:
         return dict(history.history)
 
     def _run_epoch(self, epoch, iterator, callbacks, writer) -> dict[str, float]:
-        for metric in self.metrics:
-            metric.reset_state()
+        done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
+        if done_in_epoch == 0:  # a cut epoch (resumed) goes on with its restored sums
+            for metric in self.metrics:
+                metric.reset_state()
+            self._loss_sums.assign([0.0, 0.0])
+        loss_sum, count_sum = (float(v) for v in self._loss_sums.numpy())
+        seen = 0.0  # examples trained in this call (the throughput's)
         callbacks.on_epoch_begin(epoch)
         progbar = (
             keras.utils.Progbar(self.steps_per_epoch, verbose=1) if self.verbose == 1 else None
         )
         start = time.perf_counter()
-        done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
-        loss_sum = count_sum = 0.0
         logs: dict[str, float] = {}
         while done_in_epoch < self.steps_per_epoch:
             n = min(self.steps_per_loop, self.steps_per_epoch - done_in_epoch)
@@ -556,7 +600,9 @@ class Loop:
             finite = np.isfinite(losses)
             loss_sum += float(np.sum(losses[finite] * counts[finite]))
             count_sum += float(np.sum(counts[finite]))
+            seen += float(np.sum(counts))
             done_in_epoch += done
+            self._loss_sums.assign([loss_sum, count_sum])
             logs = {"loss": loss_sum / max(count_sum, 1.0)}
             logs.update({m.name: float(m.result()) for m in self.metrics})
             callbacks.on_train_batch_end(done_in_epoch - 1, logs)
@@ -565,7 +611,12 @@ class Loop:
             if writer is not None:
                 with writer.as_default(step=int(self.step.numpy())):
                     tf.summary.scalar("train/step_loss", float(losses[done - 1]))
-            if self.checkpoint_every and int(self.step.numpy()) % self.checkpoint_every == 0:
+            step = int(self.step.numpy())
+            if (
+                self.checkpoint_every
+                and step % self.checkpoint_every == 0
+                and done_in_epoch < self.steps_per_epoch  # else after the epoch-end hooks
+            ):
                 self.save()
             # chunk ends are the same steps on every worker: agree there on a stop request
             self._stop_signal = self._stop.requested
@@ -573,7 +624,9 @@ class Loop:
             if self._stopping or self.model.stop_training:
                 break
         seconds = time.perf_counter() - start
-        if self._stopping:  # interrupted: no validation or epoch-end hooks
+        if self._stopping and done_in_epoch < self.steps_per_epoch:
+            # interrupted mid-epoch: no validation or epoch-end hooks (a stop asked during
+            # the epoch's last chunk lets the epoch end, validate and log first)
             if progbar is not None:
                 end_progress_line(1)
             return logs
@@ -583,9 +636,6 @@ class Loop:
         finished = done_in_epoch >= self.steps_per_epoch
         if finished:
             self.epoch.assign(epoch + 1)
-            step = int(self.step.numpy())
-            if not self.checkpoint_every or step % self.checkpoint_every:
-                self.save()  # every epoch end: a kill after the last one retrains nothing
         if self.verbose == 2 or (progbar is not None and "val_loss" in logs):
             text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
             print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {text}")
@@ -593,8 +643,10 @@ class Loop:
             with writer.as_default(step=epoch + 1):
                 for key, value in logs.items():
                     tf.summary.scalar(f"epoch/{key}", value)
-                tf.summary.scalar("epoch/examples_per_sec", count_sum / max(seconds, 1e-9))
+                tf.summary.scalar("epoch/examples_per_sec", seen / max(seconds, 1e-9))
         callbacks.on_epoch_end(epoch, logs)
+        if finished:  # after the callbacks' epoch end: the checkpoint holds their new state
+            self.save()  # every epoch end: a kill after the last one retrains nothing
         return logs
 
 

@@ -176,6 +176,7 @@ def fit(
     """
     from tfkit import distribute
     from tfkit.training.backup import FitBackup, build_from_spec, saved_position, weights_finite
+    from tfkit.training.callback_state import CallbackStates
     from tfkit.training.stop import StopSignals
 
     run_dir = Path(run_dir)
@@ -203,20 +204,7 @@ def fit(
     extra = list(callbacks)
     start = time.perf_counter()
     with StopSignals() as stop:
-        backup = FitBackup(
-            run_dir / BACKUP_DIR,
-            steps_per_epoch=session.steps_per_epoch,
-            start_step=start_step,
-            start_epoch=start_epoch,
-            save_every=config.train.checkpoint_every,
-            stop=stop,
-        )
-        build_from_spec(model, session.splits.train.element_spec)
-        backup.set_model(model)
-        backup.restore()  # also when training is over and only the results are missing
-        # the backup first: a NaN stops the epoch end before any other callback saves
-        callbacks = [
-            backup,
+        others = [
             *build_callbacks(
                 config.train,
                 run_dir,
@@ -227,6 +215,22 @@ def fit(
             ),
             *extra,
         ]
+        states = CallbackStates(others)  # their state goes into the backup
+        backup = FitBackup(
+            run_dir / BACKUP_DIR,
+            steps_per_epoch=session.steps_per_epoch,
+            start_step=start_step,
+            start_epoch=start_epoch,
+            save_every=config.train.checkpoint_every,
+            stop=stop,
+            states=states,
+        )
+        build_from_spec(model, session.splits.train.element_spec)
+        backup.set_model(model)
+        backup.restore()  # also when training is over and only the results are missing
+        # the backup first: a NaN stops the epoch end before any other callback saves;
+        # the states last: their on_train_begin puts back what the others' reset
+        callbacks = [backup, *others, states]
         try:
             history = fit_model(
                 model,
@@ -348,9 +352,8 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
             if latest:
                 from tfkit.training.backup import unreadable
 
-                loop._ensure_built()
                 try:
-                    loop.checkpoint.restore(latest).assert_existing_objects_matched()
+                    loop.restore_checkpoint(latest)
                 except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
                     raise unreadable(latest, err) from None
         start_step = int(loop.step.numpy())
