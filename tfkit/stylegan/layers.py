@@ -257,11 +257,10 @@ def winograd_conv3x3(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     prod = tf.matmul(v, tf.reshape(u, [n * n, cin, cout]))  # [n^2, N*H*W/m^2, Cout]
     aa = np.einsum("ai,bj->abji", at, at).reshape(m * m, n * n)
     y = tf.matmul(tf.constant(aa, x.dtype), tf.reshape(prod, [n * n, -1]))  # [(a, b), ...]
-    # output pixel (m t + a, m s + b) of tile (t, s): channels ordered (a, b, Cout), then
-    # depth_to_space
-    th, tw = height // m, width // m
-    y = tf.transpose(tf.reshape(y, [m * m, -1, th, tw, cout]), [1, 2, 3, 0, 4])
-    return tf.nn.depth_to_space(tf.reshape(y, [-1, th, tw, m * m * cout]), m)
+    # output pixel (m t + a, m s + b) of tile (t, s): one 5-D transpose [a, b, (N, t), s, Cout]
+    # -> [(N, t), a, s, b, Cout] (one pass, where transpose + depth_to_space took two)
+    y = tf.transpose(tf.reshape(y, [m, m, -1, width // m, cout]), [2, 0, 3, 1, 4])
+    return tf.reshape(y, [-1, height, width, cout])
 
 
 def conv3x3_same(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
