@@ -316,6 +316,12 @@ class Trainer:
                     if k in saved or k not in optional
                 }
                 checkpoint = tf.train.Checkpoint(**older)
+                if self.augment_pipe is not None and "augment" not in saved:
+                    p = float(self.augment_pipe.p.numpy())
+                    self.log(
+                        f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
+                        f"from p = {p:g} (gan.augment: none trains on as before)"
+                    )
             checkpoint.restore(latest).assert_existing_objects_matched()
         self._fns = {
             "G-main": tf.function(self._g_main),
