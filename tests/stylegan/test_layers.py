@@ -128,6 +128,28 @@ def test_modulated_conv_fused_equals_unfused_and_demodulates():
     assert L.ModulatedConv2D(5, 3, up=True)([x, s]).shape == (3, 16, 16, 5)
 
 
+@pytest.mark.parametrize("shape, cout", [((2, 4, 4, 3), 5), ((3, 8, 6, 4), 2), ((1, 16, 16, 8), 8)])
+def test_upsample_conv2d_equals_upsampling_then_convolution(shape, cout):
+    """The transposed-convolution form of the up-sampling 3x3 convolution (what
+    ModulatedConv2D(up=True) runs) equals zero insertion, FIR and a VALID convolution:
+    values and gradients with respect to input and kernel."""
+    x = tf.random.normal(shape, seed=30)
+    kernel = tf.random.normal([3, 3, shape[-1], cout], seed=31)
+    probe = tf.random.normal([shape[0], 2 * shape[1], 2 * shape[2], cout], seed=32)
+    out = []
+    for conv in (
+        L.upsample_conv2d,
+        lambda x, k: tf.nn.conv2d(L.upsample_for_conv(x, 3), k, 1, "VALID"),
+    ):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(y * probe)
+        out.append([y, *tape.gradient(loss, [x, kernel])])
+    for name, a, b in zip(["value", "d/dx", "d/dkernel"], *out, strict=True):
+        assert _relative_error(b, a) < 1e-5, name
+
+
 def test_synthesis_layer_and_torgb_shapes():
     x = tf.random.normal([2, 8, 8, 4], seed=10)
     w = tf.random.normal([2, 6], seed=11)
