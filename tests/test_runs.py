@@ -365,3 +365,27 @@ def test_a_full_disk_during_training_ends_with_a_user_error(tmp_path, error, nam
         raise error
     assert (named or str(run.path)) in str(info.value)
     assert not run.is_failed and run.config_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("preset", "options", "expected"),
+    [
+        ("cifar", {"z_dim": 512}, "none"),  # started before ADA: trained without, goes on so
+        ("cifar", {"z_dim": 512, "augment": "ada"}, None),  # an ADA run: its preset's default
+        ("shapes16", {"z_dim": 64}, "none"),
+    ],
+)
+def test_a_gan_run_started_before_ada_resumes_without_it(tmp_path, preset, options, expected):
+    config = load_config(None, [f"gan.preset={preset}", "gan.kimg=2"])
+    run = Run.create(config, tmp_path / "gan", lock=False)
+    run.gan_options_file.write_text(json.dumps(options))
+    new, changes = run.plan_resume(["gan.kimg=4"])
+    assert new.gan.augment == expected and new.gan.kimg == 4
+    assert changes == [{"key": "gan.kimg", "old": 2, "new": 4}]
+    if expected is None:  # a config that sets gan.augment keeps it
+        config = load_config(
+            None, [f"gan.preset={preset}", "gan.augment=fixed", "gan.augment_p=0.2"]
+        )
+        run = Run.create(config, tmp_path / "fixed", lock=False)
+        run.gan_options_file.write_text(json.dumps({"z_dim": 512}))
+        assert run.plan_resume([])[0].gan.augment == "fixed"

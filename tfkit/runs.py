@@ -732,11 +732,16 @@ class Run:
         else:
             tree = apply_overrides(to_dict(saved), overrides)
             new = validate(tree, f"{self.config_file} (with --set overrides)")
+        effective = self.effective_values()
         try:
-            changes = resume_changes(saved, new, self.effective_values())
+            changes = resume_changes(saved, new, effective)
         except UserError as err:
             source = f" with {config_path}" if config_path is not None else ""
             raise UserError(f"--resume {self.path}{source}: {err}") from None
+        if effective and "gan.augment" not in effective and new.gan and new.gan.augment is None:
+            # started before ADA existed, it trained without: it goes on so (its preset's
+            # default may be `ada` now)
+            new = new.model_copy(update={"gan": new.gan.model_copy(update={"augment": "none"})})
         return new, changes
 
     def effective_values(self) -> dict[str, Any]:

@@ -469,3 +469,38 @@ def test_resume_reads_checkpoints_written_before_max_minutes(tmp_path):
     resumed = _trainer(tmp_path, resume=True)
     assert int(resumed.nimg.numpy()) == 16 and int(resumed.step.numpy()) == 2
     assert float(resumed.train_seconds.numpy()) == 0.0
+
+
+def test_an_original_arch_run_from_before_per_channel_noise_resumes_with_its_networks(
+    tmp_path, monkeypatch
+):
+    """A `gan.arch: stylegan` run whose options predate `noise_per_channel` (one noise
+    strength per layer) resumes with those networks and trains on; a new run gets the
+    reference's per-channel strengths."""
+    import dataclasses
+    import json
+
+    import tfkit.stylegan.trainer as trainer_module
+
+    def strengths(t):
+        return sorted({tuple(v.shape) for v in t.G.weights if "strength" in v.path})
+
+    original = trainer_module.resolve_options
+    with monkeypatch.context() as patch:  # the older tfkit's networks
+        patch.setattr(
+            trainer_module,
+            "resolve_options",
+            lambda *a, **k: dataclasses.replace(original(*a, **k), noise_per_channel=False),
+        )
+        old = _trainer(tmp_path, arch="stylegan", kimg=0.016)
+        assert old.run() == "done"
+    options = tmp_path / "run" / "gan_options.json"
+    saved = json.loads(options.read_text())
+    del saved["noise_per_channel"]
+    options.write_text(json.dumps(saved))
+    resumed = _trainer(tmp_path, resume=True, arch="stylegan", kimg=0.032)
+    assert strengths(resumed) == [()] and int(resumed.nimg.numpy()) == 16
+    for a, b in zip(old.G.weights, resumed.G.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert resumed.run() == "done" and int(resumed.nimg.numpy()) == 32
+    assert strengths(_trainer(tmp_path, run="new", arch="stylegan")) == [(8,)]

@@ -220,6 +220,9 @@ def _winograd_input_1d(x: tf.Tensor, axis: int, m: int) -> tf.Tensor:
     # tile t: the m values of group t, then the first two of group t + 1
     d = [tf.slice(p, [0] * rank, size) for p in parts]
     d += [tf.slice(p, begin1, size) for p in parts[:2]]
+    if m == 2:  # B^T by additions: exact, cheaper than a matmul, and the rounding of the
+        e0, o0, e1, o1 = d  # runs measured before F(4x4, 3x3) existed (the 4x4 layers)
+        return tf.stack([e0 - e1, o0 + e1, e1 - o0, o0 - o1], 0)
     d = tf.stack(d, 0)
     bt = tf.constant(_WINOGRAD[m][0], x.dtype)
     return tf.reshape(tf.matmul(bt, tf.reshape(d, [m + 2, -1])), tf.shape(d))

@@ -184,6 +184,8 @@ class GanOptions:
     ada_target: float = 0.6
     ada_kimg: float = 500.0
     ada_interval: int = 4
+    # the original arch's noise strength per channel (the reference's); runs before it have one
+    noise_per_channel: bool = False
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for logs)."""
@@ -337,6 +339,7 @@ def resolve_options(
         ada_target=gan.ada_target,
         ada_kimg=gan.ada_kimg,
         ada_interval=gan.ada_interval,
+        noise_per_channel=gan.arch == "stylegan",
         **v,
     )
 

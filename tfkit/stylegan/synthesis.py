@@ -115,6 +115,7 @@ class SynthesisNetwork(keras.layers.Layer):
         fused: bool = False,
         num_fp16_res: int = 0,
         precision: str = "float32",
+        noise_per_channel: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -132,6 +133,7 @@ class SynthesisNetwork(keras.layers.Layer):
         self.fused = fused
         self.num_fp16_res = int(num_fp16_res)
         self.precision = precision
+        self.noise_per_channel = bool(noise_per_channel)
         self.num_ws = num_ws_for(resolution)
         self.resolutions = [2**i for i in range(2, self.log2_res + 1)]
         ch = {r: channels_at(r, self.channel_base, self.channel_max) for r in self.resolutions}
@@ -170,7 +172,10 @@ class SynthesisNetwork(keras.layers.Layer):
                             c, 3, up=(j == 0), use_bias=False, dtype=dt, name=f"b{r}_conv{j}"
                         )
                     block[f"noise{j}"] = AddNoise(
-                        noise_mode, per_channel=True, dtype=dt, name=f"b{r}_noise{j}"
+                        noise_mode,
+                        per_channel=self.noise_per_channel,
+                        dtype=dt,
+                        name=f"b{r}_noise{j}",
                     )
                     block[f"act{j}"] = BiasAct("lrelu", clamp=clamp, dtype=dt, name=f"b{r}_act{j}")
                     block[f"adain{j}"] = AdaIN(dtype=dt, name=f"b{r}_adain{j}")
@@ -253,6 +258,7 @@ class SynthesisNetwork(keras.layers.Layer):
             "fused": self.fused,
             "num_fp16_res": self.num_fp16_res,
             "precision": self.precision,
+            "noise_per_channel": self.noise_per_channel,
         }
 
 
@@ -290,6 +296,7 @@ class Generator(keras.Model):
         fused: bool = False,
         num_fp16_res: int = 0,
         precision: str = "float32",
+        noise_per_channel: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -308,6 +315,7 @@ class Generator(keras.Model):
         self.fused = fused
         self.num_fp16_res = int(num_fp16_res)
         self.precision = precision
+        self.noise_per_channel = bool(noise_per_channel)
         with float32_default_policy():
             self.synthesis = SynthesisNetwork(
                 resolution,
@@ -321,6 +329,7 @@ class Generator(keras.Model):
                 fused,
                 num_fp16_res,
                 precision,
+                noise_per_channel=noise_per_channel,
                 name="synthesis",
             )
             self.num_ws = self.synthesis.num_ws
@@ -372,4 +381,5 @@ class Generator(keras.Model):
             "fused": self.fused,
             "num_fp16_res": self.num_fp16_res,
             "precision": self.precision,
+            "noise_per_channel": self.noise_per_channel,
         }

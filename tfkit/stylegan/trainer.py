@@ -24,6 +24,7 @@ finishes the current iteration, writes a checkpoint and stops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import resource
 import signal
@@ -76,6 +77,7 @@ def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
         opts.clamp,
         num_fp16_res=opts.num_fp16_res,
         precision=opts.precision,
+        noise_per_channel=opts.noise_per_channel,
         name="G",
     )
     d_arch = "stylegan2" if opts.arch == "stylegan2" and opts.d_residual else "stylegan"
@@ -218,9 +220,15 @@ class Trainer:
                     f"GAN training needs square images (H, W, C). Received: image shape {shape}"
                 )
             resolution = int(shape[0])
-        self.opts = opts = resolve_options(
+        opts = resolve_options(
             self.gan_cfg, resolution, self.replicas, num_classes, cfg.runtime.mixed_precision
         )
+        saved = self.run_dir / OPTIONS_FILE
+        if resume and saved.is_file() and "noise_per_channel" not in json.loads(saved.read_text()):
+            # a run started before the original arch's per-channel noise strength had one
+            # strength per layer: it goes on with its own networks
+            opts = dataclasses.replace(opts, noise_per_channel=False)
+        self.opts = opts
         self.snapshot_metrics = self._build_metrics(dataset)
         self.batch = opts.batch
         self.per_replica = opts.batch // self.replicas
@@ -316,6 +324,12 @@ class Trainer:
                     if k in saved or k not in optional
                 }
                 checkpoint = tf.train.Checkpoint(**older)
+                if self.augment_pipe is not None and "augment" not in saved:
+                    p = float(self.augment_pipe.p.numpy())
+                    self.log(
+                        f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
+                        f"from p = {p:g} (gan.augment: none trains on as before)"
+                    )
             checkpoint.restore(latest).assert_existing_objects_matched()
         self._fns = {
             "G-main": tf.function(self._g_main),

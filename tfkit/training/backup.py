@@ -382,8 +382,12 @@ def build_from_spec(model: keras.Model, element_spec: Any) -> None:
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Raise `Stopped` at the batch end after a signal of `stop` (a tuner trial: the
-    search keeps its completed trials and reruns the stopped one)."""
+    """Raise `Stopped` before the next batch after a signal of `stop` (a tuner trial: the
+    search keeps its completed trials and reruns the stopped one).
+
+    A batch-begin hook: Keras calls it on the main thread without the logs, so it does not
+    make Keras wait for each step's results as a batch-end hook does (a callback with
+    `on_train_batch_end` turns off Keras' asynchronous dispatch)."""
 
     def __init__(self, stop: StopSignals):
         super().__init__()
@@ -393,10 +397,10 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.stop.requested:
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.stop.requested:  # `batch` batches of this epoch are done
             end_progress_line(self.params.get("verbose"))
-            raise Stopped(self.stop.requested, self._epoch + 1, batch + 1)
+            raise Stopped(self.stop.requested, self._epoch + 1, batch)
 
 
 def train_stream(make_train: Callable[[], tf.data.Dataset], skip: int) -> tf.data.Dataset:
