@@ -11,8 +11,10 @@ Figures (`--json` writes them with the ratios):
                              (16 G-main + 16 D-main + 16 EMA + D-reg; cifar has no G-reg).
   narrow_b16_train_img_per_s the issue's reference-comparison network: the `cifar` preset with
                              channel_base 4096, channel_max 256 (G 5.24M / D 4.45M parameters),
-                             batch 16, 32x32, float32, `augment: none` (8 iterations with --quick).
-  narrow_b16_ada_train_img_per_s   the same with ADA's default pipeline (bgc) at fixed p = 0.5.
+                             batch 16, 32x32, float32, `augment: none`.
+  narrow_b16_ada_train_img_per_s   the same with ADA's default pipeline (bgc) at fixed p = 0.5;
+                             the two are timed in turns, 4 (--quick) or 8 rounds of 8
+                             iterations each, in one process.
   generate_img_per_s         G_ema of shapes32 sampling batches of 64 (traced).
   *_G_params, *_D_params     parameter counts.
   conv3x3_*_ms               forward + backward of one 3x3 'SAME' convolution (batch 16, 32x32,
@@ -82,6 +84,28 @@ def cycle_rate(gan: dict, resolution: int = 32, iterations: int = 16) -> tuple[f
             t.train_iteration()
         seconds = time.perf_counter() - start
     return t.batch * iterations / seconds, t
+
+
+def interleaved_rates(
+    gans: dict[str, dict], rounds: int, iterations: int = 8, resolution: int = 32
+) -> tuple[dict[str, float], dict[str, object]]:
+    """img/s of whole iterations of several trainers timed in turns: `rounds` rounds of
+    `iterations` iterations each, every trainer in every round, so a slower spell of a shared
+    machine falls on all of them. Each gets the same number of iterations, so the same
+    regularization iterations; a rate is its images over its summed time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {name: _trainer(gan, resolution, f"{tmp}/{name}") for name, gan in gans.items()}
+        for t in trainers.values():
+            t.train_iteration()  # step 0 runs (and traces) every phase
+        seconds = dict.fromkeys(trainers, 0.0)
+        for _ in range(rounds):
+            for name, t in trainers.items():
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    t.train_iteration()
+                seconds[name] += time.perf_counter() - start
+    rates = {n: t.batch * rounds * iterations / seconds[n] for n, t in trainers.items()}
+    return rates, trainers
 
 
 def composed_rate(gan: dict, resolution: int = 32, repeats: int = 2) -> tuple[float, object]:
@@ -254,10 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     plain, _ = cycle_rate(dict(preset="shapes32", pl_weight=0.0, gamma=0.0), iterations=16 // n)
     generate = generation_rate(t.G_ema, t.opts.z_dim, batches=8 // n)
     narrow_gan = dict(preset="cifar", batch=16, channel_base=4096, channel_max=256, augment="none")
-    narrow, tn = cycle_rate(narrow_gan, iterations=16 // (n - 1 or 1))
-    narrow_ada, _ = cycle_rate(
-        dict(narrow_gan, augment="fixed", augment_p=0.5), iterations=16 // (n - 1 or 1)
+    # with and without ADA in turns (rounds of 8 iterations): one pair of runs after the other
+    # gave ratios from 1.02 to 1.23 on this shared machine
+    rates, narrow_trainers = interleaved_rates(
+        {"none": narrow_gan, "ada": dict(narrow_gan, augment="fixed", augment_p=0.5)},
+        rounds=4 if args.quick else 8,
     )
+    narrow, narrow_ada, tn = rates["none"], rates["ada"], narrow_trainers["none"]
     modconv = modconv_ms(7 // n)
     conv3x3 = conv3x3_ms(7 // n)
     graph_ms = plain_step_ms(t.G, t.D, t.opts.z_dim, jit=False)
