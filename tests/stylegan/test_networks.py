@@ -187,8 +187,10 @@ def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
         out[name] = [img, logits, r1, *grads]
     # relative to each tensor's largest value; a logit, or the gradient of a noise strength
     # that is one scalar per layer, is a sum of many larger terms that mostly cancel, so its
-    # rounding is relative to those terms: 1e-4 of its size
-    tolerances = [1e-5, 1e-4, 1e-5] + [1e-4 if np.size(g) == 1 else 1e-5 for g in out["direct"][3:]]
+    # rounding is relative to those terms, not to itself: 1e-4 of a logit, and 1e-3 of such a
+    # gradient (1.1e-4 measured on one CPU, below 1e-4 on another). A wrong transform moves
+    # every tensor by far more; the images and the other gradients are held to 1e-5
+    tolerances = [1e-5, 1e-4, 1e-5] + [1e-3 if np.size(g) == 1 else 1e-5 for g in out["direct"][3:]]
     for a, b, tol in zip(out["direct"], out["auto"], tolerances, strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(a)), 1e-30)
