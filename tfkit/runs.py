@@ -289,6 +289,22 @@ def check_tf_checkpoint(prefix: str | os.PathLike) -> str:
     return prefix
 
 
+def restore_tf_checkpoint(
+    checkpoint: Any, items: dict[str, Any], prefix: str, optional: set[str]
+) -> set[str]:
+    """Restore `prefix` into `checkpoint` (a `tf.train.Checkpoint(**items)`), every saved
+    object matched. The `optional` items that an older checkpoint lacks keep their values:
+    a checkpoint of the other items is restored instead. Returns the names `prefix` holds."""
+    import tensorflow as tf
+
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
+    if optional & items.keys() - saved:
+        kept = {k: v for k, v in items.items() if k in saved or k not in optional}
+        checkpoint = tf.train.Checkpoint(**kept)
+    checkpoint.restore(prefix).assert_existing_objects_matched()
+    return saved
+
+
 def latest_tf_checkpoint(folder: str | os.PathLike) -> str | None:
     """The latest checkpoint prefix a `tf.train.CheckpointManager` wrote in `folder`
     (None when there is none), checked as `check_tf_checkpoint` does."""

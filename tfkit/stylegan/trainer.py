@@ -40,7 +40,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import UserError
-from tfkit.runs import CHECKPOINT_DIR, G_EMA_FILE, METRICS_FILE, TENSORBOARD_DIR
+from tfkit.runs import (
+    CHECKPOINT_DIR,
+    G_EMA_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    restore_tf_checkpoint,
+)
 from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.discriminator import Discriminator
@@ -313,24 +319,15 @@ class Trainer:
                 raise UserError(
                     f"--resume {self.run_dir}: no checkpoint in {self.run_dir / CHECKPOINT_DIR}"
                 )
-            checkpoint = self.checkpoint
-            saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
             # checkpoints written before gan.max_minutes / ADA existed lack those items
             optional = {"train_seconds", "augment", "ada_sum", "ada_count"}
-            if optional & self._checkpoint_items.keys() - saved:
-                older = {
-                    k: v
-                    for k, v in self._checkpoint_items.items()
-                    if k in saved or k not in optional
-                }
-                checkpoint = tf.train.Checkpoint(**older)
-                if self.augment_pipe is not None and "augment" not in saved:
-                    p = float(self.augment_pipe.p.numpy())
-                    self.log(
-                        f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
-                        f"from p = {p:g} (gan.augment: none trains on as before)"
-                    )
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            saved = restore_tf_checkpoint(self.checkpoint, self._checkpoint_items, latest, optional)
+            if self.augment_pipe is not None and "augment" not in saved:
+                p = float(self.augment_pipe.p.numpy())
+                self.log(
+                    f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
+                    f"from p = {p:g} (gan.augment: none trains on as before)"
+                )
         self._fns = {
             "G-main": tf.function(self._g_main),
             "G-reg": tf.function(self._g_reg),

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, Stopped, UserError
+from tfkit.runs import restore_tf_checkpoint
 from tfkit.training.callback_state import CallbackStates
 from tfkit.training.stop import StopSignals, end_progress_line
 
@@ -172,19 +173,20 @@ class FitBackup(keras.callbacks.Callback):
             if id(raw) not in seen:
                 seen.add(id(raw))
                 self._variables.append(raw)
-        items = {"variables": self._variables, "step": self._step_var, "epoch": self._epoch_var}
-        self._checkpoint = tf.train.Checkpoint(**items, callbacks=self._states_var)
+        items = {
+            "variables": self._variables,
+            "step": self._step_var,
+            "epoch": self._epoch_var,
+            "callbacks": self._states_var,
+        }
+        self._checkpoint = tf.train.Checkpoint(**items)
         if self.start_step or self.epoch:
             latest = self.latest
             if latest is None:
                 raise FileNotFoundError(f"no backup in {self.directory} to resume from")
             try:
-                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
                 # backups written before the callbacks' state was saved lack it
-                checkpoint = (
-                    self._checkpoint if "callbacks" in saved else tf.train.Checkpoint(**items)
-                )
-                checkpoint.restore(latest).assert_existing_objects_matched()
+                restore_tf_checkpoint(self._checkpoint, items, latest, {"callbacks"})
             except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
                 raise unreadable(latest, err) from None
             if self.states is not None:

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, UserError
+from tfkit.runs import restore_tf_checkpoint
 from tfkit.training.callback_state import CallbackStates
 from tfkit.training.stop import StopSignals, end_progress_line
 
@@ -462,16 +463,9 @@ class Loop:
         """Restore the checkpoint `path` (e.g. the chief's, on every worker); every saved
         object must match. The callbacks' state goes back at the next `run()`."""
         self._ensure_built()
-        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
-        checkpoint = self.checkpoint
         # checkpoints of an older tfkit lack the cut epoch's and the callbacks' state
         optional = {"metric_variables", "epoch_loss", "callbacks"}
-        if optional - saved:
-            items = self._checkpoint_items.items()
-            checkpoint = tf.train.Checkpoint(
-                **{k: v for k, v in items if k in saved or k not in optional}
-            )
-        checkpoint.restore(path).assert_existing_objects_matched()
+        restore_tf_checkpoint(self.checkpoint, self._checkpoint_items, path, optional)
         self.callback_states.load(self._states_var.numpy())
 
     def save(self) -> str | None:
