@@ -28,6 +28,9 @@ def test_write_result_and_run_all_table(tmp_path):
     result = write_result(str(out), {"x_vs_y": 1.5}, {"x_per_s": 3})
     assert json.loads(out.read_text()) == result
     assert result["machine"]["cpus"] >= 1
+    # TensorFlow's CPU speed depends on the model and on native bfloat16 (oneDNN): recorded
+    assert "cpu_model" in result["machine"]
+    assert result["machine"]["cpu_native_bfloat16"] in (True, False, None)
     # run_all on a fake benchmark directory: one table row per ratio, merged JSON
     fake = tmp_path / "benchmarks"
     fake.mkdir()

@@ -70,6 +70,42 @@ def test_setup_runtime_seeds_and_refuses_a_different_cpu_split():
 
 
 @pytest.mark.parametrize(
+    "text,native",
+    [
+        ("processor\t: 0\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 amx_tile\n", True),
+        ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),
+        ("processor\t: 0\nflags\t\t: fpu avx2 fma\nbugs\t\t: avx512_bf16\n", False),
+        ("processor\t: 0\nFeatures\t: fp asimd bf16\n", None),  # ARM: no flags line
+        (None, None),  # no such file
+    ],
+)
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, text, native):
+    path = tmp_path / "cpuinfo"
+    if text is not None:
+        path.write_text(text)
+    assert distribute.cpu_has_native_bfloat16(str(path)) is native
+
+
+@pytest.mark.parametrize("native,noted", [(False, True), (True, False), (None, False)])
+def test_emulated_bfloat16_is_noted_once_on_stderr(monkeypatch, capsys, native, noted):
+    """mixed_bfloat16 on a CPU without native bfloat16 trains, with one line saying it is
+    emulated (several times slower than float32); float32 is never noted."""
+    import keras
+
+    monkeypatch.setattr(distribute, "cpu_has_native_bfloat16", lambda: native)
+    try:
+        distribute.setup_runtime(RuntimeConfig(mixed_precision="mixed_bfloat16"))
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        err = capsys.readouterr().err
+        assert err.count("\n") == (1 if noted else 0), err
+        assert ("mixed_bfloat16 on a CPU without native bfloat16" in err) is noted
+        distribute.setup_runtime(RuntimeConfig(mixed_precision="float32"))
+        assert capsys.readouterr().err == ""
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(
     "text,field",
     [
         ("{not json", "not valid JSON"),

@@ -185,12 +185,20 @@ def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
             grads = tape.gradient(loss, G.trainable_variables)
             r1, _ = losses.r1_penalty(D, reals)
         out[name] = [img, logits, r1, *grads]
-    # relative to each tensor's largest value; a logit, or the gradient of a noise strength
-    # that is one scalar per layer, is a sum of many larger terms that mostly cancel, so its
-    # rounding is relative to those terms, not to itself: 1e-4 of a logit, and 1e-3 of such a
-    # gradient (1.1e-4 measured on one CPU, below 1e-4 on another). A wrong transform moves
-    # every tensor by far more; the images and the other gradients are held to 1e-5
-    tolerances = [1e-5, 1e-4, 1e-5] + [1e-3 if np.size(g) == 1 else 1e-5 for g in out["direct"][3:]]
+
+    # relative to each tensor's largest value; a logit, or the gradient of a bias or a noise
+    # strength, is a sum over the batch and the pixels of many larger terms that mostly
+    # cancel, so its rounding is relative to those terms, not to itself: 1e-4 of a logit and
+    # of a bias or per-channel strength gradient (1.0e-5 measured for b8_act1/bias of the
+    # original arch at 32x32 on an AMD EPYC), 1e-3 of a one-scalar-per-layer strength (1.5e-4
+    # there, 1.1e-4 on an Intel CPU). A wrong transform moves every tensor by far more; the
+    # images (4.3e-6 at most there) and the kernel gradients are held to 1e-5
+    def tolerance(variable) -> float:
+        if np.prod(variable.shape) == 1:
+            return 1e-3
+        return 1e-4 if variable.path.endswith(("bias", "strength")) else 1e-5
+
+    tolerances = [1e-5, 1e-4, 1e-5] + [tolerance(v) for v in G.trainable_variables]
     for a, b, tol in zip(out["direct"], out["auto"], tolerances, strict=True):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(a)), 1e-30)
