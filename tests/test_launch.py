@@ -61,7 +61,7 @@ def test_a_failing_worker_stops_the_others(fake_python, monkeypatch, capsys):
     start = time.monotonic()
     assert launch_mod.launch(["config", "show", "x.yaml"], workers=3) == 3
     assert time.monotonic() - start < 30  # the sleeping workers were stopped
-    assert "worker 1 exited with status 3; stopping the others" in capsys.readouterr().err
+    assert "worker 1 exited (status 3); stopping the others" in capsys.readouterr().err
 
 
 def test_timeout_stops_every_worker(fake_python, monkeypatch, capsys):

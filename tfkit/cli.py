@@ -4,7 +4,8 @@ Every subcommand is a function `(args) -> int` living next to the code it drives
 module only parses arguments and imports the handler when the command runs, so `tfkit
 --help` and `tfkit config ...` never import TensorFlow.
 
-Exit status: 0 success, 2 user error (one message on stderr), 1 internal error.
+Exit status: 0 success, 2 user error (one message on stderr), 1 internal error, 75 a peer
+worker of a multi-worker run was lost (the run resumes from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 from tfkit import arguments as A
 from tfkit.console import end_line, tracking_stdout
-from tfkit.errors import Stopped, UserError
+from tfkit.errors import Stopped, UserError, WorkerLost
 
 # command path -> "module:function"; imported only when that command runs
 HANDLERS = {
@@ -225,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=A.float_above(0),
         default=None,
         help="stop all workers after this many seconds (default: no limit)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=A.int_at_least(0),
+        default=0,
+        metavar="N",
+        help="when a worker fails, restart all workers from the run's last checkpoint, "
+        "up to N times (default: 0, stop)",
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
 
@@ -527,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"tfkit {name}: {err}", file=sys.stderr, flush=True)
         return err.exit_code
+    except WorkerLost as err:  # a peer of a multi-worker run died; the run is resumable
+        sys.stdout.flush()
+        print(f"tfkit {name}: error: {err}", file=sys.stderr, flush=True)
+        # A normal exit would wait for the lost peer at TensorFlow's coordination-service
+        # shutdown barrier (up to runtime.collective_timeout_s); everything tfkit writes is
+        # already on disk, so the process ends here.
+        from tfkit.quiet import flush_stderr
+
+        flush_stderr()
+        os._exit(err.exit_code)
     except KeyboardInterrupt:
         print(f"tfkit {name}: interrupted", file=sys.stderr)
         return 130

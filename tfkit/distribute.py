@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -28,9 +29,16 @@ import tensorflow as tf
 from tfkit import cluster as cluster_lib
 from tfkit.cluster import Cluster, read_tf_config  # noqa: F401 - read_tf_config: public here too
 from tfkit.config import RuntimeConfig
-from tfkit.errors import UserError
+from tfkit.errors import UserError, WorkerLost
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+
+# How long a multi-worker peer may stay silent before the coordination service declares it
+# lost and the survivors stop (the heartbeats come from a C++ thread, so a long step, a
+# compilation or a busy CPU does not delay them). Short, because it is how a hung or
+# unreachable peer is detected: collective ops run without a per-op timeout (see
+# `_multi_worker`).
+HEARTBEAT_TIMEOUT_S = 10
 
 
 # --------------------------------------------------------------------------------------
@@ -202,13 +210,16 @@ def _multi_worker(runtime_cfg: RuntimeConfig, cluster: Cluster) -> tf.distribute
             service_type="standalone",
             service_leader=leader,
             cluster_register_timeout_in_ms=timeout_ms,
-            heartbeat_timeout_in_ms=max(timeout_ms, 10_000),
+            heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
             shutdown_barrier_timeout_in_ms=timeout_ms,
             coordinated_jobs=jobs,
         )
-    options = tf.distribute.experimental.CommunicationOptions(
-        timeout_seconds=runtime_cfg.collective_timeout_s
-    )
+    # No per-op timeout (CommunicationOptions.timeout_seconds): TensorFlow keeps a thread
+    # alive for each collective op that has one until the timeout expires, so a run grows by
+    # a few threads per step and aborts within minutes ("Resource temporarily unavailable").
+    # A dead peer is detected by the coordination service's heartbeat configured above,
+    # which aborts the pending collectives on every surviving worker.
+    options = tf.distribute.experimental.CommunicationOptions()
     message = (
         f"multi-worker: could not reach the other workers of {cluster.kind} cluster {cluster.spec} "
         f"within runtime.collective_timeout_s={runtime_cfg.collective_timeout_s:g} s. "
@@ -218,12 +229,16 @@ def _multi_worker(runtime_cfg: RuntimeConfig, cluster: Cluster) -> tf.distribute
     # SIGTERM; a watchdog process turns that wait into a clear failure.
     with _watchdog(runtime_cfg.collective_timeout_s, message):
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 cluster_resolver=_slurm_resolver(cluster) if cluster.kind == "slurm" else None,
                 communication_options=options,
             )
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
             raise UserError(f"{message} ({type(err).__name__})") from None
+    from tfkit.quiet import hide_peer_loss_logs
+
+    hide_peer_loss_logs()  # from here on a lost peer is reported in one line (`lost_worker`)
+    return strategy
 
 
 _WATCHDOG = """
@@ -248,6 +263,55 @@ def _watchdog(seconds: float, message: str):
     finally:
         proc.stdin.close()  # wakes the watchdog: done in time
         proc.wait()
+
+
+# the errors a collective or the coordination service raises when a peer is gone: its
+# connection reset (the process died), a heartbeat that stopped (it hangs or is cut off),
+# or the abort of every pending collective that follows either
+_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.InternalError,
+)
+_PEER_SIGNS = ("collective ops is aborted", "coordination", "heartbeat", "/job:", "peer")
+_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_REASONS = (
+    ("connection reset", "connection reset by peer"),
+    ("heartbeat", "its heartbeat stopped"),
+    ("socket closed", "connection closed"),
+    ("connection refused", "connection refused"),
+    ("failed to connect", "unreachable"),
+    ("deadline", "timed out"),
+)
+
+
+def lost_worker(err: BaseException, runtime_cfg: RuntimeConfig) -> WorkerLost | None:
+    """The `WorkerLost` that `err` means in a multi-worker run, or None.
+
+    A collective whose peer died fails on every survivor with an `UnavailableError` (or an
+    abort of the pending collectives) naming the peer's task; the coordination service's
+    heartbeat reports a peer that hangs. Any other error, or any error outside a
+    multi-worker cluster, is not a lost worker.
+    """
+    if not isinstance(err, _PEER_ERRORS):
+        return None
+    text = str(err)
+    lower = text.lower()
+    if not any(sign in lower for sign in _PEER_SIGNS):
+        return None
+    try:
+        cluster = cluster_lib.for_runtime(runtime_cfg)
+    except UserError:
+        return None
+    if not cluster.multi_worker:
+        return None
+    me = (cluster.task_type, cluster.task_index)
+    others = [(job, int(i)) for job, i in _TASK.findall(text) if (job, int(i)) != me]
+    lost = f"{others[0][0]} {others[0][1]}" if others else "a peer worker"
+    reason = next((why for sign, why in _REASONS if sign in lower), type(err).__name__)
+    return WorkerLost(lost, reason)
 
 
 def _eager_context():

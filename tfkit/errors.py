@@ -94,3 +94,31 @@ def unknown_name(kind: str, name: str, valid) -> UserError:
     return UserError(
         f"Unknown {kind} `{name}`.{did_you_mean(name, valid)} Valid {plural}: {', '.join(valid)}"
     )
+
+
+class WorkerLost(Exception):
+    """A peer of a multi-worker run died or became unreachable; this worker stopped.
+
+    The run keeps its last checkpoint (every worker's state there is the same), so the
+    whole cluster continues from it with `--resume`. The CLI prints `str(err)` on one line
+    and exits with 75 (EX_TEMPFAIL: a retry can succeed); `tfkit launch --max-restarts N`
+    restarts the workers itself.
+
+    Args:
+        lost: who was lost, e.g. "worker 1" (or "a peer worker" when the error names none).
+        reason: the transport's short reason, e.g. "connection reset by peer".
+    """
+
+    exit_code = 75
+
+    def __init__(self, lost: str, reason: str):
+        super().__init__(lost, reason)
+        self.lost = lost
+        self.reason = reason
+        self.resume_hint: str | None = None  # set by the command: "tfkit train --resume RUN"
+
+    def __str__(self) -> str:
+        text = f"lost {self.lost} ({self.reason}); stopped, the run keeps its last checkpoint"
+        if self.resume_hint:
+            text += f"; continue with `{self.resume_hint}` on every worker"
+        return text

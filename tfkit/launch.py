@@ -2,7 +2,8 @@
 
 Each worker is a `python -m tfkit.cli COMMAND...` process with its own TF_CONFIG naming
 every worker on 127.0.0.1; their output is streamed with a `[worker i]` prefix. If any
-worker fails, the others are stopped and the launcher exits with that worker's status.
+worker fails, the others are stopped and the launcher exits with that worker's status, or,
+with `--max-restarts N`, starts them all again to continue the run from its last checkpoint.
 No TensorFlow is imported here.
 """
 
@@ -110,11 +111,22 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated()
 
 
+def _status_text(status: int) -> str:
+    """`-9` -> 'killed by SIGKILL', `75` -> 'status 75'."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"status {status}"
+
+
 def supervise(
     processes: list[tuple[str, list[str], dict[str, str]]],
     *,
     timeout: float = 0,
     grace_s: float = 30.0,
+    failures: list[tuple[str, int]] | None = None,
 ) -> int:
     """Run local processes together: the one supervisor of `tfkit launch` (training, GAN)
     and of a distributed search (`--tune-workers`).
@@ -129,6 +141,8 @@ def supervise(
         processes: `(name, argv, environment)` of each process.
         timeout: stop every process after this many seconds (0: no limit).
         grace_s: seconds between SIGTERM and SIGKILL.
+        failures: if given, receives `(name, status)` of the process whose failure stopped
+            the others (`status` < 0: killed by that signal).
 
     Returns:
         0 when every process succeeded, else the first failing status (124 on timeout,
@@ -161,8 +175,11 @@ def supervise(
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 i, status = failed[0]
+                if failures is not None:
+                    failures.append((names[i], status))
                 print(
-                    f"tfkit launch: {names[i]} exited with status {status}; stopping the others",
+                    f"tfkit launch: {names[i]} exited ({_status_text(status)}); "
+                    "stopping the others",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -195,14 +212,64 @@ def supervise(
     return status if status > 0 else (1 if status else 0)
 
 
-def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: float = 0) -> int:
+def _training_run(command: list[str]) -> tuple[list[str], str | None]:
+    """`(["train"] or ["gan", "train"], RUN)` of a training command with `--run-dir RUN` or
+    `--resume RUN`; `([], None)` for other commands."""
+    prefix = command[:1] if command[:1] == ["train"] else command[:2]
+    if prefix not in (["train"], ["gan", "train"]):
+        return [], None
+    rest = command[len(prefix) :]
+    for i, arg in enumerate(rest):
+        for flag in ("--run-dir", "--resume"):
+            if arg == flag and i + 1 < len(rest):
+                return prefix, rest[i + 1]
+            if arg.startswith(flag + "="):
+                return prefix, arg.split("=", 1)[1]
+    return prefix, None
+
+
+def resume_command(command: list[str]) -> list[str]:
+    """The command that continues `command`'s run from its last checkpoint: `train
+    --resume RUN` (or `gan train --resume RUN`) with the same `--set` overrides (a resume
+    accepts those whose values it already has); `command` itself when its run directory
+    does not exist yet (nothing to resume) or it is not a training command."""
+    prefix, run = _training_run(command)
+    if run is None or not Path(run).is_dir():
+        return command
+    sets: list[str] = []
+    rest = command[len(prefix) :]
+    for i, arg in enumerate(rest):
+        if arg == "--set" and i + 1 < len(rest):
+            sets += ["--set", rest[i + 1]]
+        elif arg.startswith("--set="):
+            sets.append(arg)
+    return [*prefix, "--resume", run, *sets]
+
+
+# a worker that exits 2 met a user error (a bad config or file): a restart fails the same way
+_NOT_RESTARTED = (2,)
+
+
+def launch(
+    command: list[str],
+    workers: int = 2,
+    base_port: int = 0,
+    timeout: float = 0,
+    max_restarts: int = 0,
+) -> int:
     """Run `tfkit COMMAND...` as `workers` local processes of one cluster.
+
+    When a worker fails (it died, or it lost a peer), every worker is stopped; with
+    `max_restarts` the whole cluster is then started again, continuing the run from its
+    last checkpoint (`--resume RUN`), as `torchrun --max-restarts` does. A worker's user
+    error (status 2) is not restarted.
 
     Args:
         command: the tfkit command and its arguments, e.g. `["train", "cfg.yaml"]`.
         workers: number of worker processes (worker 0 is the chief).
         base_port: first port (worker i listens on base_port + i); 0 picks free ports.
-        timeout: stop every worker after this many seconds (0: no limit).
+        timeout: stop every worker after this many seconds (0: no limit; per attempt).
+        max_restarts: how many times the cluster is restarted after a worker fails.
 
     Returns:
         0 when every worker succeeded, else the first failing worker's exit status
@@ -210,6 +277,10 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
     """
     if workers < 1:
         raise UserError(f"--workers must be >= 1. Received: --workers {workers}")
+    if max_restarts < 0:
+        raise UserError(
+            f"--max-restarts must be >= 0 (0: no restart). Received: --max-restarts {max_restarts}"
+        )
     if not command:
         raise UserError(
             "tfkit launch needs a command after `--`, e.g. tfkit launch --workers 2 -- train cfg.yaml"
@@ -222,22 +293,48 @@ def launch(command: list[str], workers: int = 2, base_port: int = 0, timeout: fl
             f"--base-port {base_port} with --workers {workers} needs ports up to "
             f"{base_port + workers - 1}, beyond 65535"
         )
-    ports = list(range(base_port, base_port + workers)) if base_port else free_ports(workers)
-    print(
-        f"tfkit launch: {workers} workers on 127.0.0.1:{','.join(map(str, ports))}: "
-        f"tfkit {' '.join(command)}",
-        flush=True,
-    )
     root = str(Path(__file__).resolve().parent.parent)
-    processes = []
-    for i, conf in enumerate(tf_configs(ports)):
-        env = {**os.environ, "TF_CONFIG": conf, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        processes.append((f"worker {i}", [sys.executable, "-m", "tfkit.cli", *command], env))
-    status = supervise(processes, timeout=timeout)
-    if status == 0:
-        print(f"tfkit launch: all {workers} workers finished", flush=True)
-    return status
+    restarts = 0
+    while True:
+        if base_port and not restarts:
+            ports = list(range(base_port, base_port + workers))
+        else:  # a restart takes fresh ports: the old ones may still be held by the OS
+            ports = free_ports(workers)
+        print(
+            f"tfkit launch: {workers} workers on 127.0.0.1:{','.join(map(str, ports))}: "
+            f"tfkit {' '.join(command)}",
+            flush=True,
+        )
+        processes = []
+        for i, conf in enumerate(tf_configs(ports)):
+            env = {**os.environ, "TF_CONFIG": conf, "PYTHONUNBUFFERED": "1"}
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+            processes.append((f"worker {i}", [sys.executable, "-m", "tfkit.cli", *command], env))
+        failures: list[tuple[str, int]] = []
+        status = supervise(processes, timeout=timeout, failures=failures)
+        if status == 0:
+            print(f"tfkit launch: all {workers} workers finished", flush=True)
+            return 0
+        if not failures or failures[0][1] in _NOT_RESTARTED:
+            return status  # timeout, Ctrl-C or SIGTERM to the launcher, or a user error
+        command = resume_command(command)
+        flags = f"--workers {workers}" + (f" --timeout {timeout:g}" if timeout else "")
+        if restarts >= max_restarts:
+            if _training_run(command)[1] is not None and "--resume" in command:
+                print(
+                    f"tfkit launch: continue with: tfkit launch {flags} -- {' '.join(command)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return status
+        restarts += 1
+        name, code = failures[0]
+        print(
+            f"tfkit launch: {name} failed ({_status_text(code)}); restarting all {workers} "
+            f"workers from the last checkpoint (restart {restarts} of {max_restarts})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def launch_tune(
@@ -291,4 +388,10 @@ def launch_command(args: argparse.Namespace) -> int:
         return launch_tune(
             args.tune_workers, rest, port=args.base_port or 0, timeout=args.timeout or 0
         )
-    return launch(rest, workers=args.workers, base_port=args.base_port, timeout=args.timeout)
+    return launch(
+        rest,
+        workers=args.workers,
+        base_port=args.base_port,
+        timeout=args.timeout,
+        max_restarts=getattr(args, "max_restarts", 0) or 0,
+    )

@@ -98,3 +98,77 @@ def import_tensorflow(verbose: bool = False) -> None:
 
         # the first device query is where a machine without a GPU driver logs cuInit errors
         tf.config.list_physical_devices()
+
+
+# C++ error lines a multi-worker run prints when a peer is lost, before the Python error
+# that tfkit turns into its one line (`tfkit.errors.WorkerLost`): the collective executor's
+# abort, gRPC's details and the coordination service's heartbeat reports
+_PEER_LOSS_SOURCES = re.compile(
+    r"^[IWEF]\d{4} [\d:.]+\s+\d+ (\w*collective\w*|ring_\w+|hierarchical_tree_broadcaster"
+    r"|permuter|coordination\w*|\w*grpc\w*|rpc_\w+)\.cc:\d+\] "
+)
+
+
+class _PeerLossFilter:
+    """Fd 2 through a pipe and one reader thread that drops the C++ lines of a lost peer."""
+
+    def __init__(self) -> None:
+        import threading
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.reader = os.fdopen(read, "rb", buffering=0)
+        self.thread = threading.Thread(target=self._pump, name="tfkit-stderr", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        # A C++ log message, continuation lines included, reaches the pipe in one write, so
+        # one read returns it whole; lines after a dropped message's first line in the same
+        # read are its continuation, up to the next log line or a line of tfkit's own.
+        partial = b""
+        while chunk := os.read(self.reader.fileno(), 65536):
+            *lines, partial = (partial + chunk).split(b"\n")
+            kept, dropping = [], False
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                if _PEER_LOSS_SOURCES.match(line):
+                    dropping = True
+                elif _ABSL.match(line) or line.startswith("tfkit"):
+                    dropping = False
+                if not dropping:
+                    kept.append(raw + b"\n")
+            if kept:
+                os.write(self.saved, b"".join(kept))
+        if partial:
+            os.write(self.saved, partial)
+
+    def close(self) -> None:
+        """Point fd 2 back at the real stderr and write out what the pipe still holds."""
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(self.saved, 2)  # closes the pipe's last write end: the reader sees EOF
+        self.thread.join(timeout=5)
+
+
+_PEER_FILTER: _PeerLossFilter | None = None
+
+
+def hide_peer_loss_logs() -> None:
+    """From now on, drop the C++ error lines a lost multi-worker peer causes from stderr
+    (tfkit reports the loss in one line); everything else passes through. Not when the
+    user asked for TensorFlow's logs (`TF_CPP_MIN_LOG_LEVEL` 0 or 1). Idempotent."""
+    global _PEER_FILTER
+    if _PEER_FILTER is None and not wants_framework_logs():
+        _PEER_FILTER = _PeerLossFilter()
+
+
+def flush_stderr() -> None:
+    """Write out every stderr line still in `hide_peer_loss_logs`' pipe (before the process
+    ends with `os._exit`, which would drop them)."""
+    global _PEER_FILTER
+    if _PEER_FILTER is not None:
+        _PEER_FILTER.close()
+        _PEER_FILTER = None

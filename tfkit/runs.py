@@ -51,7 +51,7 @@ from tfkit.config import (
     to_dict,
     validate,
 )
-from tfkit.errors import NonFiniteLossError, Stopped, UserError
+from tfkit.errors import NonFiniteLossError, Stopped, UserError, WorkerLost
 
 # ---- every file and folder of a run (spelled here only) -------------------------------
 CONFIG_FILE = "config.yaml"
@@ -899,7 +899,9 @@ class Run:
             try:
                 yield self
             except BaseException as err:
-                stopped = isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit, Stopped))
+                stopped = isinstance(
+                    err, (KeyboardInterrupt, SystemExit, GeneratorExit, Stopped, WorkerLost)
+                )
                 if chief and not stopped and self.path.exists() and not self.is_trained:
                     removed = self.mark_failed(err)
                     if isinstance(err, NonFiniteLossError):

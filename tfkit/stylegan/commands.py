@@ -39,6 +39,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     if not args.dry_run:
         announce(cfg.runtime)  # first line: where this process runs (tfkit.cluster)
+    import tensorflow as tf
+
     from tfkit import distribute
     from tfkit.stylegan.trainer import Trainer
 
@@ -71,12 +73,19 @@ def train_command(args: argparse.Namespace) -> int:
     with run.training(chief=chief):  # the chief holds the run's lock
         if chief and (line := run.record_resume(changes)):
             print(f"tfkit gan train: {line}", flush=True)
-        trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
-        print(
-            f"run directory: {run.path}"
-            f"{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
-        )
-        status = trainer.run()
+        try:
+            trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
+            print(
+                f"run directory: {run.path}"
+                f"{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
+            )
+            status = trainer.run()
+        except tf.errors.OpError as err:
+            lost = distribute.lost_worker(err, cfg.runtime)
+            if lost is None:
+                raise
+            lost.resume_hint = f"tfkit gan train --resume {run.path}"
+            raise lost from None
     if status in ("stopped", "interrupted"):  # the CLI prints the line and exits 143 / 130
         import signal
 

@@ -91,6 +91,9 @@ def train_command(args: argparse.Namespace) -> int:
 
 def _train_or_stop(config: ExperimentConfig, run_dir: Path, *, resume: bool) -> None:
     """`run_training`; a stop by a signal says how to continue."""
+    import tensorflow as tf
+
+    from tfkit.distribute import lost_worker
     from tfkit.errors import Stopped
 
     try:
@@ -98,6 +101,12 @@ def _train_or_stop(config: ExperimentConfig, run_dir: Path, *, resume: bool) -> 
     except Stopped as err:
         err.resume_hint = f"tfkit train --resume {run_dir}"
         raise
+    except tf.errors.OpError as err:
+        lost = lost_worker(err, config.runtime)
+        if lost is None:
+            raise
+        lost.resume_hint = f"tfkit train --resume {run_dir}"
+        raise lost from None
 
 
 # --------------------------------------------------------------------------------------
