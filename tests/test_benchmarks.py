@@ -1,6 +1,7 @@
 """Every benchmark follows the convention `make bench` relies on."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,81 @@ def test_paper256_figure_code_runs_on_cpu_with_tiny_channels():
     assert figures["paper256_G_params"] > 0 and figures["paper256_D_params"] > 0
     assert figures["published_paper256_v100_s_per_kimg"] == 21.6
     assert figures["published_paper256_a100_s_per_kimg"] == 12.53
+
+
+def _git(cwd, *args):
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_run_all_writes_results_page_with_commit_machine_runs_median_and_target(tmp_path):
+    """`make bench`'s page: date, the commit measured, the machine, and one row per figure
+    with its runs, their median, its target and whether the median meets it."""
+    repo = tmp_path / "repo"
+    fake = repo / "benchmarks"
+    fake.mkdir(parents=True)
+    (fake / "run_all.py").write_text((BENCH / "run_all.py").read_text())
+    (fake / "bench_fit.py").write_text(
+        "import argparse, json\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--quick', action='store_true')\n"
+        "p.add_argument('--json'); a = p.parse_args()\n"
+        "json.dump({'ratios': {'tfkit_fit_vs_keras_fit_same_spe': 0.95, 'odd_vs_even': 1.5},\n"
+        "           'runs': {'tfkit_fit_vs_keras_fit_same_spe': [1.0, 0.8, 0.95]},\n"
+        "           'figures': {'demo_start_to_first_step_s': 7.5,\n"
+        "                       'demo_start_to_first_step_s_runs': [7.0, 8.0, 7.5, 9.0],\n"
+        "                       'unrelated_figure': 3},\n"
+        "           'machine': {'cpus': 2, 'cpu_model': 'Fake CPU'}}, open(a.json, 'w'))\n"
+    )
+    (fake / "bench_zbroken.py").write_text("import sys; sys.exit(3)\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "fake")
+    commit = _git(repo, "rev-parse", "HEAD")
+    page = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, str(fake / "run_all.py"), "--quick", "--json", str(tmp_path / "a.json"),
+         "--results", str(page)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # one benchmark failed
+    text = page.read_text()
+    assert f"- commit: `{commit}`" in text  # a clean tree: no +changes
+    assert "- cpu model: Fake CPU" in text and "- mode: quick" in text
+    assert re.search(r"^- date: \d{4}-\d{2}-\d{2}$", text, re.M)
+    rows = {line.split("|")[2].strip(" `"): line for line in text.splitlines() if "| `" in line}
+    # median over the listed runs, target met
+    same = [c.strip() for c in rows["tfkit_fit_vs_keras_fit_same_spe"].split("|")]
+    assert same[3] == "1.000, 0.800, 0.950" and same[4] == "0.950"
+    assert same[5].startswith(">= 0.9 ") and same[6] == "yes"
+    # a figure with a target and `<name>_runs`: median of four runs, target missed
+    start = [c.strip() for c in rows["demo_start_to_first_step_s"].split("|")]
+    assert start[4] == "7.750" and start[5].startswith("<= 5 ") and start[6] == "**no**"
+    # a ratio without a target is informative; a figure without one is left out
+    odd = [c.strip() for c in rows["odd_vs_even"].split("|")]
+    assert odd[3] == "1.500" and odd[5] == "informative" and odd[6] == ""
+    assert "unrelated_figure" not in text
+    assert "Failed (no figures): `zbroken`" in text
+    # an uncommitted change to the code is named; the results page itself is not one
+    (fake / "bench_fit.py").write_text((fake / "bench_fit.py").read_text() + "\n")
+    sys.path.insert(0, str(fake))
+    try:
+        import run_all as fake_run_all
+    finally:
+        sys.path.remove(str(fake))
+        sys.modules.pop("run_all", None)
+    assert fake_run_all.git_commit(fake) == f"{commit} +changes"
+    _git(repo, "checkout", "-q", "--", ".")
+    (fake / "RESULTS.md").write_text("old\n")
+    _git(repo, "add", "benchmarks/RESULTS.md")
+    _git(repo, "commit", "-qm", "results")
+    (fake / "RESULTS.md").write_text("new\n")
+    assert fake_run_all.git_commit(fake) == _git(repo, "rev-parse", "HEAD")
+    assert fake_run_all.git_commit(tmp_path / "nowhere") == "unknown"
