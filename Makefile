@@ -46,7 +46,7 @@ $(DOCS_STAMP): $(STAMP)
 
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
-	$(PY) -m pytest -q -m docs tests/test_docs_site.py
+	TFKIT_SITE_DIR=site $(PY) -m pytest -q -m docs tests/test_docs_site.py
 
 docs-serve: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000

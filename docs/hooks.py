@@ -235,11 +235,7 @@ def config_reference() -> str:
         "with several forms (a `data.source` kind, a `model` name) lists each form apart.\n",
         "Every key can be set in the YAML file or on the command line with "
         "`--set key=value` (the value is parsed as YAML and checked like the file).\n",
-        "## Sections\n",
     ]
-    for _path, title, _model in sections:
-        parts.append(f"- [{title}](#{_anchor(title)})")
-    parts.append("")
     for path, title, model in sections:
         parts.append(f"## {title} {{ #{_anchor(title)} }}\n")
         doc = _doc(model)
