@@ -26,12 +26,12 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m '' --timeout=3600
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tfkit tests benchmarks examples
-	$(VENV)/bin/ruff format --check tfkit tests benchmarks examples
+	$(VENV)/bin/ruff check tfkit tests benchmarks examples docs/hooks.py
+	$(VENV)/bin/ruff format --check tfkit tests benchmarks examples docs/hooks.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format tfkit tests benchmarks examples
-	$(VENV)/bin/ruff check --fix tfkit tests benchmarks examples
+	$(VENV)/bin/ruff format tfkit tests benchmarks examples docs/hooks.py
+	$(VENV)/bin/ruff check --fix tfkit tests benchmarks examples docs/hooks.py
 
 BENCH_JSON ?= bench.json
 BENCH_FLAGS ?= --quick
