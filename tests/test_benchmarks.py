@@ -147,3 +147,62 @@ def test_run_all_writes_results_page_with_commit_machine_runs_median_and_target(
     (fake / "RESULTS.md").write_text("new\n")
     assert fake_run_all.git_commit(fake) == _git(repo, "rev-parse", "HEAD")
     assert fake_run_all.git_commit(tmp_path / "nowhere") == "unknown"
+
+
+def test_bench_fit_reports_equal_settings_overhead_beside_the_default_gain(tmp_path, monkeypatch):
+    """bench_fit's JSON: tfkit / bare fit at the steps_per_execution tfkit resolves to (its
+    overhead) and tfkit / bare fit at Keras' default (the gain of its defaults), each the
+    median of the per-run ratios listed under `runs`. The timed arms are stood in for by
+    fixed rates (the real ones are `make bench`'s), so only the arithmetic and names run."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_fit
+    finally:
+        sys.path.remove(str(BENCH))
+    seen_spe = []
+
+    def keras_fit(x, y, xv, yv, epochs, seed, spe=1):
+        seen_spe.append(spe)
+        return {1: 100.0, 4: 200.0}[spe] + seed  # runs 0, 1, 2 -> +0, +1, +2
+
+    def demo_keras(epochs, spe=1):
+        seen_spe.append(("demo", spe))
+        return 50.0 if spe == 1 else 80.0
+
+    monkeypatch.setattr(bench_fit, "_keras_fit", keras_fit)
+    monkeypatch.setattr(bench_fit, "_tfkit_fit", lambda *a: 180.0)
+    monkeypatch.setattr(bench_fit, "_demo_keras", demo_keras)
+    monkeypatch.setattr(bench_fit, "_demo_tfkit", lambda root, epochs: 72.0)
+    monkeypatch.setattr(bench_fit, "_start_up", lambda root: (4.0, 900.0))
+    monkeypatch.setattr(bench_fit, "_tfkit_steps_per_execution", lambda n, b: 4)
+    monkeypatch.setattr(bench_fit, "_demo_train_count", lambda config: 1258)
+    out = tmp_path / "fit.json"
+    assert bench_fit.main(["--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ratios, runs = result["ratios"], result["runs"]
+    assert runs["tfkit_fit_vs_keras_fit_same_spe"] == [
+        0.9,
+        round(180 / 201, 3),
+        round(180 / 202, 3),
+    ]
+    assert ratios["tfkit_fit_vs_keras_fit_same_spe"] == round(180 / 201, 3)  # the median
+    assert runs["tfkit_fit_vs_keras_default_fit"] == [1.8, round(180 / 101, 3), round(180 / 102, 3)]
+    assert ratios["tfkit_fit_vs_keras_default_fit"] == round(180 / 101, 3)
+    assert ratios["tfkit_demo_vs_keras_fit_same_spe"] == 0.9
+    assert ratios["tfkit_demo_vs_keras_default_fit"] == 1.44
+    assert result["figures"]["tfkit_steps_per_execution"] == 4
+    assert result["figures"]["demo_start_to_first_step_s"] == 4.0
+    # every run timed the bare fit at both settings, and the demo likewise
+    assert seen_spe.count(4) == 3 and seen_spe.count(1) == 3
+    assert seen_spe.count(("demo", 4)) == 3 and seen_spe.count(("demo", 1)) == 3
+
+
+def test_tfkit_steps_per_execution_is_what_tfkit_compiles_with():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_fit
+    finally:
+        sys.path.remove(str(BENCH))
+    # 40 steps an epoch: the largest divisor <= 16 is 10; 313 steps (prime): 1
+    assert bench_fit._tfkit_steps_per_execution(40 * 32, 32) == 10
+    assert bench_fit._tfkit_steps_per_execution(80_000, 256) == 1
