@@ -307,10 +307,11 @@ def cli_reference() -> str:
 
 
 def benchmarks_page(template: str) -> str:
-    """docs/benchmarks.md with `{{ results }}` replaced by benchmarks/RESULTS.md (its
-    headings moved one level down), or by how to produce it when it does not exist."""
+    """docs/benchmarks.md with `{{ results }}` replaced by benchmarks/RESULTS.md (without
+    its title, its headings one level down), or by how to produce it when it does not exist."""
     if RESULTS.exists():
         text = RESULTS.read_text(encoding="utf-8")
+        text = re.sub(r"\A# [^\n]*\n", "", text)  # the page's own title: under "Latest results"
         text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M)
     else:
         text = (

@@ -139,9 +139,10 @@ def test_benchmarks_page_includes_results_or_says_how_to_make_them(tmp_path, mon
     monkeypatch.setattr(hooks, "RESULTS", tmp_path / "RESULTS.md")
     page = hooks.benchmarks_page(template)
     assert "make bench" in page and "{{ results }}" not in page
-    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\n- commit: `abc`\n")
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\n- commit: `abc`\n\n## Fit\n")
     page = hooks.benchmarks_page(template)
-    assert "## Benchmark results" in page and "- commit: `abc`" in page  # one level down
+    assert "- commit: `abc`" in page and "make bench" not in page
+    assert "Benchmark results" not in page and "\n### Fit\n" in page  # one level down
 
 
 CLOCK = re.compile(r"\b[0-2]\d:[0-5]\d\b")
