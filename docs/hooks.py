@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
+import os
 import re
 import tokenize
 import types
@@ -294,10 +295,18 @@ def cli_reference() -> str:
         "one line naming it and exits with status 2; `--verbose` shows TensorFlow's own "
         "start-up log.\n",
     ]
-    for words, parser in commands:
-        parser.prog = " ".join(words)
-        parts.append(f"## `{' '.join(words)}`\n")
-        parts.append("```text\n" + parser.format_help().rstrip() + "\n```\n")
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: the same page everywhere
+    try:
+        for words, parser in commands:
+            parser.prog = " ".join(words)
+            parts.append(f"## `{' '.join(words)}`\n")
+            parts.append("```text\n" + parser.format_help().rstrip() + "\n```\n")
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return "\n".join(parts)
 
 
