@@ -1,23 +1,32 @@
 """Fit benchmark: examples/s of `tfkit train`'s fit path vs a hand-written `keras.Model.fit`.
 
-Both train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arrays with the
-same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
+All arms train the same MLP (64 -> 256 -> 256 -> 10, Adam) on the same in-memory arrays with
+the same batch size, epochs and a validation pass each epoch, in one process, alternating runs.
 (a) tfkit: `tfkit.training.session.fit` on an `npz` config with every default on (progress bar
     off): the tf.data pipeline of `tfkit.data`, Throughput, TensorBoard, best and last
-    `.keras` checkpoints, the step-level backup and the metrics logger each epoch;
-(b) keras: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and a bare
-    `model.fit` with no callbacks.
+    `.keras` checkpoints, the step-level backup and the metrics logger each epoch, and
+    `runtime.steps_per_execution: auto`;
+(b) keras default: `tf.data.Dataset.from_tensor_slices(...).shuffle().batch().prefetch()` and
+    a bare `model.fit` with no callbacks and Keras' default compile arguments
+    (steps_per_execution 1);
+(c) keras same settings: (b) compiled with the steps_per_execution tfkit's `auto` resolves to
+    for this epoch length (`tfkit.training.fit.steps_per_execution`).
 Examples/s = train examples x epochs / wall time of the `model.fit` call (tracing included in
-both). Runs alternate (a, b), (b, a), ... Ratio: tfkit_fit_vs_keras_fit = median over runs of
-a / b of the same run (adjacent runs share the machine's load); figures add best-of-each.
+all). The arms' order rotates from run to run. Two ratios, each the median over runs of the
+ratio within one run (adjacent runs share the machine's load):
+- tfkit_fit_vs_keras_fit_same_spe = a / c: tfkit's overhead at equal settings (what its
+  pipeline, callbacks, checkpoints and backup cost);
+- tfkit_fit_vs_keras_default_fit = a / b: what a user gains or loses by running tfkit's
+  defaults instead of Keras' defaults (mostly the steps_per_execution setting).
 
-The main job's model the same way: tfkit_demo_vs_keras_fit = a default `tfkit train
-configs/digits_cnn.yaml` (every default on: checkpoints, backup, TensorBoard, throughput and
-metrics logging; progress bar off) / a bare `model.fit` of the same model (same builder,
-optimizer and seed) on the same arrays with Keras' default compile arguments. Figures: the
+The main job's model the same way, with the same two ratios: tfkit_demo_vs_keras_fit_same_spe
+and tfkit_demo_vs_keras_default_fit = a default `tfkit train configs/digits_cnn.yaml` (every
+default on: checkpoints, backup, TensorBoard, throughput and metrics logging; progress bar
+off) / a bare `model.fit` of the same model (same builder, optimizer and seed) on the same
+arrays, compiled with tfkit's steps_per_execution or with Keras' default. Figures: the
 seconds from process start to the first training step of `tfkit train
 configs/digits_cnn.yaml` (the first epoch's begin, from its metrics.jsonl) and that process's
-peak RSS.
+peak RSS. The JSON's `runs` lists every run's ratio behind each reported median.
 
     python benchmarks/bench_fit.py [--quick] --json out.json
 """
@@ -58,8 +67,18 @@ def _arrays(dataset):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _demo_keras(epochs: int) -> float:
-    """Examples/s of a bare `model.fit` of the digits CNN on the arrays tfkit trains on."""
+def _tfkit_steps_per_execution(train_examples: int, batch_size: int) -> int:
+    """The steps_per_execution tfkit's default (`auto`) resolves to on one replica for an
+    epoch of `train_examples` in batches of `batch_size` (last batch kept)."""
+    from tfkit.config import RuntimeConfig
+    from tfkit.training.fit import steps_per_execution
+
+    return steps_per_execution(RuntimeConfig(), -(-train_examples // batch_size))
+
+
+def _demo_keras(epochs: int, spe: int = 1) -> float:
+    """Examples/s of a bare `model.fit` of the digits CNN on the arrays tfkit trains on,
+    compiled with `steps_per_execution=spe` (1: Keras' default)."""
     import keras
 
     import tfkit.data
@@ -76,12 +95,21 @@ def _demo_keras(epochs: int) -> float:
         optimizer=build_optimizer(config.train.optimizer),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-    )  # Keras' defaults: one step per call, no XLA on CPU
+        steps_per_execution=spe,
+    )  # otherwise Keras' defaults (no XLA on CPU)
     start = time.perf_counter()
     model.fit(
         x, y, batch_size=config.data.batch_size, epochs=epochs, validation_data=val, verbose=0
     )
     return len(x) * epochs / (time.perf_counter() - start)
+
+
+def _demo_train_count(config) -> int:
+    """The number of training examples of the demo config's split."""
+    import tfkit.data
+
+    splits = tfkit.data.build(config.data, seed=config.runtime.seed)
+    return sum(len(x) for x, _ in splits.train.as_numpy_iterator())
 
 
 def _demo_tfkit(root: Path, epochs: int) -> float:
@@ -119,8 +147,9 @@ def _start_up(root: Path) -> tuple[float, float]:
     return first["time"] - first["epoch_seconds"] - start, usage.ru_maxrss / 1024
 
 
-def _keras_fit(x, y, xv, yv, epochs: int, seed: int) -> float:
-    """Examples/s of a hand-written model.fit on the same arrays."""
+def _keras_fit(x, y, xv, yv, epochs: int, seed: int, spe: int = 1) -> float:
+    """Examples/s of a hand-written model.fit on the same arrays, compiled with
+    `steps_per_execution=spe` (1: Keras' default)."""
     import keras
     import tensorflow as tf
 
@@ -133,7 +162,12 @@ def _keras_fit(x, y, xv, yv, epochs: int, seed: int) -> float:
             keras.layers.Dense(CLASSES, activation="softmax"),
         ]
     )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=spe,
+    )
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(10_000, seed=seed).batch(BATCH)
     val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(BATCH)
     train, val = train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
@@ -168,82 +202,106 @@ def _tfkit_fit(npz: Path, root: Path, epochs: int, seed: int, train_count: int) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="100,000 examples, 3 epochs, 3 runs each"
+        "--quick", action="store_true", help="102,400 examples, 3 epochs, 3 runs each"
     )
     parser.add_argument("--json", required=True, help="write the results here")
     args = parser.parse_args(argv)
 
     import numpy as np
 
-    count, epochs, runs = (100_000, 3, 3) if args.quick else (200_000, 5, 5)
+    # 80 % of the examples train: 320 (640) batches of 256 an epoch, a multiple of 16, so
+    # tfkit's `auto` steps_per_execution is its full 16 here (313 batches, a prime, gave 1)
+    count, epochs, runs = (102_400, 3, 3) if args.quick else (204_800, 5, 5)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(count, FEATURES)).astype(np.float32)
     y = (x[:, :CLASSES].argmax(1)).astype(np.int32)
     train_count = int(round(count * 0.8))
     val_count = int(round(count * 0.1))
-    rates: dict[str, list[float]] = {"keras": [], "tfkit": []}
+    spe = _tfkit_steps_per_execution(train_count, BATCH)
+    arms = ("keras", "keras_same", "tfkit")
+    rates: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "data.npz"
         np.savez(npz, x=x, y=y)
         for run in range(runs):
-            # alternate which goes first, so drifting load on a shared machine hits both
-            order = ("keras", "tfkit") if run % 2 == 0 else ("tfkit", "keras")
-            for which in order:
-                if which == "keras":
-                    xs, ys = x[:train_count], y[:train_count]
-                    rate = _keras_fit(xs, ys, x[-val_count:], y[-val_count:], epochs, run)
-                else:
+            # rotate which goes first, so drifting load on a shared machine hits every arm
+            for which in arms[run % 3 :] + arms[: run % 3]:
+                if which == "tfkit":
                     rate = _tfkit_fit(npz, Path(tmp) / "runs", epochs, run, train_count)
+                else:
+                    xs, ys = x[:train_count], y[:train_count]
+                    xv, yv = x[-val_count:], y[-val_count:]
+                    arm_spe = spe if which == "keras_same" else 1
+                    rate = _keras_fit(xs, ys, xv, yv, epochs, run, arm_spe)
                 rates[which].append(rate)
             print(
-                f"run {run}: keras {rates['keras'][-1]:.0f} ex/s, tfkit {rates['tfkit'][-1]:.0f} ex/s",
+                f"run {run}: keras {rates['keras'][-1]:.0f} ex/s, keras at tfkit's "
+                f"steps_per_execution {rates['keras_same'][-1]:.0f} ex/s, "
+                f"tfkit {rates['tfkit'][-1]:.0f} ex/s",
                 flush=True,
             )
-    pairs = sorted(t / k for t, k in zip(rates["tfkit"], rates["keras"], strict=True))
-    median_pair = _median(pairs)
-    a, b = max(rates["tfkit"]), max(rates["keras"])
+    same = [t / k for t, k in zip(rates["tfkit"], rates["keras_same"], strict=True)]
+    default = [t / k for t, k in zip(rates["tfkit"], rates["keras"], strict=True)]
     out = {
-        "ratios": {"tfkit_fit_vs_keras_fit": round(median_pair, 3)},
+        "ratios": {
+            "tfkit_fit_vs_keras_fit_same_spe": round(_median(same), 3),
+            "tfkit_fit_vs_keras_default_fit": round(_median(default), 3),
+        },
+        "runs": {
+            "tfkit_fit_vs_keras_fit_same_spe": [round(r, 3) for r in same],
+            "tfkit_fit_vs_keras_default_fit": [round(r, 3) for r in default],
+        },
         "figures": {
             "examples": train_count,
             "epochs": epochs,
             "runs": runs,
             "batch_size": BATCH,
-            "best_vs_best": round(a / b, 3),
-            "pair_ratios": [round(r, 3) for r in pairs],
-            "tfkit_examples_per_sec": round(a, 1),
-            "keras_examples_per_sec": round(b, 1),
+            "tfkit_steps_per_execution": spe,
+            "tfkit_examples_per_sec": round(max(rates["tfkit"]), 1),
+            "keras_examples_per_sec": round(max(rates["keras"]), 1),
+            "keras_same_spe_examples_per_sec": round(max(rates["keras_same"]), 1),
             "tfkit_runs": [round(r, 1) for r in rates["tfkit"]],
             "keras_runs": [round(r, 1) for r in rates["keras"]],
+            "keras_same_spe_runs": [round(r, 1) for r in rates["keras_same"]],
         },
     }
-    demo = {"keras": [], "tfkit": []}
+    from tfkit.config import load_config
+
     demo_epochs = 25  # the config's own
+    demo_config = load_config(str(DEMO))
+    demo_count = _demo_train_count(demo_config)
+    demo_spe = _tfkit_steps_per_execution(demo_count, demo_config.data.batch_size)
+    demo: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
-            order = ("keras", "tfkit") if run % 2 == 0 else ("tfkit", "keras")
-            for which in order:
-                root = Path(tmp) / f"{which}{run}"
-                rate = (
-                    _demo_keras(demo_epochs) if which == "keras" else _demo_tfkit(root, demo_epochs)
-                )
+            for which in arms[run % 3 :] + arms[: run % 3]:
+                if which == "tfkit":
+                    rate = _demo_tfkit(Path(tmp) / f"tfkit{run}", demo_epochs)
+                else:
+                    rate = _demo_keras(demo_epochs, demo_spe if which == "keras_same" else 1)
                 demo[which].append(rate)
             print(
-                f"digits run {run}: keras {demo['keras'][-1]:.0f} ex/s, "
+                f"digits run {run}: keras {demo['keras'][-1]:.0f} ex/s, keras at tfkit's "
+                f"steps_per_execution {demo['keras_same'][-1]:.0f} ex/s, "
                 f"tfkit {demo['tfkit'][-1]:.0f} ex/s",
                 flush=True,
             )
         starts = [_start_up(Path(tmp) / f"start{i}") for i in range(3 if args.quick else 5)]
-    demo_pairs = sorted(t / k for t, k in zip(demo["tfkit"], demo["keras"], strict=True))
-    out["ratios"]["tfkit_demo_vs_keras_fit"] = round(_median(demo_pairs), 3)
+    demo_same = [t / k for t, k in zip(demo["tfkit"], demo["keras_same"], strict=True)]
+    demo_default = [t / k for t, k in zip(demo["tfkit"], demo["keras"], strict=True)]
+    out["ratios"]["tfkit_demo_vs_keras_fit_same_spe"] = round(_median(demo_same), 3)
+    out["ratios"]["tfkit_demo_vs_keras_default_fit"] = round(_median(demo_default), 3)
+    out["runs"]["tfkit_demo_vs_keras_fit_same_spe"] = [round(r, 3) for r in demo_same]
+    out["runs"]["tfkit_demo_vs_keras_default_fit"] = [round(r, 3) for r in demo_default]
+    out["runs"]["demo_start_to_first_step_s"] = [round(s, 2) for s, _ in starts]
     out["figures"].update(
         {
             "demo_epochs": demo_epochs,
-            "demo_pair_ratios": [round(r, 3) for r in demo_pairs],
+            "demo_tfkit_steps_per_execution": demo_spe,
             "demo_tfkit_runs": [round(r, 1) for r in demo["tfkit"]],
             "demo_keras_runs": [round(r, 1) for r in demo["keras"]],
+            "demo_keras_same_spe_runs": [round(r, 1) for r in demo["keras_same"]],
             "demo_start_to_first_step_s": round(_median([s for s, _ in starts]), 2),
-            "demo_start_to_first_step_runs": [round(s, 2) for s, _ in starts],
             "demo_peak_rss_mb": round(max(r for _, r in starts), 1),
         }
     )

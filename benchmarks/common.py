@@ -2,7 +2,8 @@
 
 Convention: each `bench_*.py` accepts `--quick` and `--json PATH` and writes
 `{"ratios": {...}, "figures": {...}, "machine": {...}}`, each ratio against a baseline
-measured in the same run.
+measured in the same run, plus `"runs": {figure: [values]}` for figures that are the median
+of several runs (`run_all.py` shows them in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def machine() -> dict:
     return info
 
 
-def write_result(path: str | None, ratios: dict, figures: dict) -> dict:
-    """Print the benchmark result as JSON and write it to `path` (when given); return it."""
+def write_result(path: str | None, ratios: dict, figures: dict, runs: dict | None = None) -> dict:
+    """Print the benchmark result as JSON and write it to `path` (when given); return it.
+
+    `runs` maps a ratio or figure to the values of the runs behind its median."""
     out = {"ratios": ratios, "figures": figures, "machine": machine()}
+    if runs:
+        out["runs"] = runs
     print(json.dumps(out, indent=1))
     if path:
         with open(path, "w") as f:

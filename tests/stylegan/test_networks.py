@@ -139,9 +139,9 @@ def test_noise_strength_per_channel_in_the_original_arch_only(arch, per_channel,
     assert all(s == () for s in strengths(old)) and len(strengths(old)) == len(strengths(G))
 
 
-def test_readme_preset_table_lists_every_preset_with_its_size():
-    """README's `gan.preset` table has a row per preset, its ADA setting, and for the CPU
-    presets (cheap to build) the trainable parameter counts of G and D."""
+def test_docs_preset_table_lists_every_preset_with_its_size():
+    """The StyleGAN guide's `gan.preset` table has a row per preset, its ADA setting, and for
+    the CPU presets (cheap to build) the trainable parameter counts of G and D."""
     import os
     import re
 
@@ -150,7 +150,7 @@ def test_readme_preset_table_lists_every_preset_with_its_size():
     from tfkit.stylegan.trainer import build_networks
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(root, "docs", "guides", "stylegan.md"), encoding="utf-8") as f:
         rows = {
             m.group(1): [c.strip() for c in m.group(2).split("|")]
             for m in re.finditer(r"^\| `(\w+)` \|(.*)\|$", f.read(), re.M)

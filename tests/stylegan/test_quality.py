@@ -13,8 +13,8 @@ The runs end at a number of images, not at a time: the config sets
 `runtime.deterministic: true`, so a run gives the same weights and the same FCD on every
 run on a CPU, and a busy machine makes it slower, not worse (an earlier version ended at
 `gan.max_minutes` 20 and measured -72.4 % once and -69.5 % once, from different numbers of
-kimg). How long the 100 kimg take is a speed figure (README: ~17 minutes on a quiet 2-core
-CPU in bfloat16), measured by `benchmarks/bench_stylegan.py`, not asserted here.
+kimg). How long the 100 kimg take is a speed figure, measured by
+`benchmarks/bench_stylegan.py` (`make bench`), not asserted here.
 `TFKIT_QUALITY_MINUTES` sets `gan.max_minutes` (a safety limit; default 240) and so can
 shorten a run for a smoke test.
 
