@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: install demo test test-all lint format bench docs docs-serve tensorboard clean
+.PHONY: install demo test test-soak test-all lint format bench docs docs-serve tensorboard clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --timeout=900
+
+# the soak tier: each long-lived mode for minutes; threads, open files and RSS stay flat
+# (TFKIT_SOAK_REPORT: one JSON line of figures per case)
+SOAK_REPORT ?= soak-report.jsonl
+test-soak: $(STAMP)
+	TFKIT_SOAK_REPORT=$(SOAK_REPORT) $(PY) -m pytest -q -m soak --timeout=600 tests/test_soak.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m '' --timeout=3600
