@@ -264,6 +264,29 @@ def test_rewritten_batch_norm_equals_the_original_op_in_a_v1_session(tmp_path, k
     )
 
 
+def test_recorded_batch_1_shapes_do_not_limit_the_batch(tmp_path, keras_home):
+    """A graph written with its shapes (`_output_shapes`, batch 1 for one JPEG) still
+    takes batches of any size."""
+    weights = tiny_weights()
+    graph_def = tiny_fid_graph(weights)
+    feature_shape = [1, SIZE, SIZE, FEATURES]
+    shapes = {"ExpandDims": [1, 16, 16, 3], "Mul": [1, SIZE, SIZE, 3], "conv": feature_shape}
+    shapes.update({"conv/batchnorm": feature_shape, "pool_3": [1, 1, 1, FEATURES]})
+    for node in graph_def.node:
+        if node.name in shapes:
+            recorded = tf.TensorShape(shapes[node.name]).as_proto()
+            node.attr["_output_shapes"].list.shape.add().CopyFrom(recorded)
+    path = tmp_path / "g.pb"
+    path.write_bytes(graph_def.SerializeToString())
+    images = random_images(3, size=16, seed=10)
+    np.testing.assert_allclose(
+        compute_features(images, fid_inception(path), batch_size=3),
+        expected_features(images, weights),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
 def test_statistics_cache_key_follows_the_graph_file(tmp_path, keras_home):
     """Real statistics cached with one graph file are not reused with another one."""
     first = fid_inception(write_graph(tmp_path / "a" / FID_INCEPTION_FILE, seed=0))

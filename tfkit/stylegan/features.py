@@ -307,7 +307,9 @@ def _node_name(tensor_or_input: str) -> str:
 def _between(graph_def: Any, input_name: str, output_name: str) -> Any:
     """The part of `graph_def` that `output_name` depends on, cut at `input_name`: that
     node becomes a float placeholder of any shape (what feeds it in the file, e.g.
-    `DecodeJpeg`, is left out). A new GraphDef, nodes in their order.
+    `DecodeJpeg`, is left out), and recorded `_output_shapes` (batch 1 in a graph written
+    for one JPEG) are dropped so shapes follow the batch fed. A new GraphDef, nodes in
+    their order.
 
     Raises:
         ValueError: the output does not depend on the input, or needs another placeholder.
@@ -335,7 +337,10 @@ def _between(graph_def: Any, input_name: str, output_name: str) -> Any:
             placeholder = out.node.add(name=cut, op="Placeholder")
             placeholder.attr["dtype"].type = tf.float32.as_datatype_enum
         elif node.name in keep:
-            out.node.add().CopyFrom(node)
+            copy = out.node.add()
+            copy.CopyFrom(node)
+            if "_output_shapes" in copy.attr:
+                del copy.attr["_output_shapes"]
     return out
 
 
