@@ -376,6 +376,13 @@ def test_invalid_graph_is_a_one_line_error(tmp_path, keras_home, content, reason
     assert "\n" not in message
     assert message.startswith(f"--fid-inception: {path} is not the FID Inception graph (")
     assert reason in message and FID_INCEPTION_URL in message
+    # found in the default place, the error names the file alone
+    write_graph(keras_home / "models" / FID_INCEPTION_FILE).write_bytes(content)
+    with pytest.raises(UserError) as info:
+        feature_network(FID_INCEPTION)
+    found = keras_home / "models" / FID_INCEPTION_FILE
+    assert str(info.value).startswith(f"{found} is not the FID Inception graph (")
+    assert reason in str(info.value)
 
 
 def _graph_rewired(node_name: str, inputs: list[str]) -> bytes:
@@ -433,6 +440,27 @@ def test_what_feeds_the_input_in_the_file_is_left_out(tmp_path, keras_home):
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+def test_snapshot_metrics_take_the_graph_from_the_config_key(tmp_path, keras_home):
+    """What the trainer builds from `gan.metrics*`: errors name the config key, results
+    name the network."""
+    from tfkit.stylegan.metrics import SnapshotMetrics
+
+    reals = random_images(16, size=8, seed=11)
+    with pytest.raises(UserError, match=r"^gan\.metrics_fid_inception: no such file"):
+        SnapshotMetrics(reals, features=FID_INCEPTION, fid_inception=tmp_path / "nope.pb")
+    metrics = SnapshotMetrics(
+        reals,
+        metrics=("fid", "kid"),
+        features=FID_INCEPTION,
+        fid_inception=write_graph(tmp_path / "g.pb"),
+        num_images=16,
+        batch_size=8,
+    )
+    results = metrics(lambda z: np.tanh(z[:, :192].reshape(-1, 8, 8, 3)), z_dim=192)
+    assert results["fid_network"] == results["kid_network"] == FID_INCEPTION
+    assert results["fid"] > 0 and results["num_fake"] == 16
 
 
 # --------------------------------------------------------------------------------------

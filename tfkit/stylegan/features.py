@@ -257,6 +257,11 @@ def fid_inception_candidates() -> list[Path]:
     return out + [h / "models" / FID_INCEPTION_FILE for h in homes]
 
 
+def _named_by(source: str | None) -> str:
+    """`"--fid-inception: "` when the user named the file with that flag or key, else ``."""
+    return f"{source}: " if source else ""
+
+
 def _fid_inception_source() -> str:
     return (
         f"`{FID_INCEPTION_FILE}` from {FID_INCEPTION_ARCHIVE} ({FID_INCEPTION_URL}; "
@@ -446,7 +451,7 @@ def to_uint8_levels(images: tf.Tensor) -> tf.Tensor:
     return tf.floor(tf.clip_by_value(images * 127.5 + 128.0, 0.0, 255.0))
 
 
-def load_frozen_graph(path: Path, *, source: str = "--fid-inception") -> tuple[Any, str]:
+def load_frozen_graph(path: Path, *, source: str | None = None) -> tuple[Any, str]:
     """The GraphDef of the FID Inception file (the part `pool_3` depends on) and its digest.
 
     Raises:
@@ -457,7 +462,7 @@ def load_frozen_graph(path: Path, *, source: str = "--fid-inception") -> tuple[A
 
     def invalid(reason: str) -> UserError:
         return UserError(
-            f"{source}: {path} is not the FID Inception graph ({reason}). Expected "
+            f"{_named_by(source)}{path} is not the FID Inception graph ({reason}). Expected "
             f"{_fid_inception_source()}"
         )
 
@@ -500,14 +505,15 @@ def fid_inception(
         UserError: the file is missing or is not that graph (never downloads).
     """
     found = find_fid_inception(path, source=source)
-    graph_def, digest = load_frozen_graph(found, source=source)
+    named_by = source if path is not None else None  # else found in the default places
+    graph_def, digest = load_frozen_graph(found, source=named_by)
     try:
         model = FrozenGraphFeatures(graph_def)
     except (ValueError, TypeError, tf.errors.OpError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"{source}: {found} is not the FID Inception graph ({message}). Expected "
-            f"{_fid_inception_source()}"
+            f"{_named_by(named_by)}{found} is not the FID Inception graph ({message}). "
+            f"Expected {_fid_inception_source()}"
         ) from None
     return FeatureNetwork(
         model,
