@@ -395,6 +395,15 @@ def _graph_rewired(node_name: str, inputs: list[str]) -> bytes:
     return graph_def.SerializeToString()
 
 
+def _graph_failing_to_run() -> bytes:
+    """Imports fine, fails when run: a numerics check (rsqrt of a negative level - 128)."""
+    graph_def = tiny_fid_graph(tiny_weights())
+    _op(graph_def, "bad/rsqrt", "Rsqrt", ["Sub"])
+    _op(graph_def, "bad", "CheckNumerics", ["bad/rsqrt"], message=tf.compat.v1.AttrValue(s=b"x"))
+    next(node for node in graph_def.node if node.name == "Mul").input[0] = "bad"
+    return graph_def.SerializeToString()
+
+
 @pytest.mark.parametrize(
     "content, reason",
     [
@@ -403,8 +412,9 @@ def _graph_rewired(node_name: str, inputs: list[str]) -> bytes:
             "pool_3 does not depend on ExpandDims",
         ),
         (_graph_rewired("Sub", ["ResizeBilinear", "other"]), "pool_3 also needs the input other"),
+        (_graph_failing_to_run(), "x : Tensor had NaN values"),
     ],
-    ids=["input-unused", "second-input"],
+    ids=["input-unused", "second-input", "fails-to-run"],
 )
 def test_a_graph_of_another_interface_is_refused(tmp_path, keras_home, content, reason):
     path = tmp_path / "g.pb"

@@ -394,6 +394,9 @@ def _without_global_normalization(graph_def: Any) -> Any:
     """
     out = tf.compat.v1.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
+    # the removed op gone, the graph is one of this TensorFlow's version (importing an
+    # older version into the function's graph logs a warning on stderr)
+    out.versions.producer = max(out.versions.producer, tf.version.GRAPH_DEF_VERSION)
     out.library.CopyFrom(graph_def.library)
     for node in graph_def.node:
         if node.op == "BatchNormWithGlobalNormalization":
@@ -491,6 +494,16 @@ def load_frozen_graph(path: Path, *, source: str | None = None) -> tuple[Any, st
     return graph_def, hashlib.sha1(data).hexdigest()[:16]
 
 
+def _reason(err: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong (not "Graph execution
+    error:", the node trace or the op's stack)."""
+    text = err.message if isinstance(err, tf.errors.OpError) else str(err)
+    skip = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+    lines = [line.strip() for line in text.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(skip)]
+    return useful[0] if useful else type(err).__name__
+
+
 def fid_inception(
     path: str | os.PathLike | None = None, *, source: str = "--fid-inception"
 ) -> FeatureNetwork:
@@ -509,8 +522,9 @@ def fid_inception(
     graph_def, digest = load_frozen_graph(found, source=named_by)
     try:
         model = FrozenGraphFeatures(graph_def)
+        model(tf.zeros([1, 8, 8, 3]))  # a graph that fails to run fails here, not mid-run
     except (ValueError, TypeError, tf.errors.OpError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = _reason(err)
         raise UserError(
             f"{_named_by(named_by)}{found} is not the FID Inception graph ({message}). "
             f"Expected {_fid_inception_source()}"
