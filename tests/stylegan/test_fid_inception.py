@@ -491,8 +491,9 @@ def test_gan_metrics_names_the_standard_network(tmp_path, keras_home, capsys):
     assert f"with {FID_INCEPTION} features" in out
     assert "fid: " in out and "kid: " in out and "fcd" not in out
     assert (
-        f"network: {FID_INCEPTION}, the standard FID Inception network (pool_3, 2048 "
-        "features): fid and kid comparable with published values"
+        f"network: {FID_INCEPTION}, the standard FID Inception network (pool_3 features): fid "
+        "and kid comparable with published values at the same number of images only "
+        "(published: 50000; fewer images give a larger FID)"
     ) in out
     record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["fid_network"] == FID_INCEPTION and record["kid_network"] == FID_INCEPTION
@@ -500,7 +501,10 @@ def test_gan_metrics_names_the_standard_network(tmp_path, keras_home, capsys):
     # the same run measured by Keras' InceptionV3 or a classifier says it is not comparable
     from tfkit.stylegan.metrics import comparability
 
-    line = comparability(("fid",), "inception_v3_keras_imagenet")
+    assert comparability(("fid",), FID_INCEPTION, 50_000).endswith(
+        "(pool_3 features): fid comparable with published values"
+    )
+    line = comparability(("fid",), "inception_v3_keras_imagenet", 50_000)
     assert line.startswith("network: inception_v3_keras_imagenet: fid NOT comparable")
     assert f"--features {FID_INCEPTION}" in line
 

@@ -232,7 +232,7 @@ def metrics_command(args: argparse.Namespace) -> int:
             f"{display_name(name, network.name)}: {results[name]:.6g}  ({results['num_fake']} "
             f"generated vs {results['num_real']} real images)"
         )
-    print(comparability(metrics, network.name))
+    print(comparability(metrics, network.name, results["num_fake"]))
     print(f"time: {seconds:.1f} s")
     log_metrics(
         run_dir,

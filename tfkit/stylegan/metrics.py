@@ -544,14 +544,20 @@ def display_name(metric: str, network: str) -> str:
     return metric
 
 
-def comparability(metrics: Sequence[str], network: str) -> str:
-    """One sentence for the user: whether the distances of `network` (its name) compare
-    with published values, and how to get ones that do."""
+def comparability(
+    metrics: Sequence[str], network: str, num_images: int = DEFAULT_NUM_IMAGES
+) -> str:
+    """One sentence for the user: whether the distances of `network` (its name), measured
+    with `num_images` generated images, compare with published values, and how to get ones
+    that do."""
     shown = " and ".join(display_name(m, network).split(" (")[0] for m in metrics)
     if comparable_with_published(network):
-        return (
-            f"network: {network}, the standard FID Inception network (pool_3, 2048 features): "
-            f"{shown} comparable with published values"
+        line = f"network: {network}, the standard FID Inception network (pool_3 features): "
+        if num_images >= DEFAULT_NUM_IMAGES:
+            return line + f"{shown} comparable with published values"
+        return line + (
+            f"{shown} comparable with published values at the same number of images only "
+            f"(published: {DEFAULT_NUM_IMAGES}; fewer images give a larger FID)"
         )
     return (
         f"network: {network}: {shown} NOT comparable with published FID/KID values (only "
