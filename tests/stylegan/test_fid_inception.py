@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -547,3 +548,26 @@ def test_cli_corrupt_graph_exits_2_with_one_line_and_no_framework_log(tmp_path):
         "(not a TensorFlow GraphDef"
     )
     assert FID_INCEPTION_URL in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_loading_the_graph_logs_nothing_from_the_python_api(tmp_path):
+    """The 2015 graph's old version is not imported as such (TensorFlow would warn that
+    shapes were inferred with two versions): Python API users see a clean stderr too."""
+    path = write_graph(tmp_path / FID_INCEPTION_FILE)
+    code = (
+        "import numpy as np, sys\n"
+        "from tfkit.stylegan.features import fid_inception\n"
+        "from tfkit.stylegan.metrics import compute_features\n"
+        f"net = fid_inception({str(path)!r})\n"
+        "print(compute_features(np.zeros((2, 16, 16, 3), 'float32'), net, 2).shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=110
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"(2, {FEATURES})"
+    warnings = re.findall(r"^W\d{4} .*$", proc.stderr, re.MULTILINE)  # absl's warning lines
+    assert warnings == [], proc.stderr
