@@ -307,14 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid (default both)")
     p.add_argument(
         "--features",
-        default="inception_v3",
-        help="feature network: inception_v3 (local ImageNet weights) or classifier:RUN_DIR",
+        default="inception_2015_12_05",
+        help="feature network: inception_2015_12_05 (the standard FID Inception graph, "
+        "comparable with published FIDs; default), inception_v3 (Keras' ImageNet weights, "
+        "not comparable) or classifier:RUN_DIR (a tfkit classifier, not comparable)",
     )
     p.add_argument(
         "--num-images",
         type=A.int_at_least(2),
         default=50_000,
         help="images per set (default 50000)",
+    )
+    p.add_argument(
+        "--fid-inception",
+        metavar="PATH",
+        help="classify_image_graph_def.pb from inception-2015-12-05.tgz (default: "
+        "$TFKIT_FID_INCEPTION or ~/.keras/models/classify_image_graph_def.pb)",
     )
     p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 no-top .h5 weights")
     p.add_argument("--batch-size", type=A.int_at_least(1), default=64)

@@ -920,7 +920,13 @@ class GanConfig(Strict):
     grid: tuple[int, int] = (8, 4)  # snapshot grid columns, rows
     grid_seed: Seed = 0
     metrics: list[Literal["fid", "kid"]] = []  # computed at every snapshot
-    metrics_features: str = "inception_v3"  # or classifier:RUN_DIR (offline)
+    # feature network: inception_2015_12_05 (the standard FID Inception graph, the only
+    # one comparable with published FIDs), inception_v3 (Keras' ImageNet weights) or
+    # classifier:RUN_DIR (a tfkit classifier, offline)
+    metrics_features: str = "inception_2015_12_05"
+    # classify_image_graph_def.pb (from inception-2015-12-05.tgz); default:
+    # $TFKIT_FID_INCEPTION or ~/.keras/models/classify_image_graph_def.pb
+    metrics_fid_inception: str | None = None
     metrics_num_images: int = Field(50000, ge=2)  # real and generated images per metric
     # adaptive discriminator augmentation (see tfkit.stylegan.augment): every image D sees
     # goes through the `augpipe` transforms, each with probability p. ada: p adapts so the

@@ -160,8 +160,11 @@ def test_features_resize_and_convert_grayscale():
 
 
 def test_unknown_feature_network_lists_valid_ones():
-    with pytest.raises(UserError, match="inception_v3.*classifier:RUN_DIR"):
+    with pytest.raises(UserError) as info:
         feature_network("inceptionv3")
+    assert str(info.value).endswith(
+        "Valid feature networks: classifier:RUN_DIR, inception_2015_12_05, inception_v3"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -219,6 +222,7 @@ def test_inception_loads_local_weights_without_network(tmp_path, monkeypatch, no
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv("TFKIT_INCEPTION_WEIGHTS", raising=False)
     net = feature_network("inception_v3")
+    assert net.name == "inception_v3_keras_imagenet"  # not the FID network: named apart
     for got, want in zip(net.model.weights, model.weights, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     feats = compute_features(random_images(2, size=32), net, batch_size=2)
@@ -442,8 +446,11 @@ def test_gan_metrics_command_measures_a_run_checkpoint(tmp_path, capsys):
     # classifier features: the Fréchet distance is named FCD, not FID (InceptionV3's)
     assert "fcd (Fréchet classifier distance): " in out and "fid: " not in out
     assert "kid: " in out and "32 generated vs 32 real" in out
+    # the network is named, and said not to give published-comparable values
+    assert f"network: classifier:{clf_dir}: fcd and kid NOT comparable with published" in out
     record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["fid"] > 0 and record["kimg"] == 1.5 and record["num_fake"] == 32
+    assert record["fid_network"] == record["kid_network"] == f"classifier:{clf_dir}"
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     args.run_dir = str(tmp_path / "clf" / "missing")
@@ -457,6 +464,7 @@ def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv("TFKIT_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.delenv("TFKIT_FID_INCEPTION", raising=False)
     run_dir = create_run_dir(gan_config(), root=tmp_path / "runs")
     # a GAN run with no snapshot yet is refused as such (before TensorFlow loads)
     assert main(["gan", "metrics", str(run_dir), "--num-images", "16"]) == 2
@@ -467,6 +475,11 @@ def test_cli_gan_metrics_without_inception_weights_exits_2(tmp_path, monkeypatch
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert main(["gan", "metrics", str(run_dir), "--num-images", "16"]) == 2
+    err = capsys.readouterr().err
+    # the default network is the standard FID Inception graph (tests/stylegan/test_fid_inception.py)
+    assert "tfkit gan metrics: error: FID Inception graph not found locally" in err
+    keras_v3 = ["--features", "inception_v3", "--num-images", "16"]
+    assert main(["gan", "metrics", str(run_dir), *keras_v3]) == 2
     err = capsys.readouterr().err
     assert "tfkit gan metrics: error: InceptionV3 weights not found locally" in err
     assert main(["gan", "metrics", str(run_dir), "--metrics", "fid,lpips"]) == 2

@@ -393,6 +393,8 @@ def test_snapshot_metrics_and_memory_are_logged(tmp_path, monkeypatch):
     assert "peak_gpu_mem_gb" not in ticks[0]  # CPU only
     assert [r["kimg"] for r in snaps] == [0.016]  # the snapshot at tick 2
     assert snaps[0]["fid"] > 0 and math.isfinite(snaps[0]["kid"])
+    # each distance names the network that computed it
+    assert snaps[0]["fid_network"] == snaps[0]["kid_network"] == f"classifier:{clf_dir}"
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # real statistics cached
     acc = EventAccumulator(str(tmp_path / "run" / "tb"))
     acc.Reload()

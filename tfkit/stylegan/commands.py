@@ -170,23 +170,25 @@ def metrics_command(args: argparse.Namespace) -> int:
     """`tfkit gan metrics RUN_DIR [--metrics fid,kid] [--features SPEC] [--num-images N]`.
 
     Measures the G_ema of a GAN run's latest checkpoint against the run's training images
-    (as the trainer reads them, in [-1, 1]), prints one line per metric and appends them
-    to `RUN_DIR/metrics.jsonl` and TensorBoard (`Metrics/fid`, `Metrics/kid` at the
-    checkpoint's kimg). Real statistics are cached in `--cache-dir`
-    (default `$TFKIT_METRICS_CACHE` or ~/.cache/tfkit/metrics).
+    (as the trainer reads them, in [-1, 1]), prints one line per metric and a line naming
+    the feature network and whether its values compare with published ones, and appends
+    them to `RUN_DIR/metrics.jsonl` (with `fid_network` / `kid_network`) and TensorBoard
+    (`Metrics/fid`, `Metrics/kid` at the checkpoint's kimg). Real statistics are cached in
+    `--cache-dir` (default `$TFKIT_METRICS_CACHE` or ~/.cache/tfkit/metrics).
 
-    Arguments read from `args`: run_dir, metrics ("fid,kid"), features ("inception_v3"),
-    num_images (50000), inception_weights (None), batch_size (64), cache_dir (None),
-    seed (0).
+    Arguments read from `args`: run_dir, metrics ("fid,kid"), features
+    ("inception_2015_12_05"), num_images (50000), fid_inception (None), inception_weights
+    (None), batch_size (64), cache_dir (None), seed (0).
     """
     from tfkit.config import to_dict
     from tfkit.runs import Run
     from tfkit.stylegan.checkpoints import load_g_ema
-    from tfkit.stylegan.features import feature_network
+    from tfkit.stylegan.features import DEFAULT_SPEC, feature_network
     from tfkit.stylegan.metrics import (
         DEFAULT_NUM_IMAGES,
         METRICS,
         check_metric_names,
+        comparability,
         default_cache_dir,
         display_name,
         evaluate_generator,
@@ -205,15 +207,19 @@ def metrics_command(args: argparse.Namespace) -> int:
     seed = int(getattr(args, "seed", None) or 0)
     run = Run.open(run_dir)  # no checkpoint yet: load_g_ema says so
     config = run.load_config()
-    spec = getattr(args, "features", None) or "inception_v3"
-    # the feature network first: a missing weights file fails before any other work
-    network = feature_network(spec, inception_weights=getattr(args, "inception_weights", None))
+    spec = getattr(args, "features", None) or DEFAULT_SPEC
+    # the feature network first: a missing network file fails before any other work
+    network = feature_network(
+        spec,
+        inception_weights=getattr(args, "inception_weights", None),
+        fid_inception_path=getattr(args, "fid_inception", None),
+    )
     real, resolution, num_classes = load_images(config)
     generator = load_g_ema(run_dir, config, resolution, num_classes)
     cache_dir = getattr(args, "cache_dir", None) or default_cache_dir()
     print(
         f"gan metrics: {', '.join(metrics)} of {generator.checkpoint} (kimg {generator.kimg:g}) "
-        f"with {spec} features, {num_images} images"
+        f"with {network.name} features, {num_images} images"
     )
     started = time.perf_counter()
     results = evaluate_generator(
@@ -232,9 +238,10 @@ def metrics_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     for name in metrics:
         print(
-            f"{display_name(name, spec)}: {results[name]:.6g}  ({results['num_fake']} "
+            f"{display_name(name, network.name)}: {results[name]:.6g}  ({results['num_fake']} "
             f"generated vs {results['num_real']} real images)"
         )
+    print(comparability(metrics, network.name, results["num_fake"]))
     print(f"time: {seconds:.1f} s")
     log_metrics(
         run_dir,

@@ -12,7 +12,11 @@ real-data pipeline serves); `tfkit.stylegan.features` adapts them to each networ
 - `real_statistics`: the real-data features/mean/covariance, cached on disk per dataset,
   feature network and number of images.
 - `evaluate_generator(generate_fn, real_dataset, network, ...)`: the metrics of a generator
-  given as a callable `generate_fn(z_batch) -> images`.
+  given as a callable `generate_fn(z_batch) -> images`, each named with the network that
+  computed it (`fid_network`, `kid_network`).
+
+Only the standard FID Inception network (`inception_2015_12_05`) gives values comparable
+with published FIDs and KIDs; `comparability` says so in words for the CLI.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ import tensorflow as tf
 
 from tfkit.errors import UserError, unknown_name
 from tfkit.runs import Run, strict_json
-from tfkit.stylegan.features import FeatureNetwork, as_feature_network, feature_network
+from tfkit.stylegan.features import (
+    DEFAULT_SPEC,
+    FID_INCEPTION,
+    FeatureNetwork,
+    as_feature_network,
+    comparable_with_published,
+    feature_network,
+)
 
 METRICS = ("fid", "kid")
 DEFAULT_NUM_IMAGES = 50_000  # the reference's fid50k_full / kid50k_full
@@ -375,7 +386,7 @@ def evaluate_generator(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     verbose: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """FID and/or KID of a generator against real data.
 
     Args:
@@ -383,7 +394,7 @@ def evaluate_generator(
             (batch, H, W, C) in [-1, 1] (e.g. G_ema with truncation psi 1).
         real_dataset: real images in [-1, 1] (an array or a `tf.data.Dataset`), or their
             `RealStatistics` (computed once, e.g. by a trainer evaluating every snapshot).
-        network: the feature network (`feature_network("inception_v3")`, ...).
+        network: the feature network (`feature_network("inception_2015_12_05")`, ...).
         metrics: any of `fid`, `kid`.
         num_images: generated images, and at most this many real ones (50k like the
             reference's `fid50k_full`).
@@ -396,7 +407,9 @@ def evaluate_generator(
         verbose: print progress to stderr.
 
     Returns:
-        `{"fid": ..., "kid": ..., "num_real": N, "num_fake": M}` for the requested metrics.
+        `{"fid": ..., "fid_network": name, "kid": ..., "kid_network": name, "num_real": N,
+        "num_fake": M}` for the requested metrics; `name` is the feature network's
+        (`inception_2015_12_05`, `inception_v3_keras_imagenet`, `classifier:RUN_DIR`, ...).
     """
     metrics = check_metric_names(metrics)
     if num_images < 2:
@@ -416,13 +429,15 @@ def evaluate_generator(
         )
     batches = generated_images(generate_fn, num_images, batch_size, z_dim=z_dim, seed=seed)
     fake = np.concatenate([compute_features(b, network, batch_size) for b in batches])
-    results: dict[str, float] = {}
+    results: dict[str, Any] = {}
     if "fid" in metrics:
         results["fid"] = frechet_distance(*feature_statistics(fake), real.mu, real.sigma)
+        results["fid_network"] = network.name
     if "kid" in metrics:
         results["kid"] = kid_from_features(
             fake, real.features, kid_subsets, kid_subset_size, seed=seed
         )
+        results["kid_network"] = network.name
     results["num_real"] = real.num_images
     results["num_fake"] = len(fake)
     return results
@@ -431,18 +446,20 @@ def evaluate_generator(
 class SnapshotMetrics:
     """Metrics a trainer computes at every snapshot (`gan.metrics`), real statistics once.
 
-    The feature network is built at construction, so a missing InceptionV3 weights file
-    stops a run before training; the real statistics are computed (or read from the cache)
+    The feature network is built at construction, so a missing network file stops a run
+    before training; the real statistics are computed (or read from the cache)
     at the first call and kept.
 
     Args:
         real_dataset: real images in [-1, 1] (array or `tf.data.Dataset` of images or
             (image, label) pairs).
         metrics: any of `fid`, `kid`.
-        features: feature network spec (`inception_v3`, `classifier:RUN_DIR`) or network.
+        features: feature network spec (`inception_2015_12_05`, `inception_v3`,
+            `classifier:RUN_DIR`) or network.
         num_images: images per set.
         batch_size, cache_dir, data_key, seed: as in `evaluate_generator`.
         inception_weights: local InceptionV3 weights file.
+        fid_inception: local `classify_image_graph_def.pb` (`gan.metrics_fid_inception`).
 
     Example:
         >>> metrics = SnapshotMetrics(reals, metrics=("fid",), features="classifier:runs/c/00000",
@@ -456,16 +473,22 @@ class SnapshotMetrics:
         real_dataset: Any,
         *,
         metrics: Sequence[str] = ("fid",),
-        features: str | FeatureNetwork | Any = "inception_v3",
+        features: str | FeatureNetwork | Any = DEFAULT_SPEC,
         num_images: int = DEFAULT_NUM_IMAGES,
         batch_size: int = 64,
         cache_dir: str | os.PathLike | None = None,
         data_key: Any = None,
         inception_weights: str | os.PathLike | None = None,
+        fid_inception: str | os.PathLike | None = None,
         seed: int = 0,
     ):
         self.metrics = check_metric_names(metrics)
-        self.network = feature_network(features, inception_weights=inception_weights)
+        self.network = feature_network(
+            features,
+            inception_weights=inception_weights,
+            fid_inception_path=fid_inception,
+            fid_inception_source="gan.metrics_fid_inception",
+        )
         self.real_dataset = real_dataset
         self.num_images = int(num_images)
         self.batch_size = int(batch_size)
@@ -474,7 +497,7 @@ class SnapshotMetrics:
         self.seed = int(seed)
         self._real: RealStatistics | None = None
 
-    def __call__(self, generate_fn: Callable[[np.ndarray], Any], z_dim: int) -> dict[str, float]:
+    def __call__(self, generate_fn: Callable[[np.ndarray], Any], z_dim: int) -> dict[str, Any]:
         """The metrics of `generate_fn` (z -> images in [-1, 1]) with latents of `z_dim`."""
         if self._real is None:
             self._real = real_statistics(
@@ -513,9 +536,31 @@ def log_metrics(
     writer.close()
 
 
-def display_name(metric: str, features: str) -> str:
+def display_name(metric: str, network: str) -> str:
     """How a metric is named to the user: the Fréchet distance of classifier features is
-    the Fréchet classifier distance (FCD), not FID, which means InceptionV3 features."""
-    if metric == "fid" and not features.startswith("inception"):
+    the Fréchet classifier distance (FCD), not FID, which means Inception features."""
+    if metric == "fid" and not network.startswith("inception"):
         return "fcd (Fréchet classifier distance)"
     return metric
+
+
+def comparability(
+    metrics: Sequence[str], network: str, num_images: int = DEFAULT_NUM_IMAGES
+) -> str:
+    """One sentence for the user: whether the distances of `network` (its name), measured
+    with `num_images` generated images, compare with published values, and how to get ones
+    that do."""
+    shown = " and ".join(display_name(m, network).split(" (")[0] for m in metrics)
+    if comparable_with_published(network):
+        line = f"network: {network}, the standard FID Inception network (pool_3 features): "
+        if num_images >= DEFAULT_NUM_IMAGES:
+            return line + f"{shown} comparable with published values"
+        return line + (
+            f"{shown} comparable with published values at the same number of images only "
+            f"(published: {DEFAULT_NUM_IMAGES}; fewer images give a larger FID)"
+        )
+    return (
+        f"network: {network}: {shown} NOT comparable with published FID/KID values (only "
+        f"--features {FID_INCEPTION}, the standard FID Inception network, is); compare them "
+        "only with runs measured by the same network"
+    )

@@ -356,6 +356,7 @@ class Trainer:
             dataset,
             metrics=tuple(self.gan_cfg.metrics),
             features=self.gan_cfg.metrics_features,
+            fid_inception=self.gan_cfg.metrics_fid_inception,
             num_images=self.gan_cfg.metrics_num_images,
             cache_dir=default_cache_dir(),
             data_key=to_dict(self.cfg.data),
@@ -877,7 +878,8 @@ class Trainer:
         )
         self.log(
             f"metrics at kimg {nimg / 1000:.3f}: {shown} "
-            f"({int(results.get('num_fake', 0))} images, {time.time() - start:.1f} s)"
+            f"({self.snapshot_metrics.network.name} features, "
+            f"{int(results.get('num_fake', 0))} images, {time.time() - start:.1f} s)"
         )
         return results
 
