@@ -35,6 +35,8 @@ HANDLERS = {
     "gan metrics": "tfkit.stylegan.commands:metrics_command",
     "gan augment-grid": "tfkit.stylegan.commands:augment_grid_command",
 }
+# `tfkit predict DIR` where DIR was written by `tfkit export`
+PREDICT_EXPORT_HANDLER = "tfkit.export:predict_exported"
 
 
 def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -443,8 +445,14 @@ PRECHECKS = {
 NO_TENSORFLOW = {"config show", "config validate", "launch"}
 
 
-def _handler(name: str):
-    module, _, func = HANDLERS[name].partition(":")
+def _handler(name: str, args: argparse.Namespace):
+    target = HANDLERS[name]
+    if name == "predict":
+        from tfkit.runs import is_export_dir
+
+        if is_export_dir(args.run_dir):  # an exported SavedModel, not a run directory
+            target = PREDICT_EXPORT_HANDLER
+    module, _, func = target.partition(":")
     return getattr(importlib.import_module(module), func)
 
 
@@ -516,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             import_tensorflow(verbose)  # without its start-up notices on stderr
         with tracking_stdout():
             try:
-                return int(_handler(name)(args) or 0)
+                return int(_handler(name, args)(args) or 0)
             except BaseException:
                 end_line()  # a progress bar's open line ends before the message below
                 raise

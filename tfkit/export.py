@@ -33,7 +33,7 @@ import numpy as np
 from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.errors import UserError, unknown_name
 from tfkit.runs import EXPORT_MANIFEST_FILE as MANIFEST_FILE
-from tfkit.runs import Run
+from tfkit.runs import SAVED_MODEL_FILE, Run
 
 FORMATS = ("saved_model", "litert")
 LITERT_FILE = "model.tflite"
@@ -334,7 +334,7 @@ def _manifest(
 
 def is_saved_model_dir(path: str | Path) -> bool:
     """Whether `path` is a SavedModel directory (it holds `saved_model.pb`)."""
-    return (Path(path) / "saved_model.pb").is_file()
+    return (Path(path) / SAVED_MODEL_FILE).is_file()
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

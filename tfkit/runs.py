@@ -75,6 +75,8 @@ TUNE_TRIALS_FILE = "trials.csv"
 TUNE_BEST_CONFIG_FILE = "best.yaml"
 TUNE_BEST_MODEL_FILE = "best_model.keras"
 EXPORT_MANIFEST_FILE = "export.json"
+# an export directory (`tfkit export --format saved_model`) holds a SavedModel
+SAVED_MODEL_FILE = "saved_model.pb"
 FAILED_FILE = "failed.json"
 LOCK_FILE = ".lock"
 # a TF CheckpointManager's state file (names the latest checkpoint of a folder)
@@ -108,6 +110,12 @@ def next_run_dir(root: str | Path, name: str) -> Path:
     parent = Path(root) / name
     numbers = [int(m.group(1)) for p in parent.glob("*") if (m := _NUMBER.match(p.name))]
     return parent / f"{(max(numbers) + 1 if numbers else 0):05d}"
+
+
+def is_export_dir(path: str | Path) -> bool:
+    """Whether `path` is a directory written by `tfkit export` (a SavedModel or a manifest),
+    rather than a run directory."""
+    return any((Path(path) / name).is_file() for name in (SAVED_MODEL_FILE, EXPORT_MANIFEST_FILE))
 
 
 def _now() -> str:

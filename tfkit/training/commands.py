@@ -12,7 +12,7 @@ from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
 from tfkit.errors import UserError
-from tfkit.runs import EXPORT_MANIFEST_FILE, Run, check_config_kind
+from tfkit.runs import Run, check_config_kind
 
 # --------------------------------------------------------------------------------------
 # train
@@ -129,15 +129,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N] [--normalized]`.
 
+    An export directory is predicted by `tfkit.export.predict_exported` (the CLI chooses).
+
     Inputs are raw (as the data source holds them); the run's `data.normalize` is applied
     with its training statistics unless `--normalized` says they are normalized already.
     """
     from tfkit.training.predict import read_inputs, write_predictions
 
-    if any((Path(args.run_dir) / f).is_file() for f in ("saved_model.pb", EXPORT_MANIFEST_FILE)):
-        from tfkit.export import predict_exported
-
-        return predict_exported(args)
     if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     run = Run.open(args.run_dir, "predict", kind="fit")
