@@ -45,14 +45,34 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str) -> set[str]:
-    """The tfkit modules `module` imports, anywhere in its file (lazy imports count)."""
-    path = MODULES[module]
-    base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+def _uses_importlib(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, (ast.Import, ast.ImportFrom))
+        and "importlib" in {getattr(node, "module", None), *(a.name for a in node.names)}
+        for node in ast.walk(tree)
+    )
+
+
+def imports_of(module: str, source: str | None = None) -> set[str]:
+    """The tfkit modules `module` imports, anywhere in its file (lazy imports count).
+
+    In a module that uses `importlib`, every string naming a tfkit module (`"tfkit.x.y"`,
+    or `"tfkit.x.y:function"` as the CLI's handler table spells it) counts as an import:
+    that is how `tfkit.saving`, the CLI and the packages' lazy attributes import.
+    """
+    path = MODULES.get(module)
+    tree = ast.parse(path.read_text() if source is None else source)
+    is_package = path is not None and path.name == "__init__.py"
+    base = module if is_package else module.rpartition(".")[0]
+    dynamic = _uses_importlib(tree)
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         targets = []
-        if isinstance(node, ast.Import):
+        if dynamic and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            name = node.value.partition(":")[0]
+            if name.startswith("tfkit.") and name.replace(".", "").replace("_", "").isalnum():
+                targets = [name]
+        elif isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
@@ -123,6 +143,99 @@ def test_only_the_cli_imports_command_modules():
     assert {m: c for m, c in offenders.items() if c} == {}
 
 
+# DESIGN.md's import direction, top layer first: cli -> commands -> (training | stylegan |
+# tuning | export) -> (models | data | distribute) -> (runs | config | errors). A module
+# imports from its own layer or the layers below, never from a layer above; every module
+# has a layer (a new top-level module must choose one here).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cli", ("tfkit.cli",)),
+    ("commands", ("*.commands",)),
+    # saving registers every tfkit Keras object: it imports models, training and stylegan
+    (
+        "engines",
+        ("tfkit.training", "tfkit.stylegan", "tfkit.tuning", "tfkit.export", "tfkit.saving"),
+    ),
+    ("building blocks", ("tfkit.models", "tfkit.data", "tfkit.distribute", "tfkit.launch")),
+    # the run directory, the config and what both use (no TensorFlow-side module)
+    (
+        "foundation",
+        (
+            "tfkit",
+            "tfkit.runs",
+            "tfkit.config",
+            "tfkit.errors",
+            "tfkit.keras_names",
+            "tfkit.extensions",
+            "tfkit.cluster",
+            "tfkit.arguments",
+            "tfkit.console",
+            "tfkit.quiet",
+        ),
+    ),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of `module`'s layer (0 is the top); the most specific entry wins
+    (`*.commands` over its package)."""
+    best = None
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if prefix == "*.commands":
+                length = 10**6 if module.endswith(".commands") else -1
+            elif module == prefix or (prefix != "tfkit" and module.startswith(prefix + ".")):
+                length = len(prefix)
+            else:
+                length = -1
+            if length >= 0 and (best is None or length > best[0]):
+                best = (length, rank)
+    if best is None:
+        raise KeyError(f"{module} has no layer in LAYERS")
+    return best[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a lower layer to a higher one, as `importer -> imported`."""
+    return sorted(
+        f"{module} ({LAYERS[layer_of(module)][0]}) -> {dep} ({LAYERS[layer_of(dep)][0]})"
+        for module, deps in graph.items()
+        for dep in deps
+        if layer_of(dep) < layer_of(module)
+    )
+
+
+def test_every_module_has_a_layer():
+    missing = []
+    for module in MODULES:
+        try:
+            layer_of(module)
+        except KeyError:
+            missing.append(module)
+    assert missing == []
+
+
+def test_no_import_runs_up_the_layers():
+    assert upward_imports(GRAPH) == []
+
+
+def test_the_layer_check_sees_upward_and_lazy_imports():
+    # the property above is only as good as the parser and the layer table: a lazy import
+    # inside a function, an importlib string and a relative import are all seen
+    lazy = "def f():\n    from tfkit.stylegan.trainer import Trainer\n"
+    assert imports_of("tfkit.runs", lazy) == {"tfkit.stylegan.trainer"}
+    assert upward_imports({"tfkit.runs": {"tfkit.stylegan.trainer"}}) == [
+        "tfkit.runs (foundation) -> tfkit.stylegan.trainer (engines)"
+    ]
+    dynamic = "import importlib\nimportlib.import_module('tfkit.training.fit')\n"
+    assert imports_of("tfkit.data.tools", dynamic) == {"tfkit.training.fit"}
+    relative = "from ..stylegan import trainer\n"
+    assert imports_of("tfkit.data.tools", relative) == {"tfkit.stylegan", "tfkit.stylegan.trainer"}
+    assert upward_imports({"tfkit.training.fit": {"tfkit.training.commands"}}) != []
+    # downward and same-layer imports are allowed
+    assert upward_imports({"tfkit.cli": {"tfkit.runs"}, "tfkit.export": {"tfkit.training"}}) == []
+    assert layer_of("tfkit.stylegan.commands") == 1 and layer_of("tfkit.stylegan.trainer") == 2
+
+
 def _closure(module: str) -> set[str]:
     seen, todo = set(), [module]
     while todo:
@@ -154,9 +267,9 @@ def test_config_imports_no_tensorflow_side_module():
 
 
 def test_runs_and_distribute_keep_their_direction():
-    # the run directory is below everything: it imports config and errors (and, to load a
-    # model, tfkit.saving, which registers every tfkit object)
-    assert GRAPH["tfkit.runs"] <= {"tfkit", "tfkit.config", "tfkit.errors", "tfkit.saving"}
+    # the run directory is below everything: it imports config and errors only (a model's
+    # tfkit objects come from the caller, see Run.load_model)
+    assert GRAPH["tfkit.runs"] <= {"tfkit", "tfkit.config", "tfkit.errors"}
     # distribute creates no run directory
     source = MODULES["tfkit.distribute"].read_text()
     assert "create_run_dir" not in source and "Run.create" not in source

@@ -104,7 +104,9 @@ def model_servable(run_dir: str | Path, config: Any) -> Servable:
     """
     run = Run.open(run_dir, "export")
     source = run.model_path()
-    model = run.load_model()
+    from tfkit.saving import registered_objects
+
+    model = run.load_model(registered_objects())
     inputs = _data_inputs(run, config)
     names = [i.name for i in inputs]
 

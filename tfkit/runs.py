@@ -1018,15 +1018,22 @@ class Run:
             f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}); train it first with `tfkit train`"
         )
 
-    def load_model(self) -> Any:
+    def load_model(self, custom_objects: dict[str, Any] | None = None) -> Any:
         """The run's trained model (see `model_path`), checked and loaded in safe mode.
+
+        Args:
+            custom_objects: the tfkit objects a model may hold, by registered name; callers
+                pass `tfkit.saving.registered_objects()` (the run directory is below the
+                modules that define them, so it does not import them). None: the objects
+                registered so far.
 
         Raises:
             UserError: no model, or a truncated/corrupt model file (named).
         """
-        from tfkit.saving import load_model  # registers every tfkit object
+        import keras
 
-        return load_model(check_keras_file(self.model_path()))
+        path = check_keras_file(self.model_path())
+        return keras.saving.load_model(path, custom_objects=custom_objects, safe_mode=True)
 
     def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
         """Save `model` atomically as `model.keras` (or `path`)."""
