@@ -60,20 +60,32 @@ SPEC_FILE = "spec.json"
 MODEL_FILE = "model.keras"
 RESULT_FILE = "metrics.json"
 METRICS_FILE = "metrics.jsonl"
+# the `csv_logger` callback's default file
+HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT_FILE = "last.keras"
 BEST_CHECKPOINT_FILE = "best.keras"
 LOOP_CHECKPOINT_DIR = "checkpoints/loop"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tb"
+# the custom loop's own summaries (examples per second)
+LOOP_TENSORBOARD_DIR = "tb/loop"
 GAN_OPTIONS_FILE = "gan_options.json"
 G_EMA_FILE = "G_ema.keras"
+# a GAN run's image grids: `fakes_init.png` at the start, `fakes<nimg, 9 digits>.png` at
+# each snapshot (`GAN_GRID_FILE.format(tag=...)`)
+GAN_GRID_FILE = "fakes{tag}.png"
 TUNE_DIR = "tune"
 # a `tfkit tune` run directory (default runs/<name>/tune)
 TUNE_SEARCH_DIR = "search"
 TUNE_TRIALS_FILE = "trials.csv"
 TUNE_BEST_CONFIG_FILE = "best.yaml"
 TUNE_BEST_MODEL_FILE = "best_model.keras"
+# in search/: Keras Tuner's project, the fingerprint of the search (space, objective and
+# experiment) and each distributed worker's trials (workers/<tuner id>.json)
+TUNE_PROJECT_DIR = "project"
+TUNE_FINGERPRINT_FILE = "tfkit_search.json"
+TUNE_WORKERS_DIR = "workers"
 EXPORT_MANIFEST_FILE = "export.json"
 # an export directory (`tfkit export --format saved_model`) holds a SavedModel
 SAVED_MODEL_FILE = "saved_model.pb"

@@ -44,6 +44,7 @@ from tfkit.errors import UserError
 from tfkit.runs import (
     CHECKPOINT_DIR,
     G_EMA_FILE,
+    GAN_GRID_FILE,
     METRICS_FILE,
     TENSORBOARD_DIR,
     restore_tf_checkpoint,
@@ -665,7 +666,7 @@ class Trainer:
         from PIL import Image
 
         grid = self.grid_images()
-        path = self.out_dir / f"fakes{tag}.png"
+        path = self.out_dir / GAN_GRID_FILE.format(tag=tag)
         Image.fromarray(grid).save(path)
         if self._writer is not None:
             with self._writer.as_default():
