@@ -471,11 +471,35 @@ def config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_source(args: argparse.Namespace) -> str:
+    """How config errors name the config (as `load_config` does)."""
+    overrides = getattr(args, "overrides", None)
+    return f"{args.config}{' (with --set overrides)' if overrides else ''}"
+
+
+def _multi_worker(runtime) -> bool:
+    """Whether `runtime` trains on several workers (as `distribute.wants_multi_worker`,
+    without importing TensorFlow): such a run uses the custom loop whatever `train.loop`."""
+    from tfkit.cluster import for_runtime
+
+    if runtime.strategy == "multi_worker":
+        return True
+    return runtime.strategy == "auto" and for_runtime(runtime).multi_worker
+
+
+def check_loop_options(args: argparse.Namespace, config) -> None:
+    """`tfkit train` and `tfkit config validate` refuse the same custom-loop options."""
+    from tfkit.config import check_loop_options as check
+
+    check(config, _config_source(args), lambda: _multi_worker(config.runtime))
+
+
 def config_validate(args: argparse.Namespace) -> int:
     """Validate a config; print OK or raise a UserError listing every problem."""
     from tfkit.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    check_loop_options(args, cfg)
     if cfg.gan is not None:
         what = f"gan preset={cfg.gan.preset}, arch={cfg.gan.arch}"
     else:
@@ -510,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             from tfkit.config import load_config
 
             config = load_config(args.config, getattr(args, "overrides", None))
+            if name == "train" and not getattr(args, "resume", None):
+                check_loop_options(args, config)  # as `tfkit config validate`
             if name in ("train", "gan train", "tune") and not (
                 getattr(args, "dry_run", False) or getattr(args, "role", None)
             ):

@@ -14,6 +14,7 @@ import copy
 import difflib
 import keyword
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -647,6 +648,33 @@ class TrainConfig(Strict):
     @classmethod
     def _steps_per_loop(cls, v: Any) -> Any:
         return _steps_or_auto(v)
+
+
+# options only the custom loop reads, with the default `train.loop: fit` accepts
+CUSTOM_LOOP_OPTIONS: dict[str, Any] = {"steps_per_loop": "auto", "nan_policy": "stop"}
+
+
+def check_loop_options(
+    config: ExperimentConfig, where: str, multi_worker: Callable[[], bool]
+) -> None:
+    """Refuse a custom-loop option that `train.loop: fit` would ignore, naming the key.
+
+    A multi-worker run trains with the custom loop whatever `train.loop` says, so
+    `multi_worker()` (asked only when an option is set) lets such a run keep them. `tfkit
+    train` and `tfkit config validate` both call this: validate accepts what train does.
+
+    Raises:
+        UserError: `where`: `train.<option>` is set while the fit path would run.
+    """
+    if config.gan is not None or config.train.loop != "fit":
+        return
+    for option, default in CUSTOM_LOOP_OPTIONS.items():
+        value = getattr(config.train, option)
+        if value != default and not multi_worker():
+            raise UserError(
+                f"{where}: `train.{option}: {value}` is read by the custom loop only; set "
+                f"`train.loop: custom` to use it, or remove it (`train.loop: fit` ignores it)"
+            )
 
 
 # --------------------------------------------------------------------------------------
