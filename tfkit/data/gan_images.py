@@ -6,66 +6,44 @@ function, so the checks on them (square, RGB, values in [-1, 1]) are written onc
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
+from tfkit.data.input_pipeline import build
 from tfkit.errors import UserError
 
 
 def load_images(cfg) -> tuple[tf.data.Dataset, int, int]:
     """The training images of `cfg.data` as an unbatched dataset of (image, label).
 
-    Images are float32 in [-1, 1], NHWC. Uses `tfkit.data.build` when available; the
-    embedded sources are read directly otherwise.
+    Images are float32 in [-1, 1], NHWC, read by `tfkit.data.build`.
 
     Returns:
         (dataset, resolution, num_classes); num_classes is 0 without labels.
 
     Raises:
-        UserError: images that are not square or not 3-channel RGB.
+        UserError: images that are not square or not 3-channel RGB, or `data.normalize`
+            other than `minus_one_one`.
     """
-    try:
-        from tfkit.data import build  # noqa: F401
-    except ImportError:
-        build = None
-    if build is not None:
-        splits = build(cfg.data, seed=cfg.runtime.seed)
-        ds = splits.train.unbatch()
-        spec = getattr(splits, "spec", None)
-        num_classes = int(getattr(spec, "num_classes", 0) or 0)
-        elem = ds.element_spec
-        img_spec = elem[0] if isinstance(elem, tuple) else elem
-        if not isinstance(elem, tuple):
-            ds = ds.map(lambda x: (x, tf.zeros([], tf.int32)))
-        else:
-            ds = ds.map(
-                lambda x, y, *rest: (
-                    x,
-                    tf.cast(y, tf.int32) if num_classes else tf.zeros([], tf.int32),
-                )
-            )
-        shape = tuple(img_spec.shape)
-        if cfg.data.normalize != "minus_one_one":
-            raise UserError(
-                f"`data.normalize` must be 'minus_one_one' for GAN training (images in [-1, 1]). "
-                f"Received: normalize={cfg.data.normalize!r}"
-            )
+    splits = build(cfg.data, seed=cfg.runtime.seed)
+    ds = splits.train.unbatch()
+    num_classes = int(splits.spec.num_classes or 0)
+    elem = ds.element_spec
+    img_spec = elem[0] if isinstance(elem, tuple) else elem
+    if not isinstance(elem, tuple):
+        ds = ds.map(lambda x: (x, tf.zeros([], tf.int32)))
     else:
-        from tfkit.data.datasets import EMBEDDED, generate
-
-        kind = cfg.data.source.kind
-        if kind not in EMBEDDED:
-            raise UserError(
-                f"`data.source.kind` {kind!r} needs tfkit.data.build, which is not available."
+        ds = ds.map(
+            lambda x, y, *rest: (
+                x,
+                tf.cast(y, tf.int32) if num_classes else tf.zeros([], tf.int32),
             )
-        arrays = generate(cfg.data.source)
-        x = np.asarray(arrays.x, np.float32)
-        low, high = arrays.value_range or (float(x.min()), float(x.max()))
-        x = (x - low) / max(high - low, 1e-8) * 2.0 - 1.0
-        y = np.zeros(len(x), np.int32) if arrays.y is None else np.asarray(arrays.y, np.int32)
-        num_classes = int(arrays.num_classes or 0) if arrays.y is not None else 0
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        shape = x.shape[1:]
+        )
+    shape = tuple(img_spec.shape)
+    if cfg.data.normalize != "minus_one_one":
+        raise UserError(
+            f"`data.normalize` must be 'minus_one_one' for GAN training (images in [-1, 1]). "
+            f"Received: normalize={cfg.data.normalize!r}"
+        )
     if len(shape) != 3 or shape[0] != shape[1]:
         raise UserError(
             f"GAN training needs square images (H, W, C). Received: image shape {shape}"

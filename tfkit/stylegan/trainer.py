@@ -670,7 +670,7 @@ class Trainer:
         Image.fromarray(grid).save(path)
         if self._writer is not None:
             with self._writer.as_default():
-                tf.summary.image("fakes", grid[None], step=_tb_step(int(self.nimg.numpy())))
+                tf.summary.image("fakes", grid[None], step=int(self.nimg.numpy()))
         return path
 
     def run(
@@ -804,7 +804,7 @@ class Trainer:
         log_metrics(
             self.out_dir,
             results,
-            step=_tb_step(nimg),
+            step=nimg,
             extra={"kimg": nimg / 1000, "tick": int(self.tick.numpy())},
         )
         shown = " ".join(
@@ -852,10 +852,9 @@ class Trainer:
             + ("" if gpu is None else f" peak gpumem {gpu:.2f}GB")
         )
         with self._writer.as_default():
-            step = _tb_step(nimg)
             for k, v in record.items():
                 if k not in ("tick", "kimg"):
-                    tf.summary.scalar(k, v, step=step)
+                    tf.summary.scalar(k, v, step=nimg)
         with open(self.out_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -873,11 +872,6 @@ _TICK_STATS = (
 _AUGMENT_SALT = {"aug_fake": 1, "aug_real": 2}
 # the mean sign of D(real) of a D phase (averaged over the tick: `augment_rt`)
 SIGNS = "Loss/signs/real"
-
-
-def _tb_step(nimg: int) -> int:
-    """TensorBoard step: images shown (one unit from the first tick on, across resumes)."""
-    return int(nimg)
 
 
 def memory_stats() -> dict[str, float]:
