@@ -105,9 +105,9 @@ def augment_grid_command(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
     from tfkit.data.gan_images import load_images
+    from tfkit.data.imageio import make_grid
     from tfkit.stylegan.augment import AugmentPipe
     from tfkit.stylegan.generate import save_png
-    from tfkit.stylegan.trainer import make_grid
 
     dataset, _, _ = load_images(cfg)
     reals = np.stack([x.numpy() for x, _ in dataset.take(args.count)])

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.data.gan_images import load_images
+from tfkit.data.imageio import make_grid
 from tfkit.errors import UserError
 from tfkit.runs import (
     CHECKPOINT_DIR,
@@ -51,9 +52,8 @@ from tfkit.runs import (
 )
 from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
-from tfkit.stylegan.discriminator import Discriminator
-from tfkit.stylegan.presets import GanOptions, resolve_options
-from tfkit.stylegan.synthesis import Generator
+from tfkit.stylegan.networks import build_networks
+from tfkit.stylegan.presets import resolve_options
 
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
@@ -67,42 +67,6 @@ class Phase:
     module: str  # "G" or "D"
     interval: int
     optimizer: keras.optimizers.Optimizer
-
-
-def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
-    """A generator and a discriminator for resolved options."""
-    G = Generator(
-        opts.resolution,
-        opts.z_dim,
-        opts.w_dim,
-        opts.num_classes,
-        opts.map_layers,
-        3,
-        opts.channel_base,
-        opts.channel_max,
-        opts.arch,
-        opts.noise_mode,
-        opts.clamp,
-        num_fp16_res=opts.num_fp16_res,
-        precision=opts.precision,
-        noise_per_channel=opts.noise_per_channel,
-        name="G",
-    )
-    d_arch = "stylegan2" if opts.arch == "stylegan2" and opts.d_residual else "stylegan"
-    D = Discriminator(
-        opts.resolution,
-        3,
-        opts.channel_base,
-        opts.channel_max,
-        d_arch,
-        opts.mbstd_group,
-        num_classes=opts.num_classes,
-        clamp=opts.clamp,
-        num_fp16_res=opts.num_fp16_res,
-        precision=opts.precision,
-        name="D",
-    )
-    return G, D
 
 
 class Trainer:
@@ -905,16 +869,6 @@ def _apply(optimizer, grads, variables, sanitize: bool = False) -> None:
             for g, v in pairs
         ]
     optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-
-
-def make_grid(images: np.ndarray, cols: int, rows: int) -> np.ndarray:
-    """Tile (N, H, W, C) images in [-1, 1] into a uint8 (rows*H, cols*W, C) grid."""
-    n, h, w, c = images.shape
-    imgs = np.clip((images + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-    if n < cols * rows:
-        imgs = np.concatenate([imgs, np.zeros((cols * rows - n, h, w, c), np.uint8)])
-    imgs = imgs[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
-    return imgs.reshape(rows * h, cols * w, c)
 
 
 def train(cfg, run_dir: str | Path, *, resume: bool = False, **kwargs: Any) -> Trainer:
