@@ -97,3 +97,44 @@ def test_bad_config_fails_before_tensorflow_is_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("unknown key `model.filtres`") == 2
+
+
+def test_custom_loop_options_on_the_fit_path_are_refused_by_validate_and_train(tmp_path):
+    # `train.loop: fit` would ignore them: both commands exit 2 with one line naming the key
+    # and the loop that reads it, before TensorFlow is imported
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("name: x\ntrain: {epochs: 1}\n")
+    code = (
+        "import sys\n"
+        "from tfkit.cli import main\n"
+        f"cfg = {str(cfg)!r}\n"
+        "for option in ('train.nan_policy=skip_step', 'train.steps_per_loop=4'):\n"
+        "    for command in (['config', 'validate'], ['train']):\n"
+        "        assert main([*command, cfg, '--set', option]) == 2, (command, option)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        # the values the fit path reads as they are stay accepted
+        "for option in ('train.nan_policy=stop', 'train.steps_per_loop=auto'):\n"
+        "    assert main(['config', 'validate', cfg, '--set', option]) == 0, option\n"
+        # the custom loop reads both; a multi-worker run trains with it whatever train.loop
+        "both = ['--set', 'train.nan_policy=skip_step', '--set', 'train.steps_per_loop=4']\n"
+        "assert main(['config', 'validate', cfg, *both, '--set', 'train.loop=custom']) == 0\n"
+        "multi = ['--set', 'runtime.strategy=multi_worker']\n"
+        "assert main(['config', 'validate', cfg, *both, *multi]) == 0\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 4 and len(out.stderr.splitlines()) == 4, out.stderr
+    for line, (command, option) in zip(
+        lines,
+        [
+            ("config validate", "nan_policy: skip_step"),
+            ("train", "nan_policy: skip_step"),
+            ("config validate", "steps_per_loop: 4"),
+            ("train", "steps_per_loop: 4"),
+        ],
+        strict=True,
+    ):
+        assert line.startswith(f"tfkit {command}: error: {cfg} (with --set overrides): "), line
+        assert f"`train.{option}` is read by the custom loop only" in line
+        assert "set `train.loop: custom`" in line

@@ -4,7 +4,9 @@ names are spelled only in `tfkit/runs.py`, the config layer imports no TensorFlo
 from __future__ import annotations
 
 import ast
+import functools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,20 +17,15 @@ import tfkit
 from tfkit import runs
 
 PACKAGE = Path(tfkit.__file__).parent
-RUN_FILE_NAMES = [
-    runs.CONFIG_FILE,
-    runs.SPEC_FILE,
-    runs.MODEL_FILE,
-    runs.RESULT_FILE,
-    runs.METRICS_FILE,
-    runs.LAST_CHECKPOINT_FILE,
-    runs.BEST_CHECKPOINT_FILE,
-    runs.GAN_OPTIONS_FILE,
-    runs.G_EMA_FILE,
-    runs.RESUMES_FILE,
-    runs.FAILED_FILE,
-    runs.EXPORT_MANIFEST_FILE,
-]
+# every file and folder of a run: each `*_FILE`, `*_DIR` and `*_STATE` name of runs.py
+RUN_FILE_NAMES = sorted(
+    value
+    for key, value in vars(runs).items()
+    if key.isupper() and key.endswith(("_FILE", "_DIR", "_STATE")) and isinstance(value, str)
+)
+# names that are also config words: `tune` (the section and the command), `checkpoint`
+# (the `train.checkpoint` key); these count only where a path is built from them
+CONFIG_WORDS = {runs.TUNE_DIR, runs.TF_CHECKPOINT_STATE}
 
 
 def _module_name(path: Path) -> str:
@@ -45,14 +42,34 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str) -> set[str]:
-    """The tfkit modules `module` imports, anywhere in its file (lazy imports count)."""
-    path = MODULES[module]
-    base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+def _uses_importlib(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, (ast.Import, ast.ImportFrom))
+        and "importlib" in {getattr(node, "module", None), *(a.name for a in node.names)}
+        for node in ast.walk(tree)
+    )
+
+
+def imports_of(module: str, source: str | None = None) -> set[str]:
+    """The tfkit modules `module` imports, anywhere in its file (lazy imports count).
+
+    In a module that uses `importlib`, every string naming a tfkit module (`"tfkit.x.y"`,
+    or `"tfkit.x.y:function"` as the CLI's handler table spells it) counts as an import:
+    that is how `tfkit.saving`, the CLI and the packages' lazy attributes import.
+    """
+    path = MODULES.get(module)
+    tree = ast.parse(path.read_text() if source is None else source)
+    is_package = path is not None and path.name == "__init__.py"
+    base = module if is_package else module.rpartition(".")[0]
+    dynamic = _uses_importlib(tree)
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         targets = []
-        if isinstance(node, ast.Import):
+        if dynamic and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            name = node.value.partition(":")[0]
+            if name.startswith("tfkit.") and name.replace(".", "").replace("_", "").isalnum():
+                targets = [name]
+        elif isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
@@ -123,6 +140,99 @@ def test_only_the_cli_imports_command_modules():
     assert {m: c for m, c in offenders.items() if c} == {}
 
 
+# DESIGN.md's import direction, top layer first: cli -> commands -> (training | stylegan |
+# tuning | export) -> (models | data | distribute) -> (runs | config | errors). A module
+# imports from its own layer or the layers below, never from a layer above; every module
+# has a layer (a new top-level module must choose one here).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cli", ("tfkit.cli",)),
+    ("commands", ("*.commands",)),
+    # saving registers every tfkit Keras object: it imports models, training and stylegan
+    (
+        "engines",
+        ("tfkit.training", "tfkit.stylegan", "tfkit.tuning", "tfkit.export", "tfkit.saving"),
+    ),
+    ("building blocks", ("tfkit.models", "tfkit.data", "tfkit.distribute", "tfkit.launch")),
+    # the run directory, the config and what both use (no TensorFlow-side module)
+    (
+        "foundation",
+        (
+            "tfkit",
+            "tfkit.runs",
+            "tfkit.config",
+            "tfkit.errors",
+            "tfkit.keras_names",
+            "tfkit.extensions",
+            "tfkit.cluster",
+            "tfkit.arguments",
+            "tfkit.console",
+            "tfkit.quiet",
+        ),
+    ),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of `module`'s layer (0 is the top); the most specific entry wins
+    (`*.commands` over its package)."""
+    best = None
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if prefix == "*.commands":
+                length = 10**6 if module.endswith(".commands") else -1
+            elif module == prefix or (prefix != "tfkit" and module.startswith(prefix + ".")):
+                length = len(prefix)
+            else:
+                length = -1
+            if length >= 0 and (best is None or length > best[0]):
+                best = (length, rank)
+    if best is None:
+        raise KeyError(f"{module} has no layer in LAYERS")
+    return best[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a lower layer to a higher one, as `importer -> imported`."""
+    return sorted(
+        f"{module} ({LAYERS[layer_of(module)][0]}) -> {dep} ({LAYERS[layer_of(dep)][0]})"
+        for module, deps in graph.items()
+        for dep in deps
+        if layer_of(dep) < layer_of(module)
+    )
+
+
+def test_every_module_has_a_layer():
+    missing = []
+    for module in MODULES:
+        try:
+            layer_of(module)
+        except KeyError:
+            missing.append(module)
+    assert missing == []
+
+
+def test_no_import_runs_up_the_layers():
+    assert upward_imports(GRAPH) == []
+
+
+def test_the_layer_check_sees_upward_and_lazy_imports():
+    # the property above is only as good as the parser and the layer table: a lazy import
+    # inside a function, an importlib string and a relative import are all seen
+    lazy = "def f():\n    from tfkit.stylegan.trainer import Trainer\n"
+    assert imports_of("tfkit.runs", lazy) == {"tfkit.stylegan.trainer"}
+    assert upward_imports({"tfkit.runs": {"tfkit.stylegan.trainer"}}) == [
+        "tfkit.runs (foundation) -> tfkit.stylegan.trainer (engines)"
+    ]
+    dynamic = "import importlib\nimportlib.import_module('tfkit.training.fit')\n"
+    assert imports_of("tfkit.data.tools", dynamic) == {"tfkit.training.fit"}
+    relative = "from ..stylegan import trainer\n"
+    assert imports_of("tfkit.data.tools", relative) == {"tfkit.stylegan", "tfkit.stylegan.trainer"}
+    assert upward_imports({"tfkit.training.fit": {"tfkit.training.commands"}}) != []
+    # downward and same-layer imports are allowed
+    assert upward_imports({"tfkit.cli": {"tfkit.runs"}, "tfkit.export": {"tfkit.training"}}) == []
+    assert layer_of("tfkit.stylegan.commands") == 1 and layer_of("tfkit.stylegan.trainer") == 2
+
+
 def _closure(module: str) -> set[str]:
     seen, todo = set(), [module]
     while todo:
@@ -154,27 +264,89 @@ def test_config_imports_no_tensorflow_side_module():
 
 
 def test_runs_and_distribute_keep_their_direction():
-    # the run directory is below everything: it imports config and errors (and, to load a
-    # model, tfkit.saving, which registers every tfkit object)
-    assert GRAPH["tfkit.runs"] <= {"tfkit", "tfkit.config", "tfkit.errors", "tfkit.saving"}
+    # the run directory is below everything: it imports config and errors only (a model's
+    # tfkit objects come from the caller, see Run.load_model)
+    assert GRAPH["tfkit.runs"] <= {"tfkit", "tfkit.config", "tfkit.errors"}
     # distribute creates no run directory
     source = MODULES["tfkit.distribute"].read_text()
     assert "create_run_dir" not in source and "Run.create" not in source
 
 
+def _template(node: ast.AST) -> str | None:
+    """A string constant's value, or an f-string with each placeholder as `{}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
+
+
+def _is_path_part(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether `node` is joined into a path: an operand of `/`, or an argument of a call
+    named `Path`, `join` or `joinpath`."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Div):
+        return True
+    if isinstance(parent, ast.Call) and node in parent.args:
+        func = parent.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in ("Path", "join", "joinpath")
+    return False
+
+
+def spelled_names(source: str, names: list[str]) -> list[tuple[int, str]]:
+    """(line, name) for each run-file name spelled in `source` (an f-string such as
+    `f"fakes{tag}.png"` matches the template `"fakes{tag}.png"`)."""
+    wanted = {re.sub(r"\{[^}]*\}", "{}", name): name for name in names}
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(parents.get(node), ast.JoinedStr):
+            continue  # the parts of an f-string: the f-string itself is matched
+        name = wanted.get(_template(node))
+        if name is not None and (name not in CONFIG_WORDS or _is_path_part(node, parents)):
+            found.append((node.lineno, name))
+    return sorted(found)
+
+
+@functools.cache
+def _spelled_in_tfkit() -> dict[str, list[tuple[int, str]]]:
+    return {
+        module: spelled_names(path.read_text(), RUN_FILE_NAMES)
+        for module, path in MODULES.items()
+        if module != "tfkit.runs"
+    }
+
+
+def test_runs_py_names_every_file_of_a_run():
+    # the names the issue found spelled elsewhere are all named in runs.py now
+    assert len(RUN_FILE_NAMES) == len(set(RUN_FILE_NAMES)) >= 30
+    for name in ("history.csv", "fakes{tag}.png", "tb/loop", "tfkit_search.json", "workers"):
+        assert name in RUN_FILE_NAMES
+    assert {"checkpoint", "saved_model.pb", "model.keras"} <= set(RUN_FILE_NAMES)
+
+
 @pytest.mark.parametrize("name", RUN_FILE_NAMES)
 def test_run_file_names_are_spelled_only_in_runs_py(name):
     spelled = [
-        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
-        for module, path in MODULES.items()
-        if module != "tfkit.runs"
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Constant) and node.value == name
+        f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}"
+        for module, found in _spelled_in_tfkit().items()
+        for line, spelled_name in found
+        if spelled_name == name
     ]
     assert spelled == []
 
 
-def test_run_file_name_check_sees_a_literal(tmp_path):
-    # the check above reads string constants: a spelled name is found
-    tree = ast.parse(f"PATH = run_dir / {runs.MODEL_FILE!r}")
-    assert any(isinstance(n, ast.Constant) and n.value == runs.MODEL_FILE for n in ast.walk(tree))
+def test_run_file_name_check_sees_a_literal():
+    # the check above reads string constants and f-strings: a spelled name is found
+    assert spelled_names(f"PATH = run_dir / {runs.MODEL_FILE!r}", RUN_FILE_NAMES) == [
+        (1, runs.MODEL_FILE)
+    ]
+    grid = 'def f(tag):\n    return out / f"fakes{tag}.png"\n'
+    assert spelled_names(grid, RUN_FILE_NAMES) == [(2, runs.GAN_GRID_FILE)]
+    # a config word counts only where a path is built from it
+    state = 'os.replace(tmp, folder / "checkpoint")\nPath("tune", "x")\n'
+    assert spelled_names(state, RUN_FILE_NAMES) == [(1, "checkpoint"), (2, "tune")]
+    keys = 'cfg = {"checkpoint": "none"}\nif args.command == "tune": pass\n'
+    assert spelled_names(keys, RUN_FILE_NAMES) == []

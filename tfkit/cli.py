@@ -36,6 +36,8 @@ HANDLERS = {
     "gan metrics": "tfkit.stylegan.commands:metrics_command",
     "gan augment-grid": "tfkit.stylegan.commands:augment_grid_command",
 }
+# `tfkit predict DIR` where DIR was written by `tfkit export`
+PREDICT_EXPORT_HANDLER = "tfkit.export:predict_exported"
 
 
 def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -460,8 +462,14 @@ PRECHECKS = {
 NO_TENSORFLOW = {"config show", "config validate", "launch"}
 
 
-def _handler(name: str):
-    module, _, func = HANDLERS[name].partition(":")
+def _handler(name: str, args: argparse.Namespace):
+    target = HANDLERS[name]
+    if name == "predict":
+        from tfkit.runs import is_export_dir
+
+        if is_export_dir(args.run_dir):  # an exported SavedModel, not a run directory
+            target = PREDICT_EXPORT_HANDLER
+    module, _, func = target.partition(":")
     return getattr(importlib.import_module(module), func)
 
 
@@ -480,11 +488,35 @@ def config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_source(args: argparse.Namespace) -> str:
+    """How config errors name the config (as `load_config` does)."""
+    overrides = getattr(args, "overrides", None)
+    return f"{args.config}{' (with --set overrides)' if overrides else ''}"
+
+
+def _multi_worker(runtime) -> bool:
+    """Whether `runtime` trains on several workers (as `distribute.wants_multi_worker`,
+    without importing TensorFlow): such a run uses the custom loop whatever `train.loop`."""
+    from tfkit.cluster import for_runtime
+
+    if runtime.strategy == "multi_worker":
+        return True
+    return runtime.strategy == "auto" and for_runtime(runtime).multi_worker
+
+
+def check_loop_options(args: argparse.Namespace, config) -> None:
+    """`tfkit train` and `tfkit config validate` refuse the same custom-loop options."""
+    from tfkit.config import check_loop_options as check
+
+    check(config, _config_source(args), lambda: _multi_worker(config.runtime))
+
+
 def config_validate(args: argparse.Namespace) -> int:
     """Validate a config; print OK or raise a UserError listing every problem."""
     from tfkit.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    check_loop_options(args, cfg)
     if cfg.gan is not None:
         what = f"gan preset={cfg.gan.preset}, arch={cfg.gan.arch}"
     else:
@@ -519,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
             from tfkit.config import load_config
 
             config = load_config(args.config, getattr(args, "overrides", None))
+            if name == "train" and not getattr(args, "resume", None):
+                check_loop_options(args, config)  # as `tfkit config validate`
             if name in ("train", "gan train", "tune") and not (
                 getattr(args, "dry_run", False) or getattr(args, "role", None)
             ):
@@ -533,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             import_tensorflow(verbose)  # without its start-up notices on stderr
         with tracking_stdout():
             try:
-                return int(_handler(name)(args) or 0)
+                return int(_handler(name, args)(args) or 0)
             except BaseException:
                 end_line()  # a progress bar's open line ends before the message below
                 raise

@@ -14,6 +14,7 @@ import copy
 import difflib
 import keyword
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -124,9 +125,7 @@ class ShapesSource(Strict):
     @field_validator("resolution")
     @classmethod
     def _power_of_two(cls, v: int) -> int:
-        if v & (v - 1):
-            raise ValueError(f"must be a power of two. Received: resolution={v}")
-        return v
+        return check_power_of_two(v, "resolution")
 
 
 class TabularBinarySource(Strict):
@@ -649,6 +648,33 @@ class TrainConfig(Strict):
         return _steps_or_auto(v)
 
 
+# options only the custom loop reads, with the default `train.loop: fit` accepts
+CUSTOM_LOOP_OPTIONS: dict[str, Any] = {"steps_per_loop": "auto", "nan_policy": "stop"}
+
+
+def check_loop_options(
+    config: ExperimentConfig, where: str, multi_worker: Callable[[], bool]
+) -> None:
+    """Refuse a custom-loop option that `train.loop: fit` would ignore, naming the key.
+
+    A multi-worker run trains with the custom loop whatever `train.loop` says, so
+    `multi_worker()` (asked only when an option is set) lets such a run keep them. `tfkit
+    train` and `tfkit config validate` both call this: validate accepts what train does.
+
+    Raises:
+        UserError: `where`: `train.<option>` is set while the fit path would run.
+    """
+    if config.gan is not None or config.train.loop != "fit":
+        return
+    for option, default in CUSTOM_LOOP_OPTIONS.items():
+        value = getattr(config.train, option)
+        if value != default and not multi_worker():
+            raise UserError(
+                f"{where}: `train.{option}: {value}` is read by the custom loop only; set "
+                f"`train.loop: custom` to use it, or remove it (`train.loop: fit` ignores it)"
+            )
+
+
 # --------------------------------------------------------------------------------------
 # runtime
 # --------------------------------------------------------------------------------------
@@ -837,6 +863,19 @@ AUGPIPES: dict[str, tuple[str, ...]] = {
 }
 
 
+# the image sizes a GAN trains at (powers of two)
+GAN_RESOLUTIONS = (8, 1024)
+
+
+def check_power_of_two(value: int, name: str, low: int = 1, high: int | None = None) -> int:
+    """`value`, or ValueError unless it is a power of two (from `low` to `high`), naming it:
+    "must be a power of two from 8 to 1024. Received: resolution=48"."""
+    if value < low or (high is not None and value > high) or value & (value - 1):
+        bounds = f" from {low} to {high}" if high is not None else ""
+        raise ValueError(f"must be a power of two{bounds}. Received: {name}={value}")
+    return value
+
+
 def parse_augpipe(name: str) -> tuple[str, ...]:
     """The transform groups of an augmentation pipeline name, in the pipeline's order: a
     reference name (`bgc`) or names joined by `+` (`blit+noise`).
@@ -949,9 +988,7 @@ class GanConfig(Strict):
     @field_validator("resolution")
     @classmethod
     def _resolution(cls, v: int | None) -> int | None:
-        if v is not None and (v < 8 or v > 1024 or v & (v - 1)):
-            raise ValueError(f"must be a power of two from 8 to 1024. Received: resolution={v}")
-        return v
+        return v if v is None else check_power_of_two(v, "resolution", *GAN_RESOLUTIONS)
 
     @field_validator("augpipe")
     @classmethod
@@ -961,13 +998,37 @@ class GanConfig(Strict):
 
     @model_validator(mode="after")
     def _augment_p(self) -> GanConfig:
-        if self.augment == "fixed" and self.augment_p is None:
-            raise ValueError("`gan.augment: fixed` needs `gan.augment_p` (the probability)")
-        if self.augment_p is not None and self.augment in ("ada", "none"):
-            raise ValueError(
-                f"`gan.augment_p` is used with `gan.augment: fixed` only. Received: augment={self.augment}"
-            )
+        if self.augment is not None and (message := augment_p_error(self.augment, self.augment_p)):
+            raise ValueError(message)
         return self
+
+
+def gan_default(name: str) -> Any:
+    """The default of `gan.<name>`: GanConfig defines every GAN default once (presets,
+    `GanOptions` and `AugmentPipe` read it here)."""
+    return GanConfig.model_fields[name].default
+
+
+def augment_p_error(augment: str, augment_p: float | None, preset: str | None = None) -> str:
+    """The fixed-p rule: `gan.augment_p` is given exactly when the augmentation is `fixed`.
+
+    Args:
+        augment: `gan.augment`, or the preset's when `preset` names it.
+        augment_p: `gan.augment_p`.
+        preset: the preset whose `augment` applies (`gan.augment` was not set).
+
+    Returns:
+        The message of the broken rule, or "" when it holds.
+    """
+    if augment == "fixed" and augment_p is None:
+        return "`gan.augment: fixed` needs `gan.augment_p` (the probability)"
+    if augment != "fixed" and augment_p is not None:
+        source = f" (preset {preset})" if preset else ""
+        return (
+            "`gan.augment_p` is used with `gan.augment: fixed` only. "
+            f"Received: augment={augment}{source}"
+        )
+    return ""
 
 
 # --------------------------------------------------------------------------------------

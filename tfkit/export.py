@@ -33,7 +33,7 @@ import numpy as np
 from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.errors import UserError, unknown_name
 from tfkit.runs import EXPORT_MANIFEST_FILE as MANIFEST_FILE
-from tfkit.runs import Run
+from tfkit.runs import SAVED_MODEL_FILE, Run
 
 FORMATS = ("saved_model", "litert")
 LITERT_FILE = "model.tflite"
@@ -104,7 +104,9 @@ def model_servable(run_dir: str | Path, config: Any) -> Servable:
     """
     run = Run.open(run_dir, "export")
     source = run.model_path()
-    model = run.load_model()
+    from tfkit.saving import registered_objects
+
+    model = run.load_model(registered_objects())
     inputs = _data_inputs(run, config)
     names = [i.name for i in inputs]
 
@@ -334,7 +336,7 @@ def _manifest(
 
 def is_saved_model_dir(path: str | Path) -> bool:
     """Whether `path` is a SavedModel directory (it holds `saved_model.pb`)."""
-    return (Path(path) / "saved_model.pb").is_file()
+    return (Path(path) / SAVED_MODEL_FILE).is_file()
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

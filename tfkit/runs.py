@@ -60,21 +60,35 @@ SPEC_FILE = "spec.json"
 MODEL_FILE = "model.keras"
 RESULT_FILE = "metrics.json"
 METRICS_FILE = "metrics.jsonl"
+# the `csv_logger` callback's default file
+HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT_FILE = "last.keras"
 BEST_CHECKPOINT_FILE = "best.keras"
 LOOP_CHECKPOINT_DIR = "checkpoints/loop"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tb"
+# the custom loop's own summaries (examples per second)
+LOOP_TENSORBOARD_DIR = "tb/loop"
 GAN_OPTIONS_FILE = "gan_options.json"
 G_EMA_FILE = "G_ema.keras"
+# a GAN run's image grids: `fakes_init.png` at the start, `fakes<nimg, 9 digits>.png` at
+# each snapshot (`GAN_GRID_FILE.format(tag=...)`)
+GAN_GRID_FILE = "fakes{tag}.png"
 TUNE_DIR = "tune"
 # a `tfkit tune` run directory (default runs/<name>/tune)
 TUNE_SEARCH_DIR = "search"
 TUNE_TRIALS_FILE = "trials.csv"
 TUNE_BEST_CONFIG_FILE = "best.yaml"
 TUNE_BEST_MODEL_FILE = "best_model.keras"
+# in search/: Keras Tuner's project, the fingerprint of the search (space, objective and
+# experiment) and each distributed worker's trials (workers/<tuner id>.json)
+TUNE_PROJECT_DIR = "project"
+TUNE_FINGERPRINT_FILE = "tfkit_search.json"
+TUNE_WORKERS_DIR = "workers"
 EXPORT_MANIFEST_FILE = "export.json"
+# an export directory (`tfkit export --format saved_model`) holds a SavedModel
+SAVED_MODEL_FILE = "saved_model.pb"
 FAILED_FILE = "failed.json"
 LOCK_FILE = ".lock"
 # a TF CheckpointManager's state file (names the latest checkpoint of a folder)
@@ -108,6 +122,12 @@ def next_run_dir(root: str | Path, name: str) -> Path:
     parent = Path(root) / name
     numbers = [int(m.group(1)) for p in parent.glob("*") if (m := _NUMBER.match(p.name))]
     return parent / f"{(max(numbers) + 1 if numbers else 0):05d}"
+
+
+def is_export_dir(path: str | Path) -> bool:
+    """Whether `path` is a directory written by `tfkit export` (a SavedModel or a manifest),
+    rather than a run directory."""
+    return any((Path(path) / name).is_file() for name in (SAVED_MODEL_FILE, EXPORT_MANIFEST_FILE))
 
 
 def _now() -> str:
@@ -1012,15 +1032,22 @@ class Run:
             f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}); train it first with `tfkit train`"
         )
 
-    def load_model(self) -> Any:
+    def load_model(self, custom_objects: dict[str, Any] | None = None) -> Any:
         """The run's trained model (see `model_path`), checked and loaded in safe mode.
+
+        Args:
+            custom_objects: the tfkit objects a model may hold, by registered name; callers
+                pass `tfkit.saving.registered_objects()` (the run directory is below the
+                modules that define them, so it does not import them). None: the objects
+                registered so far.
 
         Raises:
             UserError: no model, or a truncated/corrupt model file (named).
         """
-        from tfkit.saving import load_model  # registers every tfkit object
+        import keras
 
-        return load_model(check_keras_file(self.model_path()))
+        path = check_keras_file(self.model_path())
+        return keras.saving.load_model(path, custom_objects=custom_objects, safe_mode=True)
 
     def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
         """Save `model` atomically as `model.keras` (or `path`)."""

@@ -239,7 +239,7 @@ def test_python_api_numpy_dataframe_generator():
 )
 def test_post_map_is_skipped_only_when_it_changes_nothing(dtype, kw, identity):
     """The per-batch map stage is left out exactly when its output equals its input."""
-    from tfkit.data.pipeline import _is_identity, make_postprocess
+    from tfkit.data.input_pipeline import _is_identity, make_postprocess
 
     post = make_postprocess(["x"], **kw)
     x = (np.arange(24).reshape(4, 6) % 7).astype(dtype)
@@ -251,3 +251,20 @@ def test_post_map_is_skipped_only_when_it_changes_nothing(dtype, kw, identity):
             np.testing.assert_array_equal(bx.numpy(), px.numpy())
             np.testing.assert_array_equal(by.numpy(), py.numpy())
             assert px.dtype == bx.dtype and py.dtype == by.dtype
+
+
+def test_tfkit_data_pipeline_is_the_plain_function_after_any_import():
+    # `tfkit.data.pipeline(ds, cfg)` as the notebooks call it: a plain function, also once
+    # the module defining it has been imported (a submodule of the same name would rebind
+    # the package attribute to itself)
+    import inspect
+
+    import tfkit.data
+    from tfkit.data import input_pipeline  # the module that defines pipeline
+
+    assert inspect.isfunction(tfkit.data.pipeline)
+    assert tfkit.data.pipeline is input_pipeline.pipeline
+    ds = tfkit.data.pipeline(
+        tf.data.Dataset.range(5), {"batch_size": 2, "shuffle_buffer": 0}, training=False
+    )
+    assert [b.numpy().tolist() for b in ds] == [[0, 1], [2, 3], [4]]

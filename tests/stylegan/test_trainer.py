@@ -285,6 +285,24 @@ def test_presets_published_values():
     )
     opts = resolve_options(GanConfig(preset="cifar", gamma=0.05, batch=16), 32)
     assert opts.gamma == 0.05 and opts.batch == 16 and opts.lr == 0.0025 and opts.map_layers == 2
+    # the tick and snapshot intervals are preset data: the reference's 4 kimg and 50 ticks,
+    # the CPU presets' 1 kimg and 5 ticks; gan.* overrides them
+    assert (opts.tick_kimg, opts.snapshot_ticks) == (4.0, 50)
+    assert all(p["tick_kimg"] > 0 and p["snapshot_ticks"] >= 1 for p in PRESETS.values())
+    small = resolve_options(GanConfig(preset="shapes16"), 16)
+    assert (small.tick_kimg, small.snapshot_ticks) == (1.0, 5)
+    small = resolve_options(GanConfig(preset="shapes16", tick_kimg=2, snapshot_ticks=3), 16)
+    assert (small.tick_kimg, small.snapshot_ticks) == (2, 3)
+    # the ADA defaults of an older run's options file (and of AugmentPipe) are GanConfig's
+    from dataclasses import fields
+
+    from tfkit.stylegan.augment import AugmentPipe
+    from tfkit.stylegan.presets import GanOptions
+
+    defaults = {f.name: f.default for f in fields(GanOptions)}
+    for name in ("augpipe", "ada_target", "ada_kimg", "ada_interval"):
+        assert defaults[name] == GanConfig.model_fields[name].default, name
+    assert AugmentPipe().augpipe == GanConfig().augpipe
 
 
 @pytest.mark.parametrize("precision", ["float16", pytest.param("bfloat16", marks=pytest.mark.slow)])

@@ -41,7 +41,6 @@ train:
   checkpoint: both
   verbose: 0
   tensorboard: false
-  steps_per_loop: 1
   callbacks:
     - {name: early_stopping, args: {monitor: val_loss, patience: 3, restore_best_weights: true}}
     - {name: reduce_lr_on_plateau, args: {monitor: val_loss, patience: 1, factor: 0.5}}
@@ -92,6 +91,8 @@ def _train(config_file: str, run_dir: Path, loop: str, monkeypatch, stop_at: int
     with monkeypatch.context() as patch:
         _first(patch, Scripted(stop_at))
         args = ["train", config_file, "--run-dir", str(run_dir), "--set", f"train.loop={loop}"]
+        if loop == "custom":  # one batch hook per step, as fit's steps_per_execution 1
+            args += ["--set", "train.steps_per_loop=1"]
         return main(args)
 
 

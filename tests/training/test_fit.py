@@ -392,7 +392,7 @@ def test_predict_takes_raw_inputs_of_a_standardized_run(tmp_path, capsys):
 
     from tfkit.cli import main
     from tfkit.data.datasets import digits
-    from tfkit.data.pipeline import apply_normalization
+    from tfkit.data.input_pipeline import apply_normalization
     from tfkit.runs import Run
 
     config = tmp_path / "digits.yaml"
@@ -451,7 +451,7 @@ def test_recorded_normalization_equals_the_pipeline_normalizers():
     """`apply_normalization` with the spec's record gives what the pipeline feeds the model."""
     import tfkit.data
     from tfkit.config import validate
-    from tfkit.data.pipeline import apply_normalization
+    from tfkit.data.input_pipeline import apply_normalization
 
     def data(normalize, source):
         cfg = validate(

@@ -38,9 +38,9 @@ train:
   checkpoint_every: 6
   verbose: 1
   tensorboard: false
-  steps_per_loop: 1  # (and steps_per_execution) one batch hook per step: a crash or
-runtime:             # signal lands on any step
-  steps_per_execution: 1
+runtime:
+  steps_per_execution: 1  # (and the custom loop's steps_per_loop, see _train) one batch
+                          # hook per step: a crash or signal lands on any step
 """
 
 
@@ -52,7 +52,9 @@ def config_file(tmp_path_factory) -> str:
 
 
 def _train(config_file: str, run_dir: Path, *sets: str) -> list[str]:
-    """`tfkit train` arguments for a new run."""
+    """`tfkit train` arguments for a new run (the custom loop with steps_per_loop 1)."""
+    if "train.loop=custom" in sets:
+        sets = (*sets, "train.steps_per_loop=1")
     return [
         "train",
         config_file,

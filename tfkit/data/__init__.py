@@ -14,10 +14,10 @@ from typing import Any
 from tfkit.data.spec import DataSpec, InputSpec
 
 _LAZY = {
-    "build": "tfkit.data.pipeline",
-    "pipeline": "tfkit.data.pipeline",
-    "Splits": "tfkit.data.pipeline",
-    "split_table": "tfkit.data.pipeline",
+    "build": "tfkit.data.input_pipeline",
+    "pipeline": "tfkit.data.input_pipeline",
+    "Splits": "tfkit.data.input_pipeline",
+    "split_table": "tfkit.data.input_pipeline",
     "from_numpy": "tfkit.data.sources",
     "from_dataframe": "tfkit.data.sources",
     "from_generator": "tfkit.data.sources",

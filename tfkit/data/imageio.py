@@ -2,7 +2,8 @@
 
 PIL's `convert("L"/"RGB")` clips 16-bit pixels to 255 (a 16-bit PNG turns white), so 16-bit
 and 32-bit integer images are scaled to 8 bits first, as `tf.io.decode_png(dtype=uint8)`
-does; palette images are expanded through their palette.
+does; palette images are expanded through their palette. `make_grid` tiles a batch of images
+in [-1, 1] into one uint8 grid (the GAN trainer's and `tfkit gan`'s image grids).
 """
 
 from __future__ import annotations
@@ -68,3 +69,13 @@ def check_image_sizes(
                 f"{flag}: {f} is {h}x{w} (height x width); the model takes {height}x{width} "
                 f"images{hint}"
             )
+
+
+def make_grid(images: np.ndarray, cols: int, rows: int) -> np.ndarray:
+    """Tile (N, H, W, C) images in [-1, 1] into a uint8 (rows*H, cols*W, C) grid."""
+    n, h, w, c = images.shape
+    imgs = np.clip((images + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    if n < cols * rows:
+        imgs = np.concatenate([imgs, np.zeros((cols * rows - n, h, w, c), np.uint8)])
+    imgs = imgs[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    return imgs.reshape(rows * h, cols * w, c)

@@ -318,7 +318,7 @@ def config_images(cfg, count: int, *, images_only: bool = True) -> tuple[Any, st
         (inputs: an array (N, ...) or a dict of them, a one-line description).
     """
     if cfg.gan is not None:
-        from tfkit.stylegan.trainer import load_images
+        from tfkit.data.gan_images import load_images
 
         ds, resolution, num_classes = load_images(cfg)
         ds = ds.map(lambda x, y: x).batch(count)

@@ -32,7 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkit.config import gan_default
 from tfkit.stylegan.presets import AUGMENT_GROUPS, parse_augpipe
+
+DEFAULT_AUGPIPE = gan_default("augpipe")  # `gan.augpipe`'s default
 
 # every transform of the pipeline's groups at full probability (the reference's
 # multipliers are all 1)
@@ -197,7 +200,7 @@ class AugmentPipe(keras.layers.Layer):
         >>> augmented = pipe(images, seed=tf.constant([1, 2]))
     """
 
-    def __init__(self, augpipe: str = "bgc", initial_p: float = 0.0, **kwargs):
+    def __init__(self, augpipe: str = DEFAULT_AUGPIPE, initial_p: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.augpipe = augpipe

@@ -91,7 +91,7 @@ def load_g_ema(
         UserError: not a GAN run, no checkpoint yet, or a truncated checkpoint (named).
         RuntimeError: a checkpoint that does not hold every variable of the generator.
     """
-    from tfkit.stylegan.trainer import build_networks
+    from tfkit.stylegan.networks import build_networks
 
     run = Run(run_dir)
     latest = latest_tf_checkpoint(run.checkpoints_dir)

@@ -47,8 +47,8 @@ def train_command(args: argparse.Namespace) -> int:
     distribute.setup_runtime(cfg.runtime)
     strategy = distribute.strategy(cfg.runtime)
     if args.dry_run:
+        from tfkit.data.gan_images import load_images
         from tfkit.stylegan.presets import resolve_options
-        from tfkit.stylegan.trainer import load_images
 
         _, resolution, num_classes = load_images(cfg)
         opts = resolve_options(
@@ -113,9 +113,10 @@ def augment_grid_command(args: argparse.Namespace) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from tfkit.data.gan_images import load_images
+    from tfkit.data.imageio import make_grid
     from tfkit.stylegan.augment import AugmentPipe
     from tfkit.stylegan.generate import save_png
-    from tfkit.stylegan.trainer import load_images, make_grid
 
     dataset, _, _ = load_images(cfg)
     reals = np.stack([x.numpy() for x, _ in dataset.take(args.count)])
@@ -181,6 +182,7 @@ def metrics_command(args: argparse.Namespace) -> int:
     (None), batch_size (64), cache_dir (None), seed (0).
     """
     from tfkit.config import to_dict
+    from tfkit.data.gan_images import load_images
     from tfkit.runs import Run
     from tfkit.stylegan.checkpoints import load_g_ema
     from tfkit.stylegan.features import DEFAULT_SPEC, feature_network
@@ -194,7 +196,6 @@ def metrics_command(args: argparse.Namespace) -> int:
         evaluate_generator,
         log_metrics,
     )
-    from tfkit.stylegan.trainer import load_images
 
     run_dir = Path(args.run_dir)
     metrics = check_metric_names(getattr(args, "metrics", None) or ",".join(METRICS))

@@ -595,7 +595,9 @@ def classifier(run_dir: str | os.PathLike) -> FeatureNetwork:
 
     run = Run.open(run_dir, "measure features with", flag="--features classifier:")
     config = run.load_config()
-    model = run.load_model()
+    from tfkit.saving import registered_objects
+
+    model = run.load_model(registered_objects())
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or None in shape[1:]:
         raise UserError(

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfkit.data.imageio import make_grid
 from tfkit.errors import UserError
 from tfkit.stylegan.checkpoints import load_g_ema
 from tfkit.stylegan.presets import check_class
-from tfkit.stylegan.trainer import make_grid
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -17,7 +17,16 @@ from dataclasses import asdict, dataclass
 
 # the augmentation pipelines and the preset names are config vocabulary (validated without
 # TensorFlow), so they live in tfkit.config
-from tfkit.config import AUGMENT_GROUPS, AUGPIPES, GAN_PRESET_NAMES, parse_augpipe  # noqa: F401 - re-exported
+from tfkit.config import (  # noqa: F401 - re-exported
+    AUGMENT_GROUPS,
+    AUGPIPES,
+    GAN_PRESET_NAMES,
+    GAN_RESOLUTIONS,
+    augment_p_error,
+    gan_default,
+    parse_augpipe,
+)
+from tfkit.config import check_power_of_two as check_gan_resolution
 from tfkit.errors import UserError, unknown_name
 
 _REF = dict(
@@ -31,6 +40,8 @@ _REF = dict(
     d_residual=True,
     ema_rampup=0.0,
     augment="ada",  # the reference trains every configuration with ADA (--aug=ada)
+    tick_kimg=4.0,  # the reference's --tick 4: a progress line every 4 kimg
+    snapshot_ticks=50,  # the reference's --snap 50: a grid and checkpoint every 50 ticks
 )
 
 PRESETS: dict[str, dict] = {
@@ -179,11 +190,11 @@ class GanOptions:
     lr_decay: str = "none"  # none | linear | cosine, to 0 at kimg
     lr_decay_start: float = 0.0  # fraction of kimg where the decay starts
     augment: str = "none"  # ada | fixed | none
-    augpipe: str = "bgc"
+    augpipe: str = gan_default("augpipe")
     augment_p: float = 0.0  # p with augment: fixed (ada starts at 0)
-    ada_target: float = 0.6
-    ada_kimg: float = 500.0
-    ada_interval: int = 4
+    ada_target: float = gan_default("ada_target")
+    ada_kimg: float = float(gan_default("ada_kimg"))
+    ada_interval: int = gan_default("ada_interval")
     # the original arch's noise strength per channel (the reference's); runs before it have one
     noise_per_channel: bool = False
 
@@ -207,11 +218,12 @@ def auto_preset(resolution: int, replicas: int) -> dict:
 
 
 def check_power_of_two(resolution: int, where: str) -> None:
-    """Raise UserError unless `resolution` is a power of two from 8 to 1024."""
-    if resolution < 8 or resolution > 1024 or resolution & (resolution - 1):
-        raise UserError(
-            f"`{where}` must be a power of two from 8 to 1024. Received: {where.rsplit('.', 1)[-1]}={resolution}"
-        )
+    """Raise UserError unless `resolution` is a power of two from 8 to 1024 (the rule of
+    `gan.resolution`, applied to the data's image size)."""
+    try:
+        check_gan_resolution(resolution, where.rsplit(".", 1)[-1], *GAN_RESOLUTIONS)
+    except ValueError as err:
+        raise UserError(f"`{where}` {err}") from None
 
 
 RUNTIME_PRECISION = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
@@ -271,8 +283,6 @@ def resolve_options(
         "augment",
     )
     v = {k: getattr(gan, k) if getattr(gan, k) is not None else p.get(k) for k in fields}
-    v["tick_kimg"] = v["tick_kimg"] or 4.0
-    v["snapshot_ticks"] = v["snapshot_ticks"] or 50
     if v["batch"] % replicas:
         raise UserError(
             f"`gan.batch` ({v['batch']}) must be divisible by the number of replicas ({replicas}). "
@@ -306,12 +316,9 @@ def resolve_options(
     )
     if precision != "float32" and not num_fp16_res:
         precision = "float32"
-    if v["augment"] == "fixed" and gan.augment_p is None:
-        raise UserError("`gan.augment: fixed` needs `gan.augment_p` (the probability).")
-    if v["augment"] != "fixed" and gan.augment_p is not None:
-        raise UserError(
-            f"`gan.augment_p` is used with `gan.augment: fixed` only (the preset's is {v['augment']})."
-        )
+    preset = gan.preset if gan.augment is None else None
+    if message := augment_p_error(v["augment"], gan.augment_p, preset):
+        raise UserError(message)
     if gan.conditional and not num_classes:
         raise UserError(
             "`gan.conditional` is true but the data has no class labels (set gan.conditional=false)."
@@ -363,8 +370,6 @@ def preset_values(gan, resolution: int | None, replicas: int = 1) -> dict:
         values = auto_preset(resolution, replicas)
     else:
         values = dict(PRESETS.get(gan.preset, {}))
-    values.setdefault("tick_kimg", 4.0)
-    values.setdefault("snapshot_ticks", 50)
     if resolution is not None:
         values.setdefault("resolution", resolution)
     return values

@@ -39,19 +39,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkit.data.gan_images import load_images
+from tfkit.data.imageio import make_grid
 from tfkit.errors import UserError
 from tfkit.runs import (
     CHECKPOINT_DIR,
     G_EMA_FILE,
+    GAN_GRID_FILE,
     METRICS_FILE,
     TENSORBOARD_DIR,
     restore_tf_checkpoint,
 )
 from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
-from tfkit.stylegan.discriminator import Discriminator
-from tfkit.stylegan.presets import GanOptions, resolve_options
-from tfkit.stylegan.synthesis import Generator
+from tfkit.stylegan.networks import build_networks
+from tfkit.stylegan.presets import resolve_options
 
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
@@ -65,107 +67,6 @@ class Phase:
     module: str  # "G" or "D"
     interval: int
     optimizer: keras.optimizers.Optimizer
-
-
-def build_networks(opts: GanOptions) -> tuple[Generator, Discriminator]:
-    """A generator and a discriminator for resolved options."""
-    G = Generator(
-        opts.resolution,
-        opts.z_dim,
-        opts.w_dim,
-        opts.num_classes,
-        opts.map_layers,
-        3,
-        opts.channel_base,
-        opts.channel_max,
-        opts.arch,
-        opts.noise_mode,
-        opts.clamp,
-        num_fp16_res=opts.num_fp16_res,
-        precision=opts.precision,
-        noise_per_channel=opts.noise_per_channel,
-        name="G",
-    )
-    d_arch = "stylegan2" if opts.arch == "stylegan2" and opts.d_residual else "stylegan"
-    D = Discriminator(
-        opts.resolution,
-        3,
-        opts.channel_base,
-        opts.channel_max,
-        d_arch,
-        opts.mbstd_group,
-        num_classes=opts.num_classes,
-        clamp=opts.clamp,
-        num_fp16_res=opts.num_fp16_res,
-        precision=opts.precision,
-        name="D",
-    )
-    return G, D
-
-
-def load_images(cfg) -> tuple[tf.data.Dataset, int, int]:
-    """The training images of `cfg.data` as an unbatched dataset of (image, label).
-
-    Images are float32 in [-1, 1], NHWC. Uses `tfkit.data.build` when available; the
-    embedded sources are read directly otherwise.
-
-    Returns:
-        (dataset, resolution, num_classes); num_classes is 0 without labels.
-
-    Raises:
-        UserError: images that are not square or not 3-channel RGB.
-    """
-    try:
-        from tfkit.data import build  # noqa: F401
-    except ImportError:
-        build = None
-    if build is not None:
-        splits = build(cfg.data, seed=cfg.runtime.seed)
-        ds = splits.train.unbatch()
-        spec = getattr(splits, "spec", None)
-        num_classes = int(getattr(spec, "num_classes", 0) or 0)
-        elem = ds.element_spec
-        img_spec = elem[0] if isinstance(elem, tuple) else elem
-        if not isinstance(elem, tuple):
-            ds = ds.map(lambda x: (x, tf.zeros([], tf.int32)))
-        else:
-            ds = ds.map(
-                lambda x, y, *rest: (
-                    x,
-                    tf.cast(y, tf.int32) if num_classes else tf.zeros([], tf.int32),
-                )
-            )
-        shape = tuple(img_spec.shape)
-        if cfg.data.normalize != "minus_one_one":
-            raise UserError(
-                f"`data.normalize` must be 'minus_one_one' for GAN training (images in [-1, 1]). "
-                f"Received: normalize={cfg.data.normalize!r}"
-            )
-    else:
-        from tfkit.data.datasets import EMBEDDED, generate
-
-        kind = cfg.data.source.kind
-        if kind not in EMBEDDED:
-            raise UserError(
-                f"`data.source.kind` {kind!r} needs tfkit.data.build, which is not available."
-            )
-        arrays = generate(cfg.data.source)
-        x = np.asarray(arrays.x, np.float32)
-        low, high = arrays.value_range or (float(x.min()), float(x.max()))
-        x = (x - low) / max(high - low, 1e-8) * 2.0 - 1.0
-        y = np.zeros(len(x), np.int32) if arrays.y is None else np.asarray(arrays.y, np.int32)
-        num_classes = int(arrays.num_classes or 0) if arrays.y is not None else 0
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        shape = x.shape[1:]
-    if len(shape) != 3 or shape[0] != shape[1]:
-        raise UserError(
-            f"GAN training needs square images (H, W, C). Received: image shape {shape}"
-        )
-    if shape[2] != 3:
-        raise UserError(
-            f"GAN training needs RGB images with 3 channels. Received: {shape[2]} channels"
-        )
-    return ds, int(shape[0]), num_classes
 
 
 class Trainer:
@@ -730,11 +631,11 @@ class Trainer:
         from PIL import Image
 
         grid = self.grid_images()
-        path = self.out_dir / f"fakes{tag}.png"
+        path = self.out_dir / GAN_GRID_FILE.format(tag=tag)
         Image.fromarray(grid).save(path)
         if self._writer is not None:
             with self._writer.as_default():
-                tf.summary.image("fakes", grid[None], step=_tb_step(int(self.nimg.numpy())))
+                tf.summary.image("fakes", grid[None], step=int(self.nimg.numpy()))
         return path
 
     def run(
@@ -868,7 +769,7 @@ class Trainer:
         log_metrics(
             self.out_dir,
             results,
-            step=_tb_step(nimg),
+            step=nimg,
             extra={"kimg": nimg / 1000, "tick": int(self.tick.numpy())},
         )
         shown = " ".join(
@@ -917,10 +818,9 @@ class Trainer:
             + ("" if gpu is None else f" peak gpumem {gpu:.2f}GB")
         )
         with self._writer.as_default():
-            step = _tb_step(nimg)
             for k, v in record.items():
                 if k not in ("tick", "kimg"):
-                    tf.summary.scalar(k, v, step=step)
+                    tf.summary.scalar(k, v, step=nimg)
         with open(self.out_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -938,11 +838,6 @@ _TICK_STATS = (
 _AUGMENT_SALT = {"aug_fake": 1, "aug_real": 2}
 # the mean sign of D(real) of a D phase (averaged over the tick: `augment_rt`)
 SIGNS = "Loss/signs/real"
-
-
-def _tb_step(nimg: int) -> int:
-    """TensorBoard step: images shown (one unit from the first tick on, across resumes)."""
-    return int(nimg)
 
 
 def memory_stats() -> dict[str, float]:
@@ -976,16 +871,6 @@ def _apply(optimizer, grads, variables, sanitize: bool = False) -> None:
             for g, v in pairs
         ]
     optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-
-
-def make_grid(images: np.ndarray, cols: int, rows: int) -> np.ndarray:
-    """Tile (N, H, W, C) images in [-1, 1] into a uint8 (rows*H, cols*W, C) grid."""
-    n, h, w, c = images.shape
-    imgs = np.clip((images + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-    if n < cols * rows:
-        imgs = np.concatenate([imgs, np.zeros((cols * rows - n, h, w, c), np.uint8)])
-    imgs = imgs[: cols * rows].reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
-    return imgs.reshape(rows * h, cols * w, c)
 
 
 def train(cfg, run_dir: str | Path, *, resume: bool = False, **kwargs: Any) -> Trainer:

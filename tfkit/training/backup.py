@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, Stopped, UserError
-from tfkit.runs import restore_tf_checkpoint
+from tfkit.runs import TF_CHECKPOINT_STATE, restore_tf_checkpoint
 from tfkit.training.callback_state import CallbackStates
 from tfkit.training.stop import StopSignals, end_progress_line
 
@@ -365,7 +365,7 @@ class FitBackup(keras.callbacks.Callback):
         lines += [f'all_model_checkpoint_paths: "{n}"' for n in self._kept[-self.max_to_keep :]]
         tmp = self.directory / ".checkpoint.tmp"
         tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, self.directory / "checkpoint")  # the state file tf.train reads
+        os.replace(tmp, self.directory / TF_CHECKPOINT_STATE)  # the state file tf.train reads
         for old in self._kept[: -self.max_to_keep]:
             for path in self.directory.glob(f"{old}.*"):
                 path.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from tfkit.runs import (
     BACKUP_DIR,
     BEST_CHECKPOINT_FILE,
     CHECKPOINT_DIR,
+    HISTORY_FILE,
     LAST_CHECKPOINT_FILE,
     METRICS_FILE,
     TENSORBOARD_DIR,
@@ -386,7 +387,7 @@ _DEFAULT_PATHS = {
     "model_checkpoint": ("filepath", f"{CHECKPOINT_DIR}/model_{{epoch:03d}}.keras"),
     "tensorboard": ("log_dir", TENSORBOARD_DIR),
     "backup_and_restore": ("backup_dir", BACKUP_DIR),
-    "csv_logger": ("filename", "history.csv"),
+    "csv_logger": ("filename", HISTORY_FILE),
     "metrics_logger": ("path", METRICS_FILE),
     "last_checkpoint": ("path", f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT_FILE}"),
 }

@@ -12,7 +12,7 @@ from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
 from tfkit.errors import UserError
-from tfkit.runs import EXPORT_MANIFEST_FILE, Run, check_config_kind
+from tfkit.runs import Run, check_config_kind
 
 # --------------------------------------------------------------------------------------
 # train
@@ -117,11 +117,12 @@ def _train_or_stop(config: ExperimentConfig, run_dir: Path, *, resume: bool) -> 
 def evaluate_command(args: argparse.Namespace) -> int:
     """`tfkit evaluate RUN_DIR [--split test]`: evaluate the run's model on a split."""
     import tfkit.data
+    from tfkit.saving import registered_objects
     from tfkit.training.fit import format_table
 
     run = Run.open(args.run_dir, "evaluate", kind="fit")
     config = run.load_config()
-    model = run.load_model()
+    model = run.load_model(registered_objects())
     splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
     dataset = getattr(splits, args.split, None)
     if dataset is None:
@@ -138,20 +139,19 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     """`tfkit predict RUN_DIR --input FILE --output FILE [--batch-size N] [--normalized]`.
 
+    An export directory is predicted by `tfkit.export.predict_exported` (the CLI chooses).
+
     Inputs are raw (as the data source holds them); the run's `data.normalize` is applied
     with its training statistics unless `--normalized` says they are normalized already.
     """
+    from tfkit.saving import registered_objects
     from tfkit.training.predict import read_inputs, write_predictions
 
-    if any((Path(args.run_dir) / f).is_file() for f in ("saved_model.pb", EXPORT_MANIFEST_FILE)):
-        from tfkit.export import predict_exported
-
-        return predict_exported(args)
     if Path(args.output).suffix not in PREDICT_OUTPUTS:
         raise UserError(f"--output {args.output}: unknown file type. Expected .npy, .npz or .csv")
     run = Run.open(args.run_dir, "predict", kind="fit")
     config = run.load_config()
-    model = run.load_model()
+    model = run.load_model(registered_objects())
     x = read_inputs(
         args.input,
         model,

@@ -104,7 +104,7 @@ def read_inputs(
         UserError: unknown file type, or arrays whose per-example shape differs from the
             model's input shape (naming both).
     """
-    from tfkit.data.pipeline import apply_normalization
+    from tfkit.data.input_pipeline import apply_normalization
 
     path = Path(path)
     inputs = _model_inputs(model, run_dir)

@@ -40,6 +40,7 @@ from tfkit.runs import (
     TUNE_BEST_CONFIG_FILE,
     TUNE_BEST_MODEL_FILE,
     TUNE_TRIALS_FILE,
+    TUNE_WORKERS_DIR,
     Run,
     save_model_atomic,
 )
@@ -52,7 +53,7 @@ PROJECT = space_lib.PROJECT
 TRIALS_FILE = TUNE_TRIALS_FILE
 BEST_CONFIG = TUNE_BEST_CONFIG_FILE
 BEST_MODEL = TUNE_BEST_MODEL_FILE
-WORKERS_DIR = "workers"
+WORKERS_DIR = TUNE_WORKERS_DIR
 
 
 class _TfkitTuner:

@@ -30,10 +30,8 @@ from tfkit.config import (
 )
 from tfkit.errors import UserError
 from tfkit.runs import TUNE_DIR, TUNE_SEARCH_DIR, Run, resume_changes
-
-FINGERPRINT_FILE = "tfkit_search.json"
-PROJECT = "project"  # Keras Tuner's project folder in the search directory
-
+from tfkit.runs import TUNE_FINGERPRINT_FILE as FINGERPRINT_FILE
+from tfkit.runs import TUNE_PROJECT_DIR as PROJECT  # Keras Tuner's project folder
 
 # --------------------------------------------------------------------------------------
 # keys

@@ -11,8 +11,6 @@ their statistics come from the whole (unsharded) train split, so every worker ag
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -529,14 +527,3 @@ def pipeline(
     if training and cfg.repeat:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE) if cfg.prefetch else ds
-
-
-class _CallableModule(types.ModuleType):
-    """`tfkit.data.pipeline` is both this module and the `pipeline` function: importing the
-    submodule rebinds the package attribute to the module, so the module forwards calls."""
-
-    def __call__(self, *args, **kwargs) -> tf.data.Dataset:
-        return pipeline(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
