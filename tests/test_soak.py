@@ -1,13 +1,16 @@
 """The soak tier: each long-lived mode runs for minutes, not seconds, and its threads, open
 files and resident memory stay flat.
 
-Property: after warm-up (the first two thirds of the run), the last third grows by at most
-`MAX_THREADS` threads, `MAX_FDS` open files and `MAX_RSS` of the resident memory, in every
-process of the run (launcher, workers, tuner chief and workers). A thread leak of a few
-threads a step, as multi-worker collectives with a per-op timeout had, grows by hundreds.
+Property: once the run is under way (its warm-up done: start-up, tracing, the first
+epochs, ticks or trials), the last third of `TFKIT_SOAK_SECONDS` (default 120) grows by at
+most `MAX_THREADS` threads, `MAX_FDS` open files and `MAX_RSS` of the resident memory, in
+every process of the run (launcher, workers, tuner chief and workers). A thread leak of a
+few threads a step, as multi-worker collectives with a per-op timeout had, grows by
+thousands.
 
-Each case runs `TFKIT_SOAK_SECONDS` (default 120) and then gets SIGTERM (which saves and
-exits 143, as designed). With `TFKIT_SOAK_REPORT=FILE` each case appends one JSON line
+The clock starts when the run shows it is under way (a line in its output, or trials on
+disk), so a slow start-up on a busy machine does not count as growth; the run then goes on
+for `TFKIT_SOAK_SECONDS` and gets SIGTERM (which saves and exits 143, as designed). With `TFKIT_SOAK_REPORT=FILE` each case appends one JSON line
 with its figures (threads, fds, RSS at start, middle and end of every process).
 """
 
@@ -52,14 +55,22 @@ def _sample(procs: list[psutil.Process]) -> dict[int, tuple[int, int, float]]:
     return found
 
 
-def soak(name: str, procs: list[subprocess.Popen], seconds: float = SECONDS) -> dict:
-    """Sample `procs` (and their children) every `EVERY` s for `seconds`, then SIGTERM
-    them and wait. Returns the case's figures; fails when a process ended early or when
-    the last third grew beyond the bounds."""
+def soak(
+    name: str, procs: list[subprocess.Popen], ready, seconds: float = SECONDS, wait_s=900
+) -> dict:
+    """Once `ready()` holds (the run is under way), sample `procs` (and their children)
+    every `EVERY` s for `seconds`, then SIGTERM them and wait. Returns the case's figures;
+    fails when a process ended early or when the last third grew beyond the bounds."""
     handles = [psutil.Process(p.pid) for p in procs]
     series: dict[int, list[tuple[float, tuple[int, int, float]]]] = {}
-    start = time.monotonic()
+    deadline = time.monotonic() + wait_s
     try:
+        while not ready():
+            ended = [p.returncode for p in procs if p.poll() is not None]
+            assert not ended, f"{name}: a process ended before the run was under way: {ended}"
+            assert time.monotonic() < deadline, f"{name}: not under way after {wait_s} s"
+            time.sleep(1)
+        start = time.monotonic()
         while (now := time.monotonic() - start) < seconds:
             ended = [p.returncode for p in procs if p.poll() is not None]
             assert not ended, f"{name}: a process ended after {now:.0f} s with {ended}"
@@ -83,7 +94,7 @@ def soak(name: str, procs: list[subprocess.Popen], seconds: float = SECONDS) -> 
     for pid, points in series.items():
         times = [t for t, _ in points]
         if times[0] > seconds / 3 or times[-1] < seconds * 0.9:
-            continue  # a short-lived helper process (a watchdog, a trial), not the run's own
+            continue  # a short-lived helper process, not one of the run's own
         last_third = [v for t, v in points if t >= seconds * 2 / 3]
         first, middle, end = points[0][1], points[len(points) // 2][1], points[-1][1]
         base = last_third[0]
@@ -125,41 +136,52 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+def _shows(path: Path, text: str):
+    """A `ready` condition: `text` is in file `path`."""
+    return lambda: path.is_file() and text in path.read_text(errors="replace")
+
+
+def _trials(folder: Path, count: int):
+    """A `ready` condition: `count` tuner trials exist under `folder`."""
+    return lambda: len(list(folder.rglob("trial.json"))) >= count
+
+
 DIGITS = [str(ROOT / "configs" / "digits_cnn.yaml"), "--set", "train.epochs=100000"]
 DIGITS += ["--set", "train.verbose=2"]
+GAN = ["gan", "train", str(ROOT / "configs" / "stylegan_shapes16.yaml")]
+GAN += ["--set", "gan.kimg=100000", "--set", "gan.tick_kimg=0.5"]
+TUNE = ["tune", str(ROOT / "configs" / "tune_digits.yaml"), "--set", "tune.max_trials=10000"]
+TUNE += ["--set", "train.epochs=1"]
 
 
 @pytest.mark.parametrize(
-    "name,args",
+    "name,args,ready",
     [
-        ("fit", ["train", *DIGITS]),
-        ("custom_loop", ["train", *DIGITS, "--set", "train.loop=custom"]),
+        ("fit", ["train", *DIGITS], "Epoch 3/"),
+        ("custom_loop", ["train", *DIGITS, "--set", "train.loop=custom"], "Epoch 3/"),
         (
             "mirrored_logical_cpus",
             ["train", *DIGITS, "--set", "runtime.logical_cpus=2", "--set", "runtime.strategy=mirrored"],
+            "Epoch 3/",
         ),
-        ("launch_train", ["launch", "--workers", "2", "--", "train", *DIGITS]),
-        (
-            "launch_gan_train",
-            ["launch", "--workers", "2", "--", "gan", "train",
-             str(ROOT / "configs" / "stylegan_shapes16.yaml"), "--set", "gan.kimg=100000"],
-        ),
-        (
-            "launch_tune",
-            ["launch", "--tune-workers", "2", "--", "tune", str(ROOT / "configs" / "tune_digits.yaml"),
-             "--set", "tune.max_trials=10000", "--set", "train.epochs=1"],
-        ),
+        ("launch_train", ["launch", "--workers", "2", "--", "train", *DIGITS], "Epoch 3/"),
+        ("launch_gan_train", ["launch", "--workers", "2", "--", *GAN], "tick 2 "),
+        ("launch_tune", ["launch", "--tune-workers", "2", "--", *TUNE], 4),
     ],
 )  # fmt: skip
-def test_long_run_keeps_threads_files_and_memory_flat(tmp_path, name, args):
-    soak(name, [_start(args, tmp_path)])
+def test_long_run_keeps_threads_files_and_memory_flat(tmp_path, name, args, ready):
+    proc = _start(args, tmp_path)
+    if isinstance(ready, int):
+        soak(name, [proc], _trials(tmp_path, ready))
+    else:
+        soak(name, [proc], _shows(tmp_path / "out.log", ready))
 
 
 def test_slurm_job_keeps_threads_files_and_memory_flat(tmp_path):
     from helpers import start_cluster_tasks
 
     run = tmp_path / "run"
-    procs, _, _ = start_cluster_tasks(
+    procs, logs, _ = start_cluster_tasks(
         ["train", *DIGITS, "--run-dir", str(run)], tmp_path / "logs", kind="slurm"
     )
-    soak("slurm_train", procs)
+    soak("slurm_train", procs, _shows(logs[0], "Epoch 3/"))
