@@ -514,9 +514,15 @@ def test_a_search_over_a_three_process_cluster_runs_every_trial_exactly_once(kin
 # --------------------------------------------------------------------------------------
 
 FAKE_SRUN = """#!{python}
-import json, sys
+import json, os, sys
 with open({out!r}, "w") as f:
     json.dump(sys.argv[1:], f)
+sys.exit(int(os.environ.get("FAKE_SRUN_STATUS", "0")))
+"""
+FAKE_SCONTROL_REQUEUE = """#!{python}
+import sys
+with open({out!r}, "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
 """
 
 
@@ -529,6 +535,11 @@ def run_sbatch_script(name: str, tmp_path, **env: str) -> tuple[dict, list[str],
     record = tmp_path / "srun.json"
     (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable, out=str(record)))
     (bin_dir / "srun").chmod(0o755)
+    scontrol = tmp_path / "scontrol.log"
+    (bin_dir / "scontrol").write_text(
+        FAKE_SCONTROL_REQUEUE.format(python=sys.executable, out=str(scontrol))
+    )
+    (bin_dir / "scontrol").chmod(0o755)
     script = os.path.join(ROOT, "configs", "cluster", name)
     proc = subprocess.run(
         ["/bin/bash", script],
@@ -538,7 +549,7 @@ def run_sbatch_script(name: str, tmp_path, **env: str) -> tuple[dict, list[str],
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == int(env.get("FAKE_SRUN_STATUS", "0")), proc.stderr
     options = {}
     for line in open(script):
         if line.startswith("#SBATCH "):
@@ -547,6 +558,27 @@ def run_sbatch_script(name: str, tmp_path, **env: str) -> tuple[dict, list[str],
     argv = json.loads(record.read_text())
     at = argv.index("tfkit")
     return options, argv[:at], argv[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    "script,run", [("train.sbatch", "digits_cnn"), ("gan_train.sbatch", "stylegan_shapes32")]
+)
+def test_sbatch_scripts_requeue_a_failed_job_which_then_resumes(script, run, tmp_path):
+    """A lost worker (75) or a killed one requeues the job (up to MAX_RESTARTS); the
+    requeued job (SLURM_RESTART_COUNT > 0) resumes its own run; a user error (2) does not
+    requeue."""
+    options = run_sbatch_script(script, tmp_path)[0]
+    assert "--requeue" in options
+    requeues = tmp_path / "scontrol.log"
+    assert not requeues.exists()  # success: nothing requeued
+    run_sbatch_script(script, tmp_path, FAKE_SRUN_STATUS="75")
+    assert requeues.read_text() == "requeue 1234\n"
+    argv = run_sbatch_script(script, tmp_path, SLURM_RESTART_COUNT="1")[2]
+    assert parse_tfkit(argv)[0].resume == f"runs/{run}/slurm-1234"
+    requeues.unlink()
+    run_sbatch_script(script, tmp_path, FAKE_SRUN_STATUS="2")  # a user error fails again
+    run_sbatch_script(script, tmp_path, FAKE_SRUN_STATUS="137", SLURM_RESTART_COUNT="3")
+    assert not requeues.exists()  # nor past MAX_RESTARTS (3)
 
 
 def parse_tfkit(argv: list[str]):
