@@ -11,6 +11,7 @@ their statistics come from the whole (unsharded) train split, so every worker ag
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -307,7 +308,17 @@ def _cache(ds: tf.data.Dataset, cfg, name: str, pipe: int) -> tf.data.Dataset:
     if cfg.cache == "memory":
         return ds.cache()
     prefix = Path(f"{cfg.cache}_{name}_{pipe}")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        probe = prefix.with_name(f".{prefix.name}.{os.getpid()}.probe")
+        probe.write_bytes(b"")  # tf.data only fails at the first epoch's end
+        probe.unlink()
+    except OSError as err:
+        raise UserError(
+            f"`data.cache: {cfg.cache}`: cannot write cache files in {prefix.parent} "
+            f"({err.strerror or err}); set data.cache to a writable path prefix, `memory` or "
+            "`none`"
+        ) from None
     return ds.cache(str(prefix))
 
 

@@ -202,9 +202,15 @@ def write_tfrecords(
         raise UserError(f"`--out` {out} already holds a dataset ({SCHEMA_FILE}); pass --overwrite")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"`--out` {out} is not empty; choose a new directory or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # write into a hidden sibling, then rename: `out` never holds a half-written dataset
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # write into a hidden sibling, then rename: `out` never holds a half-written dataset
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise UserError(
+            f"`--out` {out}: cannot create a folder in {out.parent} ({err.strerror or err}); "
+            "choose a writable location"
+        ) from None
     staging.chmod(0o755)
     try:
         schema = _write_shards(columns, staging, shard_mb, num_shards, compression, meta)
@@ -430,7 +436,9 @@ def first_records(file: str, n: int, compression: str = "auto") -> list[bytes]:
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
         if not out:
             raise UserError(
-                f"{file}: not a readable TFRecord file ({err.message.splitlines()[-1]})"
+                f"{file}: not a readable TFRecord file ({_tf_message(err)}); give files written "
+                "by `tfkit data convert` or tf.io.TFRecordWriter (compressed ones need the "
+                "matching `compression`)"
             ) from None
     return out
 
