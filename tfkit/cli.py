@@ -309,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 no-top .h5 weights")
     p.add_argument("--batch-size", type=A.int_at_least(1), default=64)
-    p.add_argument("--cache-dir", help="real-statistics cache (default ~/.cache/tfkit/metrics)")
+    p.add_argument(
+        "--cache-dir",
+        type=A.output_dir,
+        help="real-statistics cache (default ~/.cache/tfkit/metrics)",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
     for leaf in _leaf_parsers(parser):
         leaf.add_argument(
