@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data key of the run's saved config, e.g. --set data.source.path=NEW "
+        "when the data moved (repeatable)",
+    )
 
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfkit.data import checks
 from tfkit.data import tfrecord as tfr
 from tfkit.data.datasets import EMBEDDED, Arrays, generate
-from tfkit.errors import UserError
+from tfkit.errors import MissingPathError, UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -307,7 +307,7 @@ def _check_path(path: str, where: str, want: str = "file") -> Path:
     p = Path(path)
     where = _path_key(where)
     if not p.exists():
-        raise UserError(f"`{where}`: no such {want}: {p}")
+        raise MissingPathError(where, f"`{where}`: no such {want}: {p}")
     if want == "file" and p.is_dir():
         raise UserError(f"`{where}`: expected a file, found a directory: {p}")
     if want == "directory" and not p.is_dir():

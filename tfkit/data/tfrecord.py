@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tfkit.errors import UserError
+from tfkit.errors import MissingPathError, UserError
 
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1
@@ -285,13 +285,13 @@ def resolve_files(
     if any(c in text for c in "*?["):
         files = sorted(f for f in glob.glob(text) if os.path.isfile(f))
         if not files:
-            raise UserError(f"`{what}`: no files match the pattern {text}")
+            raise MissingPathError(what, f"`{what}`: no files match the pattern {text}")
         parent = Path(files[0]).parent
         if (parent / SCHEMA_FILE).exists():
             schema = read_schema(parent)
         return [f for f in files if not f.endswith(SCHEMA_FILE)], schema
     if not p.exists():
-        raise UserError(f"`{what}`: no such file or directory: {p}")
+        raise MissingPathError(what, f"`{what}`: no such file or directory: {p}")
     if p.is_file():
         if (p.parent / SCHEMA_FILE).exists():
             schema = read_schema(p.parent)
