@@ -335,9 +335,11 @@ def load_npz(cfg, where: str) -> Arrays:
         try:
             return data[name]
         except (ValueError, OSError, EOFError) as err:  # object arrays, truncated members
+            # numpy's own text suggests `allow_pickle`, which tfkit never uses
+            reason = "an object array" if "pickle" in str(err) else str(err)
             raise UserError(
-                f"`{where}.{key}`: cannot read array `{name}` of {p}: {err} (object or ragged "
-                "arrays are not supported: store rectangular numeric arrays)"
+                f"`{where}.{key}`: cannot read array `{name}` of {p}: {reason} (object or "
+                "ragged arrays are not supported: store rectangular numeric arrays)"
             ) from None
 
     x = {n: get(n, "x") for n in cfg.x} if isinstance(cfg.x, list) else get(cfg.x, "x")
