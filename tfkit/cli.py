@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data key of the run's saved config, e.g. --set data.source.path=NEW "
+        "when the data moved (repeatable)",
+    )
 
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")
@@ -328,7 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 no-top .h5 weights")
     p.add_argument("--batch-size", type=A.int_at_least(1), default=64)
-    p.add_argument("--cache-dir", help="real-statistics cache (default ~/.cache/tfkit/metrics)")
+    p.add_argument(
+        "--cache-dir",
+        type=A.output_dir,
+        help="real-statistics cache (default ~/.cache/tfkit/metrics)",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
     for leaf in _leaf_parsers(parser):
         leaf.add_argument(

@@ -1047,6 +1047,18 @@ class ExperimentConfig(Strict):
     tune: TuneConfig | None = None
     gan: GanConfig | None = None
 
+    @model_validator(mode="after")
+    def _task_for_sparse_loss(self) -> ExperimentConfig:
+        # as in Keras, `sparse_categorical_crossentropy` on labels 0/1 trains a two-unit
+        # softmax: `data.task: auto` becomes multiclass (a stated task is checked as given)
+        loss = self.train.loss
+        if self.data.task == "auto" and isinstance(loss, LossConfig):
+            from tfkit.keras_names import LOSSES
+
+            if LOSSES.get(loss.name.lower(), ("",))[0] == "SparseCategoricalCrossentropy":
+                self.data.task = "multiclass"
+        return self
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -1079,9 +1091,17 @@ def apply_overrides(tree: dict, overrides: list[str] | None, source: str = "--se
         if "=" not in item:
             raise UserError(f"{source} expects KEY=VALUE (e.g. train.epochs=3). Received: {item!r}")
         key, _, text = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise UserError(f"{source} has an empty key. Received: {item!r}")
+        parts = key.strip().split(".")
+        if not any(parts):
+            raise UserError(
+                f"{source} has an empty key; write KEY=VALUE (e.g. train.epochs=3). Received: {item!r}"
+            )
+        if not all(parts):
+            fixed = ".".join(p for p in parts if p)
+            raise UserError(
+                f"{source} {key.strip()}: the dotted key has an empty part (a leading, trailing "
+                f"or doubled dot); write {fixed}={text}. Received: {item!r}"
+            )
         parts = _space_entry_path(parts, tree, text, f"{source} {key.strip()}")
         node = tree
         for i, part in enumerate(parts[:-1]):

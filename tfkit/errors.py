@@ -19,6 +19,20 @@ class UserError(Exception):
     exit_code = 2
 
 
+class MissingPathError(UserError):
+    """A path a config key names does not exist.
+
+    Args:
+        key: the dotted config key (e.g. `data.source.path`), so a command reading a run's
+            saved config can say how to override it.
+        message: as for `UserError`.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
 class NonFiniteLossError(UserError):
     """The training loss (or its gradients) became NaN or Inf; training stopped there.
 

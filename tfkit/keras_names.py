@@ -142,6 +142,22 @@ CALLBACKS: dict[str, dict[str, str]] = {
     "throughput": {"batch_size": "int", "log_dir": "any"},
 }  # fmt: skip
 CALLBACK_NAMES: tuple[str, ...] = tuple(sorted(CALLBACKS))
+# values Keras would only warn about (or misuse silently): argument -> (test, expected)
+CALLBACK_VALUES: dict[str, tuple[Any, str]] = {
+    "mode": (lambda v: v in ("auto", "min", "max"), "one of auto, min, max"),
+    "patience": (lambda v: v >= 0, "an integer >= 0"),
+    "cooldown": (lambda v: v >= 0, "an integer >= 0"),
+    "start_from_epoch": (lambda v: v >= 0, "an integer >= 0"),
+    "min_lr": (lambda v: v >= 0, "a number >= 0"),
+    "histogram_freq": (lambda v: v >= 0, "an integer >= 0"),
+    "embeddings_freq": (lambda v: v >= 0, "an integer >= 0"),
+    "min_interval_s": (lambda v: v >= 0, "a number >= 0"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+}
+# the same argument name with another range in one callback
+CALLBACK_VALUES_OF: dict[tuple[str, str], tuple[Any, str]] = {
+    ("reduce_lr_on_plateau", "factor"): (lambda v: 0 < v < 1, "a number in (0, 1)"),
+}
 
 # keys tfkit adds to the epoch logs (Throughput) and Keras' learning-rate entry
 EXTRA_LOG_KEYS = ("examples_per_sec", "step_ms", "learning_rate")
@@ -150,7 +166,8 @@ EXTRA_LOG_KEYS = ("examples_per_sec", "step_ms", "learning_rate")
 def _unknown(kind: str, name: Any, valid: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
     hint = f" Did you mean `{close[0]}`?" if close else ""
-    return f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(sorted(valid))}"
+    kinds = f"{kind}es" if kind.endswith("s") else f"{kind}s"
+    return f"unknown {kind} {name!r}.{hint} Valid {kinds}: {', '.join(sorted(valid))}"
 
 
 def check_loss_name(name: str) -> str:
@@ -209,6 +226,10 @@ def callback_problems(name: str, args: dict[str, Any]) -> list[str]:
         if kind is not None and not _fits(kind, value):
             expected = {"number": "a finite number", "int": "an integer"}.get(kind, f"a {kind}")
             problems.append(f"{key} argument `{arg}` must be {expected}. Received: {value!r}")
+            continue
+        rule = CALLBACK_VALUES_OF.get((key, arg)) or CALLBACK_VALUES.get(arg)
+        if kind is not None and value is not None and rule and not rule[0](value):
+            problems.append(f"{key} argument `{arg}` must be {rule[1]}. Received: {value!r}")
     return problems
 
 

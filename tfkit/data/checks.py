@@ -8,6 +8,7 @@ file or key, the column or feature, and how many examples are affected.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,14 +20,66 @@ def _named_columns(x: Any) -> dict[str, np.ndarray]:
     return dict(x) if isinstance(x, dict) else {"x": x}
 
 
+def numpy_file_problem(path: str | Path, err: Exception) -> str:
+    """Why `np.load(path, allow_pickle=False)` failed, in words a user can act on.
+
+    NumPy answers "contains pickled data ... allow_pickle" for any file that is neither a
+    `.npy` nor a `.npz`; tfkit never loads pickles, so that hint is replaced.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as read_err:
+        return read_err.strerror or str(read_err)
+    text = str(err)
+    if head.startswith(b"\x93NUMPY"):
+        if "pickle" in text:
+            return (
+                "it holds an object array (Python objects, which tfkit never unpickles); "
+                "save a rectangular numeric array with numpy.save"
+            )
+        return f"the .npy file is truncated or corrupt ({text}); save it again with numpy.save"
+    if head.startswith(b"PK"):
+        return f"the .npz file is truncated or corrupt ({text}); save it again with numpy.savez"
+    return (
+        "not a NumPy file (it starts with neither the .npy signature nor the .npz zip "
+        "signature); write arrays with numpy.save (.npy) or numpy.savez (.npz)"
+    )
+
+
+def check_rows(x: Any, y: Any, where: str) -> None:
+    """Each feature array and the labels must hold one row per example (not a 0-d value).
+
+    Raises:
+        UserError: naming the feature (or the labels) that is a single value.
+    """
+    named = {f"feature `{k}`": v for k, v in _named_columns(x).items()}
+    if y is not None:
+        named["the labels"] = y
+    for what, value in named.items():
+        if np.ndim(value) == 0:
+            raise UserError(
+                f"{where}: {what} is a single value ({np.asarray(value).dtype} scalar, a 0-d "
+                "array), not one row per example; store an array whose first axis counts "
+                "the examples"
+            )
+
+
 def check_dtypes(x: Any, y: Any, where: str) -> None:
-    """Refuse complex and object (ragged) features, and text or complex labels.
+    """Refuse complex, object (ragged) and text features, and text or complex labels.
 
     Raises:
         UserError: naming the feature or label and its dtype.
     """
     for name, col in _named_columns(x).items():
         col = np.asarray(col) if not isinstance(col, np.ndarray) else col
+        if col.dtype.kind in "SU":
+            sample = col.reshape(-1)[0] if col.size else ""
+            raise UserError(
+                f"{where}: feature `{name}` is text ({col.dtype}, e.g. {str(sample)[:20]!r}); "
+                "tfkit models take numbers. Encode the text as numbers (class ids, one-hot "
+                "or embeddings) before training"
+            )
         if col.dtype.kind == "c":
             raise UserError(
                 f"{where}: feature `{name}` is complex ({col.dtype}); tfkit would drop the "

@@ -11,6 +11,7 @@ their statistics come from the whole (unsharded) train split, so every worker ag
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,12 +306,22 @@ def _cache(ds: tf.data.Dataset, cfg, name: str, pipe: int) -> tf.data.Dataset:
     if cfg.cache == "memory":
         return ds.cache()
     prefix = Path(f"{cfg.cache}_{name}_{pipe}")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        probe = prefix.with_name(f".{prefix.name}.{os.getpid()}.probe")
+        probe.write_bytes(b"")  # tf.data only fails at the first epoch's end
+        probe.unlink()
+    except OSError as err:
+        raise UserError(
+            f"`data.cache: {cfg.cache}`: cannot write cache files in {prefix.parent} "
+            f"({err.strerror or err}); set data.cache to a writable path prefix, `memory` or "
+            "`none`"
+        ) from None
     return ds.cache(str(prefix))
 
 
 def _split_dataset(
-    src, table, split_id, name, cfg, *, batch_size, seed, input_context, post, training
+    src, table, split_id, name, cfg, *, batch_size, seed, input_context, post, training, count
 ):
     if table is not None and np.all(table == split_id):
         table = None  # the split is the whole source: no per-record filter
@@ -323,6 +334,12 @@ def _split_dataset(
             min(cfg.shuffle_buffer, max(src.count, 1)), seed=seed, reshuffle_each_iteration=True
         )
     ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder)
+    n_pipes = input_context.num_input_pipelines if input_context else 1
+    if ds.cardinality() == tf.data.UNKNOWN_CARDINALITY and n_pipes == 1 and not cfg.ignore_errors:
+        # filtered records (a split of TFRecords) or a stream: the split's count is known, so
+        # say it; else Keras warns "Your input ran out of data" at the end of every epoch
+        batches = count // batch_size if cfg.drop_remainder else -(-count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     if needs_parse:
         ds = ds.map(
             parse_fn(src), num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic
@@ -439,6 +456,7 @@ def build(cfg, *, seed: int = 0, input_context: tf.distribute.InputContext | Non
             s_src, s_table, SPLITS.index(s), s, cfg,
             batch_size=batch_size, seed=seed, input_context=input_context,
             post=post_train if s == "train" else post_eval, training=s == "train",
+            count=counts[s],
         )  # fmt: skip
     skipped = {}
     for s_src, _ in sources.values():

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfkit.data import checks
 from tfkit.data import tfrecord as tfr
 from tfkit.data.datasets import EMBEDDED, Arrays, generate
-from tfkit.errors import UserError
+from tfkit.errors import MissingPathError, UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -287,6 +287,7 @@ def from_arrays(
 
 
 def _check_arrays(arrays: Arrays, where: str, nan_policy: str, feature_names) -> None:
+    checks.check_rows(arrays.x, arrays.y, where)
     columns = dict(arrays.x) if isinstance(arrays.x, dict) else {"x": arrays.x}
     lengths = {("x" if k == "x" else f"x.{k}"): len(np.asarray(v)) for k, v in columns.items()}
     if arrays.y is not None:
@@ -306,7 +307,7 @@ def _check_path(path: str, where: str, want: str = "file") -> Path:
     p = Path(path)
     where = _path_key(where)
     if not p.exists():
-        raise UserError(f"`{where}`: no such {want}: {p}")
+        raise MissingPathError(where, f"`{where}`: no such {want}: {p}")
     if want == "file" and p.is_dir():
         raise UserError(f"`{where}`: expected a file, found a directory: {p}")
     if want == "directory" and not p.is_dir():
@@ -320,7 +321,8 @@ def load_npz(cfg, where: str) -> Arrays:
     try:
         data = np.load(p, allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises several types
-        raise UserError(f"{p}: cannot read as .npz/.npy: {err}") from None
+        problem = checks.numpy_file_problem(p, err)
+        raise UserError(f"`{where}.path` {p}: cannot read as .npz/.npy: {problem}") from None
     if isinstance(data, np.ndarray):
         return Arrays(x=data, y=None)
     keys = list(data.keys())
@@ -333,9 +335,11 @@ def load_npz(cfg, where: str) -> Arrays:
         try:
             return data[name]
         except (ValueError, OSError, EOFError) as err:  # object arrays, truncated members
+            # numpy's own text suggests `allow_pickle`, which tfkit never uses
+            reason = "an object array" if "pickle" in str(err) else str(err)
             raise UserError(
-                f"`{where}.{key}`: cannot read array `{name}` of {p}: {err} (object or ragged "
-                "arrays are not supported: store rectangular numeric arrays)"
+                f"`{where}.{key}`: cannot read array `{name}` of {p}: {reason} (object or "
+                "ragged arrays are not supported: store rectangular numeric arrays)"
             ) from None
 
     x = {n: get(n, "x") for n in cfg.x} if isinstance(cfg.x, list) else get(cfg.x, "x")
@@ -357,8 +361,60 @@ def read_table(path: str | Path, kind: str, where: str):
 
             table = pq.read_table(p)
     except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid and OSError
-        raise UserError(f"{p}: cannot read as {kind}: {err}") from None
+        problem = _table_problem(p, kind, err, where)
+        key = _path_key(where)
+        key = key if key.startswith("--") else f"`{key}`"
+        raise UserError(f"{key} {p}: cannot read as {kind}: {problem}") from None
     return table.to_pandas()
+
+
+def _binary_at(head: bytes) -> int | None:
+    """The offset of the first byte that is not UTF-8 text (control bytes included), or None."""
+    for i, byte in enumerate(head):
+        if (byte < 0x20 and byte not in b"\t\n\r\x0c") or byte == 0x7F:
+            return i
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return None if err.start >= len(head) - 3 else err.start  # a cut multi-byte char
+    return None
+
+
+def _table_problem(p: Path, kind: str, err: Exception, where: str) -> str:
+    """Why pyarrow could not read `p`, with what to do; never the raw bytes of the file."""
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    binary = _binary_at(head)
+    if kind == "parquet":
+        if head[:4] == b"PAR1":
+            detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            return f"the Parquet file is truncated or corrupt ({detail}); write it again"
+        if binary is None:
+            fix = (
+                "use --from csv" if where.startswith("--from")
+                else "name it .csv" if where.startswith("--")
+                else f"set `{where}.kind: csv`"
+            )  # fmt: skip
+            return f"it is text, not Parquet (no PAR1 signature); if it is CSV, {fix}"
+        return "not a Parquet file (no PAR1 signature at its start); give a Parquet file"
+    if binary is not None:
+        return (
+            f"not CSV text (byte 0x{head[binary]:02x} at offset {binary} is not text); "
+            "give a UTF-8 CSV file with a header row"
+        )
+    import csv
+
+    with open(p, encoding="utf-8", errors="replace", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                return (
+                    f"line {rows.line_num} has {len(row)} fields, the header has "
+                    f"{len(header)}; fix that line (quote fields that hold commas)"
+                )
+    detail = " ".join(str(err).split())[:200]
+    return f"{detail.encode('ascii', 'backslashreplace').decode()}; fix the file"
 
 
 def table_arrays(df, features, label, sample_weight, where: str, prefix: str = "") -> Arrays:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tfkit.errors import UserError
+from tfkit.errors import MissingPathError, UserError
 
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1
@@ -202,9 +202,15 @@ def write_tfrecords(
         raise UserError(f"`--out` {out} already holds a dataset ({SCHEMA_FILE}); pass --overwrite")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"`--out` {out} is not empty; choose a new directory or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # write into a hidden sibling, then rename: `out` never holds a half-written dataset
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # write into a hidden sibling, then rename: `out` never holds a half-written dataset
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise UserError(
+            f"`--out` {out}: cannot create a folder in {out.parent} ({err.strerror or err}); "
+            "choose a writable location"
+        ) from None
     staging.chmod(0o755)
     try:
         schema = _write_shards(columns, staging, shard_mb, num_shards, compression, meta)
@@ -279,13 +285,13 @@ def resolve_files(
     if any(c in text for c in "*?["):
         files = sorted(f for f in glob.glob(text) if os.path.isfile(f))
         if not files:
-            raise UserError(f"`{what}`: no files match the pattern {text}")
+            raise MissingPathError(what, f"`{what}`: no files match the pattern {text}")
         parent = Path(files[0]).parent
         if (parent / SCHEMA_FILE).exists():
             schema = read_schema(parent)
         return [f for f in files if not f.endswith(SCHEMA_FILE)], schema
     if not p.exists():
-        raise UserError(f"`{what}`: no such file or directory: {p}")
+        raise MissingPathError(what, f"`{what}`: no such file or directory: {p}")
     if p.is_file():
         if (p.parent / SCHEMA_FILE).exists():
             schema = read_schema(p.parent)
@@ -430,7 +436,9 @@ def first_records(file: str, n: int, compression: str = "auto") -> list[bytes]:
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
         if not out:
             raise UserError(
-                f"{file}: not a readable TFRecord file ({err.message.splitlines()[-1]})"
+                f"{file}: not a readable TFRecord file ({_tf_message(err)}); give files written "
+                "by `tfkit data convert` or tf.io.TFRecordWriter (compressed ones need the "
+                "matching `compression`)"
             ) from None
     return out
 

@@ -95,6 +95,7 @@ def _check_convertible(arrays, where: str, names: list[str] | None) -> None:
     """The checks `train` makes on arrays (`tfkit.data.checks`), before writing anything."""
     from tfkit.data import checks
 
+    checks.check_rows(arrays.x, arrays.y, where)
     lengths = {"x": len(arrays)}
     if arrays.y is not None:
         lengths["y"] = len(arrays.y)

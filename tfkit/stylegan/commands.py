@@ -206,6 +206,15 @@ def metrics_command(args: argparse.Namespace) -> int:
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1. Received: --batch-size {batch_size}")
     seed = int(getattr(args, "seed", None) or 0)
+    cache_dir = Path(getattr(args, "cache_dir", None) or default_cache_dir())
+    try:  # before any work: the statistics are written there after minutes of computing
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        flag = "--cache-dir" if getattr(args, "cache_dir", None) else "the default --cache-dir"
+        raise UserError(
+            f"{flag} {cache_dir}: cannot create it ({err.strerror or err}); pass --cache-dir "
+            "with a writable folder"
+        ) from None
     run = Run.open(run_dir)  # no checkpoint yet: load_g_ema says so
     config = run.load_config()
     spec = getattr(args, "features", None) or DEFAULT_SPEC
@@ -217,7 +226,6 @@ def metrics_command(args: argparse.Namespace) -> int:
     )
     real, resolution, num_classes = load_images(config)
     generator = load_g_ema(run_dir, config, resolution, num_classes)
-    cache_dir = getattr(args, "cache_dir", None) or default_cache_dir()
     print(
         f"gan metrics: {', '.join(metrics)} of {generator.checkpoint} (kimg {generator.kimg:g}) "
         f"with {network.name} features, {num_images} images"

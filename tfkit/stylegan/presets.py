@@ -229,6 +229,15 @@ def check_power_of_two(resolution: int, where: str) -> None:
 RUNTIME_PRECISION = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
+def _batch_fix(batch: int, step: int, batch_per_replica: int | None) -> str:
+    """'Use --set gan.batch=4 or 8' (the valid batches nearest `batch`, multiples of `step`)."""
+    if batch_per_replica:
+        return "Change gan.batch_per_replica"
+    low = batch // step * step
+    options = [b for b in (low, low + step) if b >= step]
+    return f"Use --set gan.batch={' or '.join(map(str, options))} (a multiple of {step})"
+
+
 def resolve_options(
     gan,
     resolution: int,
@@ -299,14 +308,20 @@ def resolve_options(
     per_replica = batch_per_replica  # one accumulation round
     group = min(v["mbstd_group"], per_replica)
     if per_replica % group:
+        divisor = max(d for d in range(1, group + 1) if per_replica % d == 0)
         raise UserError(
             f"The per-replica batch of one round ({per_replica} = gan.batch {v['batch']} / {replicas} replicas"
-            f"{f' / {rounds} rounds' if rounds > 1 else ''}) must be divisible by `gan.mbstd_group` ({v['mbstd_group']})."
+            f"{f' / {rounds} rounds' if rounds > 1 else ''}) must be divisible by `gan.mbstd_group` ({v['mbstd_group']}). "
+            f"{_batch_fix(v['batch'], replicas * rounds * group, gan.batch_per_replica)}"
+            f" or --set gan.mbstd_group={divisor}"
         )
     shrunk = max(per_replica // gan.pl_batch_shrink, 1)
     if v["pl_weight"] and shrunk % min(group, shrunk):
+        step = replicas * rounds * group * gan.pl_batch_shrink
         raise UserError(
-            f"The path-length batch ({shrunk}) must be divisible by `gan.mbstd_group` ({group})."
+            f"The path-length batch ({shrunk} = one round's per-replica batch {per_replica} / "
+            f"gan.pl_batch_shrink {gan.pl_batch_shrink}) must be divisible by `gan.mbstd_group` "
+            f"({group}). {_batch_fix(v['batch'], step, gan.batch_per_replica)}"
         )
     precision = gan.mixed_precision
     if precision == "auto":

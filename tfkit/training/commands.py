@@ -11,7 +11,7 @@ import numpy as np
 from tfkit.arguments import PREDICT_OUTPUTS
 from tfkit.cluster import announce
 from tfkit.config import ExperimentConfig, dump_yaml, load_config
-from tfkit.errors import UserError
+from tfkit.errors import MissingPathError, UserError
 from tfkit.runs import Run, check_config_kind
 
 # --------------------------------------------------------------------------------------
@@ -121,9 +121,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from tfkit.training.fit import format_table
 
     run = Run.open(args.run_dir, "evaluate", kind="fit")
-    config = run.load_config()
+    config = _with_data_overrides(run, getattr(args, "overrides", None))
     model = run.load_model(registered_objects())
-    splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
+    try:
+        splits = tfkit.data.build(config.data, seed=config.runtime.seed, input_context=None)
+    except MissingPathError as err:
+        raise UserError(
+            f"{err} (from the run's saved config {run.config_file}"
+            f"{' with --set overrides' if getattr(args, 'overrides', None) else ''}); if the "
+            "data moved, pass "
+            f"--set {err.key}=NEW_PATH"
+        ) from None
     dataset = getattr(splits, args.split, None)
     if dataset is None:
         raise UserError(f"--split {args.split}: the run's data has no {args.split} split")
@@ -134,6 +142,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
     logs = model.evaluate(dataset, verbose=0, return_dict=True)
     print(format_table({args.split: {k: float(v) for k, v in logs.items()}}))
     return 0
+
+
+def _with_data_overrides(run: Run, overrides: list[str] | None) -> ExperimentConfig:
+    """The run's saved config with `--set data.*` overrides (the data may have moved; the
+    model, training and runtime sections are the run's own)."""
+    config = run.load_config()
+    if not overrides:
+        return config
+    from tfkit.config import apply_overrides, to_dict, validate
+
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("data."):
+            raise UserError(
+                f"--set {key}: evaluate changes only `data.*` keys of the run's saved config "
+                "(e.g. --set data.source.path=NEW_PATH); the model is the run's own"
+            )
+    tree = apply_overrides(to_dict(config), overrides)
+    return validate(tree, f"{run.config_file} (with --set overrides)")
 
 
 def predict_command(args: argparse.Namespace) -> int:

@@ -170,7 +170,11 @@ def _check_fits_data(name: str, spec: DataSpec) -> None:
             "labels. Use `sparse_categorical_crossentropy` or set `data.one_hot: true`"
         )
     if kind.endswith("CategoricalCrossentropy") and spec.task != "multiclass":
-        raise UserError(f"`train.loss.name: {name}` is for multiclass labels, but the {label}")
+        raise UserError(
+            f"`train.loss.name: {name}` is for multiclass labels, but the {label}; set "
+            "`data.task: multiclass` (two classes train a two-unit softmax) or choose a loss "
+            "for that task"
+        )
     if kind.startswith("Binary") and spec.task == "regression":
         raise UserError(f"`train.loss.name: {name}` is for 0/1 labels, but the {label}")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from tfkit.arguments import PREDICT_RESIZE_HINT
 from tfkit.config import ExperimentConfig
-from tfkit.data.checks import nonfinite_rows
+from tfkit.data.checks import nonfinite_rows, numpy_file_problem
 from tfkit.errors import UserError
 from tfkit.runs import SPEC_FILE, Run
 
@@ -144,20 +144,17 @@ def _read_raw(
                 key = "x" if "x" in names else names[0]
                 x = data[key]
     elif path.suffix in (".csv", ".parquet"):
-        import pandas as pd
+        from tfkit.data.sources import read_table
 
-        try:
-            frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-        except Exception as err:  # noqa: BLE001 - pandas/pyarrow raise many types
-            raise UserError(f"--input {path}: cannot read as {path.suffix}: {err}") from None
+        frame = read_table(path, path.suffix[1:], "--input")
         source = config.data.source
         label = getattr(source, "label", None)
         features = getattr(source, "features", None)
         if isinstance(features, dict):
-            x = {name: frame[cols].to_numpy(np.float32) for name, cols in features.items()}
+            x = {name: _columns(frame, cols, path) for name, cols in features.items()}
         else:
-            cols = features or [c for c in frame.columns if c != label]
-            x = frame[cols].to_numpy(np.float32)
+            cols = features or [c for c in map(str, frame.columns) if c != label]
+            x = _columns(frame, cols, path)
     else:
         raise UserError(
             f"--input {path}: unknown file type {path.suffix!r}. Expected .npy, .npz, .csv, "
@@ -200,6 +197,26 @@ def _read_raw(
     return x
 
 
+def _columns(frame, columns: list[str], path: Path) -> np.ndarray:
+    """The named columns of a CSV/Parquet frame as float32; text or missing ones refused."""
+    names = [str(c) for c in frame.columns]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise UserError(
+            f"--input {path}: column(s) {', '.join(missing)} missing; the model reads the "
+            f"columns {', '.join(columns)} (as in training). Columns found: {', '.join(names)}"
+        )
+    for c in columns:
+        if frame[c].dtype.kind not in "biuf":
+            sample = next((v for v in frame[c] if isinstance(v, str)), frame[c].iloc[0])
+            raise UserError(
+                f"--input {path}: column `{c}` is not numeric (e.g. {str(sample)[:20]!r}); "
+                "the model was trained on numbers in that column. Give the numeric values "
+                "the training data held"
+            )
+    return frame[columns].to_numpy(np.float32)
+
+
 def _feature_of(input_name: str, config: ExperimentConfig) -> str:
     """The TFRecord feature an input reads (`image_encoded` reads `image/encoded`)."""
     source = config.data.source
@@ -216,7 +233,8 @@ def _load_numpy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise UserError(f"--input {path}: cannot read as {path.suffix}: {err}") from None
+        problem = numpy_file_problem(path, err)
+        raise UserError(f"--input {path}: cannot read as {path.suffix}: {problem}") from None
 
 
 def write_predictions(path: str | Path, predictions: np.ndarray) -> Path:
