@@ -105,11 +105,13 @@ def set_threads(intra: int | None, inter: int | None) -> None:
             ) from None
 
 
-def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
+def setup_runtime(runtime_cfg: RuntimeConfig, *, quiet: bool = False) -> None:
     """Apply the runtime section: logical CPUs, threads, seed, op determinism, mixed precision.
 
     Call it before building datasets or models. The seed goes to
-    `keras.utils.set_random_seed` (Python, NumPy and TensorFlow).
+    `keras.utils.set_random_seed` (Python, NumPy and TensorFlow). Unless `quiet` (a dry run
+    whose stdout is the resolved config), one stdout line notes a bfloat16 policy that this
+    CPU can only emulate.
     """
     if runtime_cfg.logical_cpus:
         split_cpu(runtime_cfg.logical_cpus)
@@ -119,7 +121,8 @@ def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(runtime_cfg.mixed_precision)
     if (
-        runtime_cfg.mixed_precision == "mixed_bfloat16"
+        not quiet
+        and runtime_cfg.mixed_precision == "mixed_bfloat16"
         and cpu_has_native_bfloat16() is False
         and not tf.config.list_physical_devices("GPU")
     ):
@@ -127,7 +130,7 @@ def setup_runtime(runtime_cfg: RuntimeConfig) -> None:
             "note: runtime.mixed_precision: mixed_bfloat16 on a CPU without native bfloat16 "
             "(no avx512_bf16 or amx_bf16): TensorFlow emulates it, several times slower than "
             "float32 (runtime.mixed_precision: float32)",
-            file=sys.stderr,
+            flush=True,
         )
 
 

@@ -44,7 +44,7 @@ def train_command(args: argparse.Namespace) -> int:
     from tfkit import distribute
     from tfkit.stylegan.trainer import Trainer
 
-    distribute.setup_runtime(cfg.runtime)
+    distribute.setup_runtime(cfg.runtime, quiet=args.dry_run)
     strategy = distribute.strategy(cfg.runtime)
     if args.dry_run:
         from tfkit.data.gan_images import load_images
