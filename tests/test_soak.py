@@ -3,7 +3,8 @@ files and resident memory stay flat.
 
 Property: once the run is under way (its warm-up done: start-up, tracing, the first
 epochs, ticks or trials), the last third of `TFKIT_SOAK_SECONDS` (default 120) grows by at
-most `MAX_THREADS` threads, `MAX_FDS` open files and `MAX_RSS` of the resident memory, in
+most `MAX_THREADS` threads, `MAX_FDS` open files and `MAX_RSS` of the resident memory (each
+level the median over a tenth of the run, at the start of that third and at its end), in
 every process of the run (launcher, workers, tuner chief and workers). A thread leak of a
 few threads a step, as multi-worker collectives with a per-op timeout had, grows by
 thousands.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +55,12 @@ def _sample(procs: list[psutil.Process]) -> dict[int, tuple[int, int, float]]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return found
+
+
+def _median_level(points, start: float, stop: float) -> tuple[float, float, float]:
+    """Median threads, fds and RSS of the samples taken in [start, stop)."""
+    window = [v for t, v in points if start <= t < stop] or [points[-1][1]]
+    return tuple(float(statistics.median(v[i] for v in window)) for i in range(3))
 
 
 def soak(
@@ -95,14 +103,13 @@ def soak(
         times = [t for t, _ in points]
         if times[0] > seconds / 3 or times[-1] < seconds * 0.9:
             continue  # a short-lived helper process, not one of the run's own
-        last_third = [v for t, v in points if t >= seconds * 2 / 3]
+        # the level at the start of the last third and at the end, each the median of a
+        # tenth of the run: a thread pool that briefly grows at an epoch end or a
+        # checkpoint is no leak; a leak raises the level itself
+        base = _median_level(points, seconds * 2 / 3, seconds * (2 / 3 + 0.1))
+        level = _median_level(points, seconds * 0.9, seconds + EVERY)
         first, middle, end = points[0][1], points[len(points) // 2][1], points[-1][1]
-        base = last_third[0]
-        growth = (
-            max(v[0] for v in last_third) - base[0],
-            max(v[1] for v in last_third) - base[1],
-            max(v[2] for v in last_third) / base[2] - 1,
-        )
+        growth = (level[0] - base[0], level[1] - base[1], level[2] / base[2] - 1)
         figures.append(
             {
                 "pid": pid,
