@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-all lint format bench tensorboard clean
+.PHONY: install constraints demo test test-properties test-quality test-all lint format bench tensorboard clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -x --timeout=900
 
+# tfkit's guarantees end to end: kill -9 / SIGTERM / Ctrl-C resume, launch, SLURM,
+# replicas, the distributed tuner, tuning reproduction, the notebooks (CI runs it).
+test-properties: $(STAMP)
+	$(PY) -m pytest -q -m property --timeout=900
+
+# The long quality runs (100 kimg GAN, digits >= 99 %) and the paper-size benchmark code:
+# hours on a CPU, not run by CI.
+test-quality: $(STAMP)
+	$(PY) -m pytest -q -m quality --timeout=14400
+
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m '' --timeout=3600
+	$(PY) -m pytest -q -m '' --timeout=14400
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfkit tests benchmarks examples

@@ -53,7 +53,7 @@ def test_write_result_and_run_all_table(tmp_path):
     assert json.loads(merged.read_text())["benchmarks"]["fake"]["ratios"] == {"fake_vs_base": 2.0}
 
 
-@pytest.mark.slow
+@pytest.mark.quality  # the paper-size (256x256) benchmark code: a GPU figure, minutes on CPU
 def test_paper256_figure_code_runs_on_cpu_with_tiny_channels():
     """`--device gpu` measures paper256 s/kimg; no GPU here, so run the same function on CPU
     with tiny channels and batch: the 256x256 networks, the phases and the keys it reports."""

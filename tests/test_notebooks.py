@@ -97,7 +97,7 @@ def test_kernel_runs_this_interpreter():
     assert command[1:3] == ["-m", "ipykernel_launcher"]
 
 
-@pytest.mark.slow
+@pytest.mark.property
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from nbclient import NotebookClient

@@ -330,7 +330,7 @@ def test_ada_moves_p_like_the_reference_and_logs_it(tmp_path):
     assert ticks[-1]["augment_p"] == pytest.approx(float(t.augment_pipe.p.numpy()))
 
 
-@pytest.mark.slow  # about 2 minutes on 2 busy cores
+@pytest.mark.property  # about 2 minutes on 2 busy cores
 def test_ada_p_is_the_same_on_two_replicas_and_one(tmp_path, two_replicas):
     from .test_trainer import _copy
 

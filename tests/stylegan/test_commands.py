@@ -223,7 +223,7 @@ def test_dry_run_and_bad_input(config, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_shapes16_learns(tmp_path):
     """The shapes16 preset (10 kimg, ~2 min): losses stay finite and the grid moves from its start."""
     from tfkit.config import load_config
@@ -260,7 +260,7 @@ SMALL_MULTI_WORKER = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
     """`tfkit launch --workers 2 -- gan train configs/stylegan_shapes32.yaml` on 127.0.0.1."""
     import re
@@ -296,7 +296,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path)
     assert not list(scratch.glob("tfkit-*"))  # worker 1's temp output was removed
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_path):
     """Only the chief gets SIGTERM: worker 1 must stop with it (not hang in the next
     collective), both at the same kimg, and the chief writes the checkpoint to resume from."""
@@ -354,7 +354,7 @@ def _final_checkpoint(run_dir) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.property
 @pytest.mark.parametrize("kill_at", [3, 5])
 def test_sigkill_mid_training_then_resume_equals_uninterrupted(config, tmp_path, kill_at):
     """kill -9 between checkpoints (every 2 iterations), then `--resume`: G, D, G_ema, the
