@@ -288,7 +288,9 @@ def test_presets_published_values():
     assert opts.gamma == 0.05 and opts.batch == 16 and opts.lr == 0.0025 and opts.map_layers == 2
 
 
-@pytest.mark.parametrize("precision", ["float16", pytest.param("bfloat16", marks=pytest.mark.property)])
+@pytest.mark.parametrize(
+    "precision", ["float16", pytest.param("bfloat16", marks=pytest.mark.property)]
+)
 def test_mixed_precision_step_is_finite_and_close_to_float32(tmp_path, precision):
     gan = dict(g_reg_interval=1, d_reg_interval=1)  # every phase in the first iteration
     mixed = _trainer(tmp_path, run=precision, mixed_precision=precision, **gan)
