@@ -7,13 +7,29 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install constraints demo test test-properties test-quality test-all lint format bench tensorboard clean
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt pins every package (transitive ones too) to the versions the tests passed
+# with, so an install months from now gets the same ones
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh constraints.txt: a throw-away venv gets the newest versions setup.cfg allows, and
+# its `pip freeze` (tfkit itself left out) becomes the new constraints.txt. Then run
+# `make test test-properties` and commit constraints.txt with the result.
+CONSTRAINTS_VENV := .venv-constraints
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet -e '.[dev,tfds,bench]'
+	{ echo "# The versions the tests passed with: \`make install\` installs with \`pip install -c constraints.txt\`."; \
+	  echo "# Refresh with \`make constraints\` (newest versions setup.cfg allows), then run the test tiers."; \
+	  $(CONSTRAINTS_VENV)/bin/pip freeze --exclude-editable | grep -v '^tfkit=='; } > constraints.txt
+	rm -rf $(CONSTRAINTS_VENV)
 
 demo: $(STAMP)
 	$(VENV)/bin/tfkit train configs/digits_cnn.yaml
