@@ -287,7 +287,7 @@ def _gray_8x8_model_and_source(folder) -> tuple[keras.Model, dict]:
     return model, source
 
 
-@pytest.mark.quality
+@pytest.mark.property  # the main job as configured: about 2 minutes on 2 busy cores
 def test_digits_cnn_reaches_99_percent(run_root):
     """The main job as configured: >= 99.0 % test accuracy on the digits."""
     config = load_config(CONFIGS / "digits_cnn.yaml")
