@@ -249,8 +249,9 @@ def _pixel_frechet(trainer, reals: np.ndarray, n: int = 512) -> float:
 def test_shapes16_learns(tmp_path):
     """The shapes16 preset for 6 kimg (of its 10; ~2 min): losses stay finite and the
     generator's images come to look like the data: their Fréchet distance to real shapes on
-    4x4 pooled pixels at least halves (a generator that only moves, or learns the wrong
-    way, does not get closer)."""
+    4x4 pooled pixels falls to a quarter or less (64.4 -> 4.7 measured; with G's loss
+    sign flipped, so that G learns the wrong way while its images still change: 64.4 ->
+    36.9)."""
     from tfkit.config import load_config
     from tfkit.data.datasets import shapes
     from tfkit.stylegan.trainer import Trainer
@@ -266,7 +267,7 @@ def test_shapes16_learns(tmp_path):
     assert all(math.isfinite(t["Loss/G/loss"]) and math.isfinite(t["Loss/D/loss"]) for t in ticks)
     end = _pixel_frechet(trainer, reals)
     print(f"pixel Fréchet distance to real shapes: {start:.4f} -> {end:.4f}")
-    assert end < 0.5 * start, (start, end)
+    assert end < 0.25 * start, (start, end)
 
 
 # configs/stylegan_shapes32.yaml made tiny for the multi-worker tests
