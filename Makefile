@@ -6,21 +6,47 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: install demo test test-soak test-all lint format bench docs docs-serve tensorboard clean
+.PHONY: install constraints demo test test-properties test-soak test-quality test-all lint format bench docs docs-serve tensorboard clean
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt pins every package (transitive ones too) to the versions the tests passed
+# with, so an install months from now gets the same ones
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh constraints.txt: a throw-away venv gets the newest versions setup.cfg allows, and
+# its `pip freeze` (tfkit itself left out) becomes the new constraints.txt. Then run
+# `make test test-properties` and commit constraints.txt with the result.
+CONSTRAINTS_VENV := .venv-constraints
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet -e '.[dev,tfds,bench]'
+	{ echo "# The versions the tests passed with: \`make install\` installs with \`pip install -c constraints.txt\`."; \
+	  echo "# Refresh with \`make constraints\` (newest versions setup.cfg allows), then run the test tiers."; \
+	  $(CONSTRAINTS_VENV)/bin/pip freeze --exclude-editable | grep -v '^tfkit=='; } > constraints.txt
+	rm -rf $(CONSTRAINTS_VENV)
 
 demo: $(STAMP)
 	$(VENV)/bin/tfkit train configs/digits_cnn.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --timeout=900
+
+# tfkit's guarantees end to end: kill -9 / SIGTERM / Ctrl-C resume, launch, SLURM,
+# replicas, the distributed tuner, tuning reproduction, the notebooks (CI runs it).
+test-properties: $(STAMP)
+	$(PY) -m pytest -q -m property --timeout=900
+
+# The long quality runs (100 kimg GAN, digits >= 99 %) and the paper-size benchmark code:
+# hours on a CPU, not run by CI.
+test-quality: $(STAMP)
+	$(PY) -m pytest -q -m quality --timeout=14400
 
 # the soak tier: each long-lived mode for minutes; threads, open files and RSS stay flat
 # (TFKIT_SOAK_REPORT: one JSON line of figures per case)
@@ -29,7 +55,7 @@ test-soak: $(STAMP)
 	TFKIT_SOAK_REPORT=$(SOAK_REPORT) $(PY) -m pytest -q -m soak --timeout=600 tests/test_soak.py
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m '' --timeout=3600
+	$(PY) -m pytest -q -m '' --timeout=14400
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfkit tests benchmarks examples docs/hooks.py
@@ -47,7 +73,7 @@ bench: $(STAMP)
 # the documentation site: MkDocs + Material, built into site/ (a broken link fails the build)
 DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds,docs]'
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)

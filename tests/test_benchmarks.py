@@ -54,7 +54,7 @@ def test_write_result_and_run_all_table(tmp_path):
     assert json.loads(merged.read_text())["benchmarks"]["fake"]["ratios"] == {"fake_vs_base": 2.0}
 
 
-@pytest.mark.slow
+@pytest.mark.quality  # the paper-size (256x256) benchmark code: a GPU figure, minutes on CPU
 def test_paper256_figure_code_runs_on_cpu_with_tiny_channels():
     """`--device gpu` measures paper256 s/kimg; no GPU here, so run the same function on CPU
     with tiny channels and batch: the 256x256 networks, the phases and the keys it reports."""
@@ -65,10 +65,18 @@ def test_paper256_figure_code_runs_on_cpu_with_tiny_channels():
         sys.path.remove(str(BENCH))
     tiny = dict(batch=8, channel_base=512, channel_max=8, z_dim=16, w_dim=16)
     figures = bench_stylegan.gpu_s_per_kimg(tiny, iterations=1)
-    assert figures["paper256_s_per_kimg"] > 0
-    assert figures["paper256_G_params"] > 0 and figures["paper256_D_params"] > 0
-    assert figures["published_paper256_v100_s_per_kimg"] == 21.6
-    assert figures["published_paper256_a100_s_per_kimg"] == 12.53
+    assert 0 < figures["paper256_s_per_kimg"] < float("inf")
+    # the counts are those of the paper256 networks with these options, built here apart
+    from tfkit.config import GanConfig
+    from tfkit.stylegan.presets import resolve_options
+    from tfkit.stylegan.trainer import build_networks
+
+    G, D = build_networks(resolve_options(GanConfig(preset="paper256", **tiny), 256))
+    assert G.resolution == 256
+    assert figures["paper256_G_params"] == G.count_params()
+    assert figures["paper256_D_params"] == D.count_params()
+    published = {k for k in figures if k.startswith("published_")}
+    assert published == {"published_paper256_v100_s_per_kimg", "published_paper256_a100_s_per_kimg"}
 
 
 def _git(cwd, *args):

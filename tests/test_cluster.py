@@ -427,7 +427,7 @@ def test_cluster_module_imports_no_tensorflow():
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_two_slurm_tasks_train_to_identical_weights(tmp_path):
     import re
 
@@ -455,7 +455,7 @@ def test_two_slurm_tasks_train_to_identical_weights(tmp_path):
     assert list((run_dir / "checkpoints" / "loop").glob("ckpt-*.index"))
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
     import re
 
@@ -482,7 +482,7 @@ def test_two_slurm_tasks_train_a_gan_to_identical_weights(tmp_path):
     assert not list(scratch.glob("tfkit-*"))  # task 1's temporary output was removed
 
 
-@pytest.mark.slow
+@pytest.mark.property
 @pytest.mark.parametrize("kind", ["slurm", "tf_config"])
 def test_a_search_over_a_three_process_cluster_runs_every_trial_exactly_once(kind, tmp_path):
     """Under SLURM (an srun step of 3 tasks) and under a TFJob's TF_CONFIG (chief + 2

@@ -137,15 +137,3 @@ def test_missing_and_empty_paths(tmp_path):
     (tmp_path / "empty" / "cls").mkdir()
     with pytest.raises(UserError, match=r"`data.source.path`: .*empty holds no images"):
         build(_cfg({"kind": "images", "path": str(tmp_path / "empty")}))
-
-
-def test_tfds_missing_is_a_clear_error():
-    pytest.importorskip("tensorflow", reason="tfds check")
-    try:
-        import tensorflow_datasets  # noqa: F401
-
-        pytest.skip("tensorflow-datasets is installed")
-    except ImportError:
-        pass
-    with pytest.raises(UserError, match=r"kind: tfds` needs the tensorflow-datasets package"):
-        build(_cfg({"kind": "tfds", "name": "mnist"}))

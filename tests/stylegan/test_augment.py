@@ -213,12 +213,12 @@ def test_gradients_reach_the_input_as_the_exact_adjoint(name):
     assert lhs == pytest.approx(rhs, rel=1e-4, abs=1e-4)
 
 
-def test_second_order_gradients_for_r1():
-    """R1 through the pipeline: d/dw ||d D(aug(x)) / dx||^2 exists, finite and non-zero."""
+def _r1_through_pipe(w):
+    """R1 of D(x) = tanh(aug(x)) @ w through the full pipeline at p = 1; its sum and the
+    gradient of the sum with respect to w (second order through the augmentations)."""
     from tfkit.stylegan import losses
 
     pipe = AugmentPipe("bgcfnc", initial_p=1.0)
-    w = tf.Variable(tf.random.stateless_normal([8 * 8 * 3, 1], [1, 1]))
     x = tf.constant(_images(n=2, res=8))
 
     def discriminator(images, labels):
@@ -227,8 +227,37 @@ def test_second_order_gradients_for_r1():
     with tf.GradientTape() as tape:
         penalty, _ = losses.r1_penalty(discriminator, x)
         total = tf.reduce_sum(penalty)
-    grad = tape.gradient(total, w).numpy()
-    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    return float(total), tape.gradient(total, w).numpy()
+
+
+def _plain_sample(flat, pixels, weights):
+    """`augment._sample` without its custom gradient: TensorFlow differentiates the gathers."""
+    out = 0.0
+    for k in range(4):
+        out = out + tf.gather(flat, pixels[:, k]) * tf.expand_dims(weights[:, k], -1)
+    return out
+
+
+def test_second_order_gradients_for_r1(monkeypatch):
+    """R1 through the pipeline: the penalty and d/dw ||d D(aug(x)) / dx||^2 equal those that
+    TensorFlow derives with plain gathers in place of the custom sparse gradient, and, the
+    penalty being quadratic in w, <grad, w> = 2 * penalty and the central difference along
+    any direction d equals <grad, d>."""
+    from tfkit.stylegan import augment
+
+    w = tf.Variable(tf.random.stateless_normal([8 * 8 * 3, 1], [1, 1]))
+    total, grad = _r1_through_pipe(w)
+    assert np.isfinite(grad).all() and total > 0
+    assert float(np.sum(grad * w.numpy())) == pytest.approx(2 * total, rel=1e-4)
+    d = tf.random.stateless_normal(w.shape, [3, 4]).numpy()
+    w_plus, w_minus = (tf.Variable(w.numpy() + sign * 0.1 * d) for sign in (1, -1))
+    difference = (_r1_through_pipe(w_plus)[0] - _r1_through_pipe(w_minus)[0]) / 0.2
+    assert difference == pytest.approx(float(np.sum(grad * d)), rel=1e-3)
+
+    monkeypatch.setattr(augment, "_sample", _plain_sample)
+    reference_total, reference_grad = _r1_through_pipe(w)
+    assert total == pytest.approx(reference_total, rel=1e-5)
+    np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-6 * np.abs(grad).max())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -330,7 +359,7 @@ def test_ada_moves_p_like_the_reference_and_logs_it(tmp_path):
     assert ticks[-1]["augment_p"] == pytest.approx(float(t.augment_pipe.p.numpy()))
 
 
-@pytest.mark.slow  # about 2 minutes on 2 busy cores
+@pytest.mark.property  # about 2 minutes on 2 busy cores
 def test_ada_p_is_the_same_on_two_replicas_and_one(tmp_path, two_replicas):
     from .test_trainer import _copy
 

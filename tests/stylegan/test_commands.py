@@ -223,22 +223,51 @@ def test_dry_run_and_bad_input(config, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+def _pixel_frechet(trainer, reals: np.ndarray, n: int = 512) -> float:
+    """Fréchet distance between G_ema's images and `reals` ([-1, 1], 16x16) on 4x4 average
+    pooled pixels (48 features): shapes' layout and colours, cheap and without a network."""
+    import tensorflow as tf
+
+    from tfkit.stylegan.metrics import fid_from_features
+
+    z = tf.random.stateless_normal([n, trainer.opts.z_dim], [7, 0])
+    c = tf.zeros([n], tf.int32)
+    fakes = np.concatenate(
+        [
+            trainer.G_ema(z[i : i + 128], c[i : i + 128], noise_mode="const").numpy()
+            for i in range(0, n, 128)
+        ]
+    )
+
+    def pool(x):
+        return x.reshape(len(x), 4, 4, 4, 4, 3).mean(axis=(2, 4)).reshape(len(x), -1)
+
+    return fid_from_features(pool(fakes.astype(np.float64)), pool(reals.astype(np.float64)))
+
+
+@pytest.mark.property
 def test_shapes16_learns(tmp_path):
-    """The shapes16 preset (10 kimg, ~2 min): losses stay finite and the grid moves from its start."""
+    """The shapes16 preset for 6 kimg (of its 10; ~2 min): losses stay finite and the
+    generator's images come to look like the data: their Fréchet distance to real shapes on
+    4x4 pooled pixels falls to a quarter or less (64.4 -> 4.7 measured; with G's loss
+    sign flipped, so that G learns the wrong way while its images still change: 64.4 ->
+    36.9)."""
     from tfkit.config import load_config
+    from tfkit.data.datasets import shapes
     from tfkit.stylegan.trainer import Trainer
 
-    cfg = load_config("configs/stylegan_shapes16.yaml", ["gan.tick_kimg=1"])  # the preset: 10 kimg
+    cfg = load_config("configs/stylegan_shapes16.yaml", ["gan.kimg=6", "gan.tick_kimg=1"])
     trainer = Trainer(cfg, tmp_path / "run", log=print)
-    start = trainer.grid_images().astype(np.float32)
+    reals = shapes(count=512, resolution=16, seed=1).x * 2.0 - 1.0  # unseen shapes
+    start = _pixel_frechet(trainer, reals)
     assert trainer.run() == "done"
     ticks = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert all(math.isfinite(t["Loss/G/loss"]) and math.isfinite(t["Loss/D/loss"]) for t in ticks)
-    end = trainer.grid_images().astype(np.float32)
-    assert np.mean(np.abs(end - start)) > 5.0  # the EMA generator's grid changed
+    end = _pixel_frechet(trainer, reals)
+    print(f"pixel Fréchet distance to real shapes: {start:.4f} -> {end:.4f}")
+    assert end < 0.25 * start, (start, end)
 
 
 # configs/stylegan_shapes32.yaml made tiny for the multi-worker tests
@@ -260,7 +289,7 @@ SMALL_MULTI_WORKER = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
     """`tfkit launch --workers 2 -- gan train configs/stylegan_shapes32.yaml` on 127.0.0.1."""
     import re
@@ -296,7 +325,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path)
     assert not list(scratch.glob("tfkit-*"))  # worker 1's temp output was removed
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_path):
     """Only the chief gets SIGTERM: worker 1 must stop with it (not hang in the next
     collective), both at the same kimg, and the chief writes the checkpoint to resume from."""
@@ -354,7 +383,7 @@ def _final_checkpoint(run_dir) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.property
 @pytest.mark.parametrize("kill_at", [3, 5])
 def test_sigkill_mid_training_then_resume_equals_uninterrupted(config, tmp_path, kill_at):
     """kill -9 between checkpoints (every 2 iterations), then `--resume`: G, D, G_ema, the

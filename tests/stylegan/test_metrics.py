@@ -207,7 +207,7 @@ def test_inception_candidates_follow_keras_home(tmp_path, monkeypatch):
     assert paths[1] == tmp_path / "models" / INCEPTION_WEIGHTS_FILE
 
 
-@pytest.mark.slow  # ~15-30 s: builds InceptionV3 twice and runs it at 299x299
+@pytest.mark.property  # ~15-30 s: builds InceptionV3 twice and runs it at 299x299
 def test_inception_loads_local_weights_without_network(tmp_path, monkeypatch, no_download):
     model = keras.applications.InceptionV3(
         include_top=False, weights=None, input_shape=(299, 299, 3), pooling="avg"
@@ -341,7 +341,7 @@ def test_evaluate_generator_ranks_a_good_generator_above_a_bad_one(tmp_path):
         evaluate_generator(good, real, net, ("fid", "is"), **kwargs)
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_shapes_classifier_config_gives_a_frechet_classifier_distance(tmp_path):
     """configs/shapes_classifier.yaml trains (~45 s) into a feature network that separates
     real shapes from degraded ones."""

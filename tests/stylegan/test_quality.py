@@ -138,7 +138,7 @@ def _train_and_measure(out: Path, name: str, overrides: list[str], clf_dir: Path
     }
 
 
-@pytest.mark.slow
+@pytest.mark.quality  # 100 kimg at 32x32: hours on a CPU, minutes on a GPU
 @pytest.mark.timeout(4 * 3600)
 def test_shapes32_fcd_falls_by_70_percent(tmp_path):
     out = Path(os.environ.get("TFKIT_QUALITY_DIR") or tmp_path)
@@ -164,7 +164,7 @@ LIMITED = ["data.source.count=2000", "data.xflip=false", "gan.gamma=0.1"]
 ADA = ["gan.augment=ada", "gan.ada_kimg=20"]
 
 
-@pytest.mark.slow
+@pytest.mark.quality  # two 100-kimg runs (ADA and none): hours on a CPU
 @pytest.mark.timeout(4 * 3600)
 def test_ada_keeps_learning_from_2000_images(tmp_path):
     """With ADA the FCD falls by >= 50 % by gan.kimg and ends below the same run without ADA

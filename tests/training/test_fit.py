@@ -165,18 +165,37 @@ def test_sample_weights_from_data_weigh_the_loss():
     assert not np.allclose(before[0], model.get_weights()[0])
 
 
-def test_class_weight_balanced_trains(run_root):
-    config = load_config(
-        CONFIGS / "binary_mlp.yaml",
-        [
-            "data.source.count=400",
-            "train.epochs=2",
-            "train.class_weight=balanced",
-            "train.tensorboard=false",
-        ],
-    )
-    result = fit(config, create_run_dir(config, root=run_root))
-    assert result["epochs"] >= 1 and np.isfinite(result["test"]["loss"])
+def _binary_mlp_weights(run_root, class_weight=None, count=400):
+    """Train binary_mlp (2 epochs, no early stop) on the fit path; its final weights."""
+    sets = [
+        f"data.source.count={count}",
+        "train.epochs=2",
+        "train.callbacks=[]",
+        "train.tensorboard=false",
+    ]
+    if class_weight is not None:
+        sets.append(f"train.class_weight={class_weight}")
+    config = load_config(CONFIGS / "binary_mlp.yaml", sets)
+    run_dir = create_run_dir(config, root=run_root)
+    result = fit(config, run_dir)
+    assert result["epochs"] == 2 and np.isfinite(result["test"]["loss"])
+    return keras.saving.load_model(run_dir / "model.keras")
+
+
+def test_class_weight_on_the_fit_path_weighs_the_training_loss(run_root):
+    """Weights of 1 train exactly as no weights; almost no weight on class 1 teaches the
+    model that class 1 hardly matters (its predicted probability falls); `balanced` trains."""
+    plain = _binary_mlp_weights(run_root)
+    ones = _binary_mlp_weights(run_root, "{0: 1.0, 1: 1.0}")
+    for a, b in zip(plain.get_weights(), ones.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    light_ones = _binary_mlp_weights(run_root, "{0: 1.0, 1: 0.01}")
+    x = np.random.default_rng(0).normal(size=(512, 50)).astype("float32")
+    p_plain = float(plain.predict(x, verbose=0).mean())
+    p_light = float(light_ones.predict(x, verbose=0).mean())
+    assert p_light < 0.5 * p_plain, (p_light, p_plain)
+    balanced = _binary_mlp_weights(run_root, "balanced")
+    assert np.isfinite(balanced.predict(x, verbose=0)).all()
 
 
 _MIRRORED_SCRIPT = """
@@ -268,7 +287,7 @@ def _gray_8x8_model_and_source(folder) -> tuple[keras.Model, dict]:
     return model, source
 
 
-@pytest.mark.slow
+@pytest.mark.property  # the main job as configured: about 2 minutes on 2 busy cores
 def test_digits_cnn_reaches_99_percent(run_root):
     """The main job as configured: >= 99.0 % test accuracy on the digits."""
     config = load_config(CONFIGS / "digits_cnn.yaml")

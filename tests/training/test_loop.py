@@ -350,7 +350,7 @@ def test_exact_resume_after_crash_in_process(tmp_path):
     assert max_diff(resumed.model, straight.model) <= 1e-6
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_exact_resume_after_sigkill(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(tests=os.path.join(ROOT, "tests", "training")))

@@ -75,7 +75,7 @@ def test_resume_with_changed_model_is_refused(tmp_path):
         check_resume_compatible(run_dir, changed)
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_cli_sigkill_then_resume_equals_uninterrupted(tmp_path):
     """`tfkit train` (custom loop) killed with SIGKILL mid-run, then `--resume`d, ends with
     the weights of an uninterrupted run (the weights checksum line of both)."""
@@ -134,6 +134,9 @@ def test_cli_sigkill_then_resume_equals_uninterrupted(tmp_path):
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert re.search(r"resuming at step (5|6|7|8|9|10|11)0", resumed.stdout)
+    # the banner names where it continues: the checkpoint at step 50 or a later one
+    at = re.search(r"resuming at epoch (\d+), step (\d+)\)", resumed.stdout)
+    assert at, resumed.stdout[-2000:]
+    assert int(at.group(2)) >= 50 and int(at.group(2)) % 10 == 0
     pattern = r"final weights checksum: ([\d.]+)"
     assert re.findall(pattern, resumed.stdout) == re.findall(pattern, straight.stdout) != []

@@ -94,10 +94,10 @@ def _replica_values(model):
 
 @pytest.mark.parametrize(
     "train",
-    [_train_fit, pytest.param(_train_loop, marks=pytest.mark.slow)],
+    [_train_fit, pytest.param(_train_loop, marks=pytest.mark.property)],
     ids=["fit", "custom_loop"],
 )
-@pytest.mark.parametrize("case", ["cnn", pytest.param("mlp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["cnn", pytest.param("mlp", marks=pytest.mark.property)])
 def test_replicas_equal_each_other_and_one_replica_batch_norm_included(train, case, two_replicas):
     two = train(two_replicas, case)
     one = train(tf.distribute.get_strategy(), case)

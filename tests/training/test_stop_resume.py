@@ -111,7 +111,7 @@ def _epochs(run_dir: Path) -> list[dict]:
 
 
 # the custom loop's own resume tests are in test_loop.py; here it runs with the slow tests
-@pytest.fixture(scope="module", params=["fit", pytest.param("custom", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=["fit", pytest.param("custom", marks=pytest.mark.property)])
 def straight(request, tmp_path_factory, config_file):
     """The uninterrupted run of each loop: (loop, run dir, args for a new run)."""
     run_dir = tmp_path_factory.mktemp(request.param) / "straight"
@@ -140,7 +140,7 @@ def _assert_same_run(resumed: Path, straight: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "crash_at", [pytest.param(7, marks=pytest.mark.slow), 33]
+    "crash_at", [pytest.param(7, marks=pytest.mark.property), 33]
 )  # before the first epoch end; mid epoch 2
 def test_crash_at_any_step_then_resume_equals_uninterrupted(
     straight, crash_at, tmp_path, monkeypatch
@@ -184,7 +184,7 @@ def test_unreadable_backup_is_refused_naming_it(damage, config_file, tmp_path, c
 
 @pytest.mark.parametrize(
     ("signum", "code"),
-    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.property)],
 )
 def test_signal_saves_prints_one_line_and_resume_equals_uninterrupted(
     straight, signum, code, tmp_path, monkeypatch, capsys
@@ -307,7 +307,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.property
 @pytest.mark.parametrize("kill_at", [5, 26, 47])
 def test_sigkill_at_any_step_then_resume_equals_uninterrupted(straight, kill_at, tmp_path):
     args, straight_dir = straight

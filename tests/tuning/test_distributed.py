@@ -24,7 +24,7 @@ ARGS = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path):
     run_dir = tmp_path / "run"
     start = time.perf_counter()

@@ -225,7 +225,7 @@ def test_hyperband_config_runs_with_conditional_momentum(tmp_path):
     assert best.train.epochs == result["best"]["values"]["train.epochs"]
 
 
-@pytest.mark.slow
+@pytest.mark.property
 def test_tfkit_train_reproduces_every_trial_and_best_yaml_the_best(tmp_path):
     """A trial and `tfkit train` of its config run the same code with the same seeds and
     data order: the same objective (0.002; exact where ops are deterministic)."""
@@ -256,7 +256,7 @@ def test_tfkit_train_reproduces_every_trial_and_best_yaml_the_best(tmp_path):
 
 @pytest.mark.parametrize(
     ("signum", "code"),
-    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.property)],
 )
 def test_signal_stops_the_search_with_one_line_and_a_rerun_finishes_it(
     signum, code, tmp_path, monkeypatch, capsys
