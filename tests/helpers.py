@@ -450,3 +450,15 @@ def check_distributed_search(run_dir, workers: list[str], trials: int, objective
         assert chief[trial] == pytest.approx(score)  # the chief's results = the workers'
     assert (run_dir / "best.yaml").exists() and (run_dir / "best_model.keras").exists()
     return reports
+
+
+def install_fake_python(tmp_path, monkeypatch, source: str, module) -> str:
+    """Write `source` (a script; `{python}` stands for this interpreter) as an executable
+    stand-in for `python` and make `module.sys.executable` point at it. Returns its path."""
+    import sys
+
+    path = tmp_path / "fakepython"
+    path.write_text(source.format(python=sys.executable))
+    path.chmod(0o755)
+    monkeypatch.setattr(module.sys, "executable", str(path))
+    return str(path)

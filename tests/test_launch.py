@@ -33,11 +33,9 @@ if os.environ.get("FAKE_MODE") in ("fail", "hang"):
 
 @pytest.fixture
 def fake_python(tmp_path, monkeypatch):
-    path = tmp_path / "fakepython"
-    path.write_text(FAKE_PYTHON.format(python=sys.executable))
-    path.chmod(0o755)
-    monkeypatch.setattr(launch_mod.sys, "executable", str(path))
-    return path
+    from helpers import install_fake_python
+
+    return install_fake_python(tmp_path, monkeypatch, FAKE_PYTHON, launch_mod)
 
 
 def test_tf_configs_name_every_worker():

@@ -160,10 +160,9 @@ time.sleep(0.5)
 
 @pytest.fixture
 def flaky(tmp_path, monkeypatch):
-    path = tmp_path / "fakepython"
-    path.write_text(FLAKY_WORKER.format(python=sys.executable))
-    path.chmod(0o755)
-    monkeypatch.setattr(launch_mod.sys, "executable", str(path))
+    from helpers import install_fake_python
+
+    install_fake_python(tmp_path, monkeypatch, FLAKY_WORKER, launch_mod)
     monkeypatch.setenv("FAKE_DIR", str(tmp_path))
     run = tmp_path / "run"
     run.mkdir()

@@ -40,17 +40,19 @@ HANDLERS = {
 PREDICT_EXPORT_HANDLER = "tfkit.export:predict_exported"
 
 
+def _add_set(
+    p: argparse.ArgumentParser,
+    help: str = "override a config key, e.g. --set train.epochs=3 (repeatable)",
+) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     if config_required:
         p.add_argument("config", help="experiment YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.epochs=3 (repeatable)",
-    )
+    _add_set(p)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -147,13 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a data key of the run's saved config, e.g. --set data.source.path=NEW "
+    _add_set(
+        p,
+        "override a data key of the run's saved config, e.g. --set data.source.path=NEW "
         "when the data moved (repeatable)",
     )
 
