@@ -125,6 +125,25 @@ def test_peer_loss_lines_are_dropped_and_everything_else_kept():
     assert "The tasks have crashed." in proc.stderr
 
 
+def test_stderr_written_just_before_a_normal_exit_is_not_lost():
+    """The filter's reader is a daemon thread: an exit right after the last line (as the
+    CLI's `stopped at ...` line before exit 143) must still show that line."""
+    script = (
+        "import sys\n"
+        "from tfkit.quiet import hide_peer_loss_logs\n"
+        "hide_peer_loss_logs()\n"
+        "print('tfkit train: stopped at epoch 2', file=sys.stderr, flush=True)\n"
+        "sys.exit(143)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    for _ in range(5):  # a race, when it exists, shows within a few runs
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert (proc.returncode, proc.stderr) == (143, "tfkit train: stopped at epoch 2\n")
+
+
 # ---- tfkit launch --max-restarts (stand-in workers) ------------------------------------
 
 

@@ -162,7 +162,11 @@ def hide_peer_loss_logs() -> None:
     user asked for TensorFlow's logs (`TF_CPP_MIN_LOG_LEVEL` 0 or 1). Idempotent."""
     global _PEER_FILTER
     if _PEER_FILTER is None and not wants_framework_logs():
+        import atexit
+
         _PEER_FILTER = _PeerLossFilter()
+        # the reader is a daemon thread: what it still holds at exit must be written first
+        atexit.register(flush_stderr)
 
 
 def flush_stderr() -> None:
