@@ -52,7 +52,8 @@ test-quality: $(STAMP)
 # (TFKIT_SOAK_REPORT: one JSON line of figures per case)
 SOAK_REPORT ?= soak-report.jsonl
 test-soak: $(STAMP)
-	TFKIT_SOAK_REPORT=$(SOAK_REPORT) $(PY) -m pytest -q -m soak --timeout=600 tests/test_soak.py
+	rm -f $(SOAK_REPORT)
+	TFKIT_SOAK_REPORT=$(SOAK_REPORT) $(PY) -m pytest -q -m soak --timeout=1200 tests/test_soak.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m '' --timeout=14400
