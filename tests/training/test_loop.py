@@ -234,7 +234,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"became nan at step 6 \(epoch 1\)") as info:
         loop.run()
     assert "ckpt-4" in str(info.value)
-    assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-4"
+    assert os.path.basename(loop.latest_checkpoint) == "ckpt-4"
     fresh = nan_loop("stop", tmp_path / "ckpt")
     assert fresh.restore() == 4
     assert all(np.isfinite(w).all() for w in fresh.model.get_weights())
@@ -260,7 +260,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     loop.run()
     assert loop.stopped_by_signal
     assert int(loop.step.numpy()) == 7
-    assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-7"
+    assert os.path.basename(loop.latest_checkpoint) == "ckpt-7"
     assert signal.getsignal(signal.SIGTERM) != loop._stop._handle  # handler restored
     assert loop.stop_signal == signal.SIGTERM
 

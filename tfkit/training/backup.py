@@ -32,14 +32,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.errors import NonFiniteLossError, Stopped, UserError
-from tfkit.runs import TF_CHECKPOINT_STATE, restore_tf_checkpoint
 from tfkit.training.callback_state import CallbackStates
+from tfkit.training.checkpointing import (
+    UNREADABLE_CHECKPOINT_ERRORS,
+    CheckpointWriter,
+    raw_variable,
+)
 from tfkit.training.stop import StopSignals, end_progress_line
-
-
-def _raw(variable: Any) -> Any:
-    """The `tf.Variable` behind a Keras variable (a `tf.Variable` as is)."""
-    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def saved_position(directory: str | os.PathLike) -> tuple[int, int] | None:
@@ -56,7 +55,7 @@ def saved_position(directory: str | os.PathLike) -> tuple[int, int] | None:
     try:
         step = tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")
         epoch = tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
-    except (tf.errors.OpError, ValueError, IndexError) as err:  # IndexError: a short read
+    except UNREADABLE_CHECKPOINT_ERRORS as err:  # IndexError: a short read
         raise unreadable(latest, err) from None
     return int(step), int(epoch)
 
@@ -87,12 +86,12 @@ class FitBackup(keras.callbacks.Callback):
       thread raises `NonFiniteLossError` at the next batch begin or epoch end.
     - Signals and `save_every` are handled at batch begins, on the main thread, between two
       training calls: no device value is read for them.
-    - A save copies the state into shadow variables (one `assign` per variable) and writes
-      the copy in a background thread while training goes on. An epoch end whose previous
-      write is still running skips its save (the next one catches up); the last epoch, a
-      stop and `save_every` steps always save, and `on_train_end` waits for the write.
-      The directory's state file names a checkpoint only once it is fully written, so a
-      kill at any moment leaves a readable backup, and resuming from any of them is exact.
+    - A save goes through `tfkit.training.checkpointing.CheckpointWriter`: the state is
+      copied and written in a background thread while training goes on. An epoch end whose
+      previous write is still running skips its save (the next one catches up); the last
+      epoch, a stop and `save_every` steps always save, and `on_train_end` waits for the
+      write. A kill at any moment leaves a readable backup, and resuming from any of them
+      is exact.
 
     Args:
         directory: where the checkpoints go (`ckpt-<step>` files and a `checkpoint` state
@@ -133,22 +132,15 @@ class FitBackup(keras.callbacks.Callback):
         self.step = int(start_step)
         self.epoch = int(start_epoch)
         self._saved_step = int(start_step)
-        self._written_step: int | None = None  # the last step handed to the writer
         self._epoch_first_step = int(start_step)  # global step before the epoch's first batch
         self._offset = 0
         self._stop_after_epoch = False
-        self._checkpoint: tf.train.Checkpoint | None = None
-        self._variables: list[Any] = []
-        self._shadow: tf.train.Checkpoint | None = None
-        self._shadow_variables: list[tf.Variable] = []
-        self._kept: list[str] | None = None
+        self._writer: CheckpointWriter | None = None
         self._metric_values: list[np.ndarray] | None = None
         self._metric_vars: list[Any] = []
         self._step_var: tf.Variable | None = None
         self._epoch_var: tf.Variable | None = None
         self._states_var: tf.Variable | None = None
-        self._writer: threading.Thread | None = None
-        self._write_error: BaseException | None = None
         self._lock = threading.Lock()
         self._bad: tuple[float, int, int] | None = None  # (loss, step, epoch) of a NaN/Inf
         self._batches_seen = 0  # batch hooks of this epoch (steps_per_epoch unknown)
@@ -164,54 +156,39 @@ class FitBackup(keras.callbacks.Callback):
         self._epoch_var = tf.Variable(self.epoch, dtype=tf.int64, trainable=False)
         with tf.device("/cpu:0"):
             self._states_var = tf.Variable(b"", dtype=tf.string, trainable=False)
-        self._metric_vars = [_raw(v) for v in model.metrics_variables]
+        self._metric_vars = [raw_variable(v) for v in model.metrics_variables]
         # one flat list: every model variable (Keras seed generators of dropout and noise
         # layers included), the optimizer's and the compiled metrics' state
-        seen: set[int] = set()
-        for variable in [*model.variables, *model.optimizer.variables, *self._metric_vars]:
-            raw = _raw(variable)
-            if id(raw) not in seen:
-                seen.add(id(raw))
-                self._variables.append(raw)
-        items = {
-            "variables": self._variables,
-            "step": self._step_var,
-            "epoch": self._epoch_var,
-            "callbacks": self._states_var,
-        }
-        self._checkpoint = tf.train.Checkpoint(**items)
+        self._writer = CheckpointWriter(
+            self.directory,
+            {
+                "variables": [*model.variables, *model.optimizer.variables, *self._metric_vars],
+                "step": self._step_var,
+                "epoch": self._epoch_var,
+                "callbacks": self._states_var,
+            },
+            max_to_keep=self.max_to_keep,
+        )
         if self.start_step or self.epoch:
             latest = self.latest
             if latest is None:
                 raise FileNotFoundError(f"no backup in {self.directory} to resume from")
             try:
                 # backups written before the callbacks' state was saved lack it
-                restore_tf_checkpoint(self._checkpoint, items, latest, {"callbacks"})
-            except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
+                self._writer.restore(latest, optional={"callbacks"})
+            except UNREADABLE_CHECKPOINT_ERRORS as err:
                 raise unreadable(latest, err) from None
             if self.states is not None:
                 self.states.load(self._states_var.numpy())
             # fit resets the metrics at each epoch begin: keep the state of a cut epoch
             self._metric_values = [v.numpy() for v in self._metric_vars]
-        # the copy a background thread writes, with the same structure as the live state
-        with tf.device("/cpu:0"):
-            self._shadow_variables = [
-                tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self._variables
-            ]
-            self._shadow = tf.train.Checkpoint(
-                variables=self._shadow_variables,
-                step=tf.Variable(0, dtype=tf.int64, trainable=False),
-                epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
-                callbacks=tf.Variable(b"", dtype=tf.string, trainable=False),
-            )
-            _ = self._shadow.save_counter  # `restore` creates the live one: both match
 
     def restore(self) -> None:
         """Create the checkpoint and restore the backup when resuming (idempotent); the
         model must be built with its metrics (`build_from_spec`). `fit` calls it at its
         start; call it first (outside any strategy scope) to load a backup without
         training."""
-        if self._checkpoint is None:
+        if self._writer is None:
             self._make_checkpoint()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -306,20 +283,16 @@ class FitBackup(keras.callbacks.Callback):
         self.wait()
 
     def _writing(self) -> bool:
-        return self._writer is not None and self._writer.is_alive()
+        return self._writer is not None and self._writer.writing
 
     def wait(self, raise_errors: bool = True) -> None:
         """Wait for the background write; raise its error (unless `raise_errors` is False)."""
         if self._writer is not None:
-            self._writer.join()
-            self._writer = None
-        error, self._write_error = self._write_error, None
-        if error is not None and raise_errors:
-            raise error
+            self._writer.wait(raise_errors)
 
     def _save(self, step: int, wait: bool = False) -> None:
         """Copy the state at `step` and write it in the background (`wait`: until written)."""
-        if step == self._written_step:
+        if step == self._writer.saved_step:
             if wait:
                 self.wait()
             return
@@ -332,44 +305,12 @@ class FitBackup(keras.callbacks.Callback):
             self._raise_if_bad()
             self.wait(raise_errors=False)
             raise NonFiniteLossError(float("nan"), step, self.epoch + 1, self.latest)
-        self.wait()  # one write at a time: the shadow copy is free again
-        for shadow, variable in zip(self._shadow_variables, self._variables, strict=True):
-            shadow.assign(variable)
-        self._shadow.step.assign(step)
-        self._shadow.epoch.assign(self.epoch)
-        self._shadow.callbacks.assign(self.states.dump() if self.states is not None else b"")
-        self._saved_step = self._written_step = step
-        self._writer = threading.Thread(target=self._write_in_thread, args=(step,))
-        self._writer.start()
-        if wait:
-            self.wait()
-
-    def _write_in_thread(self, step: int) -> None:
-        try:
-            self._write(step)
-        except BaseException as err:  # noqa: BLE001 - raised in the main thread by wait()
-            self._write_error = err
-
-    def _write(self, step: int) -> None:
-        """Write checkpoint `ckpt-<step>` of the shadow copy, then point the directory's
-        state file at it and keep the last `max_to_keep`."""
-        if self._kept is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            state = tf.train.get_checkpoint_state(str(self.directory))
-            paths = state.all_model_checkpoint_paths if state is not None else []
-            self._kept = [os.path.basename(path) for path in paths]
-        name = f"ckpt-{step}"
-        self._shadow.write(str(self.directory / name))
-        self._kept = [*(n for n in self._kept if n != name), name]
-        lines = [f'model_checkpoint_path: "{name}"']
-        lines += [f'all_model_checkpoint_paths: "{n}"' for n in self._kept[-self.max_to_keep :]]
-        tmp = self.directory / ".checkpoint.tmp"
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, self.directory / TF_CHECKPOINT_STATE)  # the state file tf.train reads
-        for old in self._kept[: -self.max_to_keep]:
-            for path in self.directory.glob(f"{old}.*"):
-                path.unlink(missing_ok=True)
-        self._kept = self._kept[-self.max_to_keep :]
+        self.wait()  # one write at a time; its error surfaces here
+        self._step_var.assign(step)
+        self._epoch_var.assign(self.epoch)
+        self._states_var.assign(self.states.dump() if self.states is not None else b"")
+        self._saved_step = step
+        self._writer.save(step, wait=wait)
 
 
 def build_from_spec(model: keras.Model, element_spec: Any) -> None:

@@ -4,8 +4,9 @@
 one `tf.function`; `Loop.run()` is the controller: epochs, validation, checkpoints,
 TensorBoard summaries, Keras callbacks and the progress bar.
 
-Exact resume: a `tf.train.CheckpointManager` saves the model, optimizer, step, epoch and a
-`tf.random.Generator`. The input stream is a deterministic function of the seed (seeded
+Exact resume: the run engine's `CheckpointWriter` saves (in the background) the model's and
+the optimizer's variables, the step, the epoch, the state of a `tf.random.Generator`, the
+cut epoch's metrics and the callbacks' state. The input stream is a deterministic function of the seed (seeded
 shuffles, repeated), so the iterator position is restored by replaying the stream to the
 saved step (`Dataset.skip`); distributed iterators cannot be written to checkpoints.
 
@@ -30,6 +31,7 @@ import tensorflow as tf
 from tfkit.errors import NonFiniteLossError, UserError
 from tfkit.runs import restore_tf_checkpoint
 from tfkit.training.callback_state import CallbackStates
+from tfkit.training.checkpointing import CheckpointWriter, raw_variable, read_checkpoint
 from tfkit.training.stop import StopSignals, end_progress_line
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
@@ -94,7 +96,7 @@ class Loop:
         jit_compile: compile the replica step with XLA.
         callbacks: Keras callbacks receiving the hooks `fit` calls (`on_train_*`, `on_epoch_*`,
             and `on_test_*` around each validation); `predict` calls `on_predict_*`.
-        checkpoint_dir: where `tf.train.CheckpointManager` writes (None: no checkpoints).
+        checkpoint_dir: where checkpoints are written (None: no checkpoints).
         checkpoint_every: save every N steps (0: at each epoch end only).
         nan_policy: `stop` (raise `NonFiniteLossError` naming the step, leaving the last
             good checkpoint) or `skip_step` (skip the update of that step).
@@ -207,15 +209,8 @@ class Loop:
             self._states_var = tf.Variable(b"", dtype=tf.string, trainable=False)
             # the epoch's loss sum and weight so far: a cut epoch logs the whole epoch's mean
             self._loss_sums = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
-        self._checkpoint_items: dict[str, Any] = dict(
-            model=model, optimizer=self.optimizer, step=self.step, epoch=self.epoch, rng=self.rng
-        )
-        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
-        self.manager = None
-        if self.checkpoint_dir is not None:
-            self.manager = tf.train.CheckpointManager(
-                self.checkpoint, str(self.checkpoint_dir), max_to_keep=max_to_keep
-            )
+        self.max_to_keep = max_to_keep
+        self.writer: CheckpointWriter | None = None  # made once every variable exists
         self._train_fn = None
         self._eval_fn = None
         self._predict_fn = None
@@ -435,46 +430,81 @@ class Loop:
                 self.model(x, training=False)
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
-        if not hasattr(self.checkpoint, "model_variables"):
-            # Keras seed generators (dropout, noise) are not reached through `model`; list
-            # every model variable so their RNG state is saved and restored too
-            variables = [getattr(v, "value", v) for v in self.model.variables]
-            self.checkpoint.model_variables = self._checkpoint_items["model_variables"] = variables
-            # the state of a cut epoch: train metrics, loss sums; and the callbacks' state
-            later = {
-                "metric_variables": [
-                    getattr(v, "value", v) for m in self.metrics for v in m.variables
-                ],
-                "epoch_loss": self._loss_sums,
-                "callbacks": self._states_var,
-            }
-            for name, value in later.items():
-                setattr(self.checkpoint, name, value)
-            self._checkpoint_items.update(later)
+        if self.writer is None and self.checkpoint_dir is not None:
+            self.writer = CheckpointWriter(
+                self.checkpoint_dir, self._checkpoint_state(), max_to_keep=self.max_to_keep
+            )
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint holds: every model variable (Keras seed generators of dropout
+        and noise layers included), the optimizer's, the step and epoch, the generator's
+        state, and a cut epoch's state: the train metrics, the loss sums, the callbacks'."""
+        return {
+            "model_variables": self.model.variables,
+            "optimizer_variables": self.optimizer.variables,
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng_state": self.rng.state,
+            "metric_variables": [v for m in self.metrics for v in m.variables],
+            "epoch_loss": self._loss_sums,
+            "callbacks": self._states_var,
+        }
+
+    def _legacy_checkpoint_items(self) -> dict[str, Any]:
+        """The object structure of checkpoints written by tfkit before the run engine (the
+        model and optimizer as Keras objects, the generator as itself)."""
+        items = self._checkpoint_state()
+        del items["optimizer_variables"], items["rng_state"]
+        items["model_variables"] = [raw_variable(v) for v in self.model.variables]
+        items["metric_variables"] = [raw_variable(v) for v in items["metric_variables"]]
+        return dict(model=self.model, optimizer=self.optimizer, rng=self.rng, **items)
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint fully written in `checkpoint_dir` (None before the first)."""
+        if self.checkpoint_dir is None:
+            return None
+        return tf.train.latest_checkpoint(str(self.checkpoint_dir))
 
     def restore(self) -> int:
         """Restore the latest checkpoint (if any); returns the restored step."""
         self._ensure_built()
-        if self.manager is not None and self.manager.latest_checkpoint:
-            self.restore_checkpoint(self.manager.latest_checkpoint)
+        if self.latest_checkpoint:
+            self.restore_checkpoint(self.latest_checkpoint)
         return int(self.step.numpy())
 
     def restore_checkpoint(self, path: str) -> None:
         """Restore the checkpoint `path` (e.g. the chief's, on every worker); every saved
         object must match. The callbacks' state goes back at the next `run()`."""
         self._ensure_built()
-        # checkpoints of an older tfkit lack the cut epoch's and the callbacks' state
-        optional = {"metric_variables", "epoch_loss", "callbacks"}
-        restore_tf_checkpoint(self.checkpoint, self._checkpoint_items, path, optional)
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        if "optimizer_variables" in saved:
+            read_checkpoint(path, self._checkpoint_state())
+        else:  # written before the run engine; the oldest lack the cut epoch's state
+            items = self._legacy_checkpoint_items()
+            optional = {"metric_variables", "epoch_loss", "callbacks"}
+            restore_tf_checkpoint(tf.train.Checkpoint(**items), items, path, optional)
         self.callback_states.load(self._states_var.numpy())
 
-    def save(self) -> str | None:
-        """Save a checkpoint at the current step (no-op without `checkpoint_dir`)."""
-        if self.manager is None:
-            return None
+    def save(self) -> None:
+        """Save a checkpoint at the current step (no-op without `checkpoint_dir`); it is
+        written in the background (`wait_for_checkpoint` waits for it)."""
+        if self.writer is None:
+            return
         self._states_var.assign(self.callback_states.dump())
         self._saved_step = int(self.step.numpy())
-        return self.manager.save(checkpoint_number=self._saved_step)
+        self.writer.save(self._saved_step)
+
+    def _latest_written(self) -> str | None:
+        """The newest checkpoint once the write in progress (if any) is done."""
+        if self.writer is not None:
+            self.writer.wait(raise_errors=False)
+        return self.latest_checkpoint
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait until the last checkpoint saved is written; raise the write's error."""
+        if self.writer is not None:
+            self.writer.wait()
 
     def _input_iterator(self, start_step: int):
         strategy = self.strategy
@@ -548,14 +578,20 @@ class Loop:
         callbacks.on_train_begin()
         logs: dict[str, float] = {}
         with StopSignals() as self._stop:
-            for epoch in range(start_epoch, self.epochs):
-                logs = self._run_epoch(epoch, iterator, callbacks, writer)
-                if self._stopping:
-                    if self._saved_step != int(self.step.numpy()):
-                        self.save()
-                    break
-                if self.model.stop_training:
-                    break
+            try:
+                for epoch in range(start_epoch, self.epochs):
+                    logs = self._run_epoch(epoch, iterator, callbacks, writer)
+                    if self._stopping:
+                        if self._saved_step != int(self.step.numpy()):
+                            self.save()
+                        break
+                    if self.model.stop_training:
+                        break
+            except BaseException:
+                if self.writer is not None:  # a checkpoint being written completes first
+                    self.writer.wait(raise_errors=False)
+                raise
+            self.wait_for_checkpoint()  # the run's last checkpoint is on disk
         callbacks.on_train_end(logs)
         if writer is not None:
             writer.flush()
@@ -589,7 +625,7 @@ class Loop:
                     losses[done - 1],
                     bad_step,
                     epoch + 1,
-                    self.manager.latest_checkpoint if self.manager else None,
+                    self._latest_written(),
                 )
             finite = np.isfinite(losses)
             loss_sum += float(np.sum(losses[finite] * counts[finite]))

@@ -56,6 +56,8 @@ class Session:
     model: keras.Model  # compiled, in the strategy's scope
     chief: bool
     steps_per_epoch: int | None
+    # the splits built per input context by `data_fn` (its key: pipelines, id, replicas)
+    _built_for_context: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def spec(self):
@@ -63,15 +65,22 @@ class Session:
         return self.splits.spec
 
     def data_fn(self, split: str) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
-        """`fn(input_context) -> dataset` of `split`, for `distribute_datasets_from_function`."""
+        """`fn(input_context) -> dataset` of `split`, for `distribute_datasets_from_function`.
+
+        The splits of each input context are built once and reused: the loop asks for the
+        validation split every epoch, and building reads and splits the source again."""
         import tfkit.data
 
         config = self.config
+        built = self._built_for_context
 
         def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            return getattr(
-                tfkit.data.build(config.data, seed=config.runtime.seed, input_context=ctx), split
-            )
+            key = (ctx.num_input_pipelines, ctx.input_pipeline_id, ctx.num_replicas_in_sync)
+            if key not in built:
+                built[key] = tfkit.data.build(
+                    config.data, seed=config.runtime.seed, input_context=ctx
+                )
+            return getattr(built[key], split)
 
         return fn
 
@@ -351,10 +360,11 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
             latest = tf.train.latest_checkpoint(str(run_dir / LOOP_CHECKPOINT_DIR))
             if latest:
                 from tfkit.training.backup import unreadable
+                from tfkit.training.checkpointing import UNREADABLE_CHECKPOINT_ERRORS
 
                 try:
                     loop.restore_checkpoint(latest)
-                except (tf.errors.OpError, ValueError, IndexError, AssertionError) as err:
+                except UNREADABLE_CHECKPOINT_ERRORS as err:
                     raise unreadable(latest, err) from None
         start_step = int(loop.step.numpy())
         print(
