@@ -236,7 +236,7 @@ def gan_run(tmp_path_factory):
         log=lambda line: None,
     )
     (run_dir / OPTIONS_FILE).write_text(json.dumps(trainer.opts.as_dict()))
-    trainer.save()
+    trainer.save(wait=True)
     return run_dir, trainer
 
 

@@ -406,7 +406,7 @@ def test_g_ema_loads_from_a_trainer_checkpoint(tmp_path):
     trainer = Trainer(config, run_dir, log=lambda line: None)
     trainer.G_ema.weights[0].assign_add(tf.ones_like(trainer.G_ema.weights[0]))  # G_ema != G
     trainer.nimg.assign(1500)
-    trainer.save()
+    trainer.save(wait=True)
     loaded = load_g_ema(run_dir, config, 16, 0)
     assert loaded.kimg == 1.5
     assert len(loaded.G.weights) == len(trainer.G_ema.weights)

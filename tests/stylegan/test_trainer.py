@@ -124,7 +124,7 @@ def test_lr_decay_reaches_the_optimizers_and_survives_resume(tmp_path):
     t.train_iteration()  # at nimg 8 of 48
     assert float(t.g_opt.learning_rate) == pytest.approx(g_base * (1 - 8 / 48))
     assert float(t.d_opt.learning_rate) == pytest.approx(d_base * (1 - 8 / 48))
-    t.save()
+    t.save(wait=True)
     resumed = _trainer(tmp_path, resume=True, **gan)
     resumed.train_iteration()  # at nimg 16
     assert float(resumed.d_opt.learning_rate) == pytest.approx(d_base * (1 - 16 / 48))
@@ -484,7 +484,7 @@ def test_resume_reads_checkpoints_written_before_max_minutes(tmp_path):
     t = _trainer(tmp_path)
     t.step.assign(2)
     t.nimg.assign(16)
-    older = {k: v for k, v in t._checkpoint_items.items() if k != "train_seconds"}
+    older = {k: v for k, v in t._legacy_checkpoint_items().items() if k != "train_seconds"}
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(**older), str(tmp_path / "run" / "checkpoints"), max_to_keep=1
     )

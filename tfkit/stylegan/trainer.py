@@ -54,6 +54,7 @@ from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.networks import build_networks
 from tfkit.stylegan.presets import resolve_options
+from tfkit.training.checkpointing import CheckpointWriter, by_path, read_checkpoint
 
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
@@ -191,27 +192,8 @@ class Trainer:
             Phase("D-main", "D", 1, self.d_opt),
             Phase("D-reg", "D", opts.d_reg_interval, self.d_opt),
         ]
-        self._checkpoint_items = dict(
-            G=self.G,
-            D=self.D,
-            G_ema=self.G_ema,
-            g_opt=self.g_opt,
-            d_opt=self.d_opt,
-            rng=self.rng,
-            pl_mean=self.pl_mean,
-            step=self.step,
-            nimg=self.nimg,
-            tick=self.tick,
-            tick_start_nimg=self.tick_start_nimg,
-            train_seconds=self.train_seconds,
-        )
-        if self.augment_pipe is not None:
-            self._checkpoint_items.update(
-                augment=self.augment_pipe, ada_sum=self.ada_sum, ada_count=self.ada_count
-            )
-        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_items)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.out_dir / CHECKPOINT_DIR), max_to_keep=3
+        self.writer = CheckpointWriter(
+            self.out_dir / CHECKPOINT_DIR, self._checkpoint_state(), max_to_keep=3
         )
         if resume:
             # every worker restores the chief's checkpoint
@@ -220,10 +202,8 @@ class Trainer:
                 raise UserError(
                     f"--resume {self.run_dir}: no checkpoint in {self.run_dir / CHECKPOINT_DIR}"
                 )
-            # checkpoints written before gan.max_minutes / ADA existed lack those items
-            optional = {"train_seconds", "augment", "ada_sum", "ada_count"}
-            saved = restore_tf_checkpoint(self.checkpoint, self._checkpoint_items, latest, optional)
-            if self.augment_pipe is not None and "augment" not in saved:
+            saved = self._restore(latest)
+            if self.augment_pipe is not None and not saved & {"augment", "augment_variables"}:
                 p = float(self.augment_pipe.p.numpy())
                 self.log(
                     f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
@@ -605,9 +585,73 @@ class Trainer:
         self._stop_requested = True
         self._interrupted = self._interrupted or interrupted
 
-    def save(self) -> str:
-        """Write a checkpoint now; returns its path."""
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint holds: the networks' variables by path (G_ema's is what
+        `stylegan.checkpoints` loads), both optimizers', the generator's state, the
+        counters, the path-length mean and ADA's state."""
+        state: dict[str, Any] = {
+            "G": by_path(self.G.variables),
+            "D": by_path(self.D.variables),
+            "G_ema": by_path(self.G_ema.variables),
+            "g_opt_variables": self.g_opt.variables,
+            "d_opt_variables": self.d_opt.variables,
+            "rng_state": self.rng.state,
+            "pl_mean": self.pl_mean,
+            "step": self.step,
+            "nimg": self.nimg,
+            "tick": self.tick,
+            "tick_start_nimg": self.tick_start_nimg,
+            "train_seconds": self.train_seconds,
+        }
+        if self.augment_pipe is not None:
+            state.update(
+                augment_variables=self.augment_pipe.variables,
+                ada_sum=self.ada_sum,
+                ada_count=self.ada_count,
+            )
+        return state
+
+    def _legacy_checkpoint_items(self) -> dict[str, Any]:
+        """The object structure of checkpoints written by tfkit before the run engine (the
+        networks, optimizers, generator and augmentation pipeline as objects)."""
+        items = dict(
+            G=self.G,
+            D=self.D,
+            G_ema=self.G_ema,
+            g_opt=self.g_opt,
+            d_opt=self.d_opt,
+            rng=self.rng,
+            pl_mean=self.pl_mean,
+            step=self.step,
+            nimg=self.nimg,
+            tick=self.tick,
+            tick_start_nimg=self.tick_start_nimg,
+            train_seconds=self.train_seconds,
+        )
+        if self.augment_pipe is not None:
+            items.update(augment=self.augment_pipe, ada_sum=self.ada_sum, ada_count=self.ada_count)
+        return items
+
+    def _restore(self, path: str) -> set[str]:
+        """Restore checkpoint `path`, written by this trainer or by an older tfkit; returns
+        the names it holds. Items that older checkpoints lack (the training time, ADA's
+        state) keep their values."""
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        if "g_opt_variables" in saved:
+            optional = {"augment_variables", "ada_sum", "ada_count"}
+            return read_checkpoint(path, self._checkpoint_state(), optional)
+        items = self._legacy_checkpoint_items()
+        optional = {"train_seconds", "augment", "ada_sum", "ada_count"}
+        return restore_tf_checkpoint(tf.train.Checkpoint(**items), items, path, optional)
+
+    def save(self, wait: bool = False) -> None:
+        """Save a checkpoint now; it is written in the background (`wait`: until written;
+        `wait_for_checkpoint` waits later)."""
+        self.writer.save(int(self.step.numpy()), wait=wait)
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait until the last checkpoint saved is written; raise the write's error."""
+        self.writer.wait()
 
     def save_g_ema(self) -> Path:
         """Write G_ema as a `.keras` file (atomically), loadable in Keras safe mode."""
@@ -728,10 +772,12 @@ class Trainer:
                     self.train_seconds.assign(seconds_before + time.time() - run_start - measuring)
                     status = "paused"
                     break
+            self.writer.wait()  # the run's last checkpoint is on disk
             if status == "done":
                 sums_line = " ".join(f"{k} {v:.6f}" for k, v in self.weights_checksums().items())
                 self.log(f"final weights checksum: {sums_line}")
         finally:
+            self.writer.wait(raise_errors=False)  # a checkpoint being written completes first
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._writer.flush()

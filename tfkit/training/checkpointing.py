@@ -9,9 +9,10 @@ complete (the state file is replaced atomically), so a kill at any moment leaves
 previous checkpoint readable. One write at a time: a save first waits for the write before
 it. `wait()` joins the write and raises its error on the caller's thread.
 
-The declared state maps a name to a `tf.Variable` (a Keras variable is unwrapped) or to a
-list of them; the checkpoint's keys are these names, so a checkpoint is read back by
-`restore` into any object declaring the same names, in the same order.
+The declared state maps a name to a `tf.Variable` (a Keras variable is unwrapped), to a list
+of them (matched by position) or to a dict of them (matched by key, e.g. a model's variables
+by their paths); the checkpoint's keys are these names, so a checkpoint is read back into
+any object declaring the same names.
 """
 
 from __future__ import annotations
@@ -37,12 +38,22 @@ def raw_variable(variable: Any) -> Any:
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
+def by_path(variables: Sequence[Any]) -> dict[str, Any]:
+    """`{variable.path: variable}` of a model's variables (paths must be unique)."""
+    out = {v.path: v for v in variables}
+    if len(out) != len(variables):
+        raise ValueError("two variables share a path: declare them as a list instead")
+    return out
+
+
 def declared(state: Mapping[str, Any]) -> dict[str, Any]:
     """`state` with every Keras variable unwrapped and each list of variables deduplicated
     (a variable listed twice in one list is saved once)."""
     out: dict[str, Any] = {}
     for name, value in state.items():
-        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if isinstance(value, Mapping):
+            out[name] = {key: raw_variable(v) for key, v in value.items()}
+        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
             seen: set[int] = set()
             items = []
             for variable in value:
@@ -57,7 +68,27 @@ def declared(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _flat(state: dict[str, Any]) -> list[Any]:
-    return [v for value in state.values() for v in (value if isinstance(value, list) else [value])]
+    flat = []
+    for value in state.values():
+        if isinstance(value, dict):
+            flat += [value[key] for key in sorted(value)]
+        elif isinstance(value, list):
+            flat += value
+        else:
+            flat.append(value)
+    return flat
+
+
+def _map(state: dict[str, Any], fn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in state.items():
+        if isinstance(value, dict):
+            out[name] = {key: fn(v) for key, v in value.items()}
+        elif isinstance(value, list):
+            out[name] = [fn(v) for v in value]
+        else:
+            out[name] = fn(value)
+    return out
 
 
 def _shadow_of(variable: Any) -> tf.Variable:
@@ -107,12 +138,7 @@ class CheckpointWriter:
         self.background = background
         self._live = _flat(self.state)
         with tf.device("/cpu:0"):
-            shadow = {
-                name: [_shadow_of(v) for v in value]
-                if isinstance(value, list)
-                else _shadow_of(value)
-                for name, value in self.state.items()
-            }
+            shadow = _map(self.state, _shadow_of)
         self._shadow = _flat(shadow)
         self._shadow_checkpoint = tf.train.Checkpoint(**shadow)
         self._manager: tf.train.CheckpointManager | None = None  # made by the first write

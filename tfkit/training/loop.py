@@ -213,6 +213,7 @@ class Loop:
         self.writer: CheckpointWriter | None = None  # made once every variable exists
         self._train_fn = None
         self._eval_fn = None
+        self._distributed: dict[int, tuple[DatasetFn, Any]] = {}  # per evaluated dataset fn
         self._predict_fn = None
 
     # ----------------------------------------------------------------------------------
@@ -354,24 +355,47 @@ class Loop:
             strategy = self.strategy
 
             @tf.function
-            def eval_fn(batch):
-                total, n = strategy.run(self._replica_eval, args=(batch,))
-                return (
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None),
-                )
+            def eval_fn(iterator, steps):
+                total, count, done = tf.constant(0.0), tf.constant(0.0), tf.constant(0)
+                for _ in tf.range(steps):
+                    batch = iterator.get_next_as_optional()
+                    if not batch.has_value():
+                        break
+                    loss, n = strategy.run(self._replica_eval, args=(batch.get_value(),))
+                    total += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+                    count += strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None)
+                    done += 1
+                return total, count, done
 
             self._eval_fn = eval_fn
-        dist = self.strategy.distribute_datasets_from_function(data)
+        dist = self._distributed.get(id(data))
+        if dist is None or dist[0] is not data:  # made once per dataset function
+            dist = self._distributed[id(data)] = (
+                data,
+                self.strategy.distribute_datasets_from_function(data),
+            )
+        iterator = iter(dist[1])
+        known = _cardinality(dist[1])  # known: no call past the end (its hook would show)
+        if known is not None:
+            steps = known if steps is None else min(steps, known)
         callbacks.on_test_begin()
         totals = []  # kept on device; one transfer at the end
-        for i, batch in enumerate(dist):
-            if steps is not None and i >= steps:
+        # like the train steps, several batches per call; the batch hooks see each call
+        chunk = 1 if batch_logs else self.steps_per_loop
+        seen = 0
+        while steps is None or seen < steps:
+            n = chunk if steps is None else min(chunk, steps - seen)
+            callbacks.on_test_batch_begin(seen)
+            total, count, done = self._eval_fn(iterator, tf.constant(n, dtype=tf.int32))
+            done = int(done)
+            if done == 0:
                 break
-            callbacks.on_test_batch_begin(i)
-            totals.append(self._eval_fn(batch))
-            # running logs cost a device sync per batch: only for callbacks that read them
-            callbacks.on_test_batch_end(i, self._eval_logs(totals) if batch_logs else None)
+            totals.append((total, count))
+            seen += done
+            # running logs cost a device sync per call: only for callbacks that read them
+            callbacks.on_test_batch_end(seen - 1, self._eval_logs(totals) if batch_logs else None)
+            if done < n:
+                break
         logs = self._eval_logs(totals)
         callbacks.on_test_end(logs)
         return logs
@@ -684,6 +708,15 @@ def _overrides(callbacks: keras.callbacks.CallbackList, hook: str) -> bool:
     """Whether any callback implements `hook` (the base class's is a no-op)."""
     base = getattr(keras.callbacks.Callback, hook)
     return any(getattr(type(c), hook, base) is not base for c in callbacks.callbacks)
+
+
+def _cardinality(dataset: Any) -> int | None:
+    """Number of batches of a (distributed) dataset; None when unknown or infinite."""
+    value = getattr(dataset, "cardinality", None)
+    if value is None:
+        return None
+    value = int(value() if callable(value) else value)
+    return value if value >= 0 else None
 
 
 def steps_in(dataset: tf.data.Dataset) -> int | None:
