@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: install constraints demo test test-properties test-soak test-quality test-all lint format bench docs docs-serve tensorboard clean
+.PHONY: install constraints demo notebooks test test-properties test-soak test-quality test-all lint format bench docs docs-serve tensorboard clean
 
 # constraints.txt pins every package (transitive ones too) to the versions the tests passed
 # with, so an install months from now gets the same ones
@@ -35,6 +35,15 @@ constraints:
 demo: $(STAMP)
 	$(VENV)/bin/tfkit train configs/digits_cnn.yaml
 
+# the notebooks: edit a notebook's source, notebooks/0N_<name>.py (Jupytext percent format),
+# then this writes its paired .ipynb from it and executes the notebooks so the committed
+# .ipynb carry their outputs (NB="01 03": execute only those); `make test` fails while a
+# committed .ipynb differs from its .py
+NB ?=
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb --update notebooks/[0-9][0-9]_*.py
+	$(PY) notebooks/execute.py $(NB)
+
 test: $(STAMP)
 	$(PY) -m pytest -q -x --timeout=900
 
@@ -59,12 +68,12 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m '' --timeout=14400
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tfkit tests benchmarks examples docs/hooks.py
-	$(VENV)/bin/ruff format --check tfkit tests benchmarks examples docs/hooks.py
+	$(VENV)/bin/ruff check tfkit tests benchmarks examples notebooks docs/hooks.py
+	$(VENV)/bin/ruff format --check tfkit tests benchmarks examples notebooks docs/hooks.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format tfkit tests benchmarks examples docs/hooks.py
-	$(VENV)/bin/ruff check --fix tfkit tests benchmarks examples docs/hooks.py
+	$(VENV)/bin/ruff format tfkit tests benchmarks examples notebooks docs/hooks.py
+	$(VENV)/bin/ruff check --fix tfkit tests benchmarks examples notebooks docs/hooks.py
 
 BENCH_JSON ?= bench.json
 BENCH_FLAGS ?= --quick

@@ -1,10 +1,13 @@
-"""The notebooks: committed ones are valid and clean (fast), and each one runs (property tier).
+"""The notebooks: committed ones are valid, clean and in sync with their sources (fast), and
+each one runs (property tier).
 
-The fast checks read the committed `.ipynb` files: valid nbformat, a title and sections,
-code cells, outputs present (they are committed executed) and no error outputs. The
-property tests execute every notebook top to bottom with nbclient in a fresh `python3` kernel
-(`jupyter_client` starts it with this interpreter, so the venv's packages and tfkit are
-used); a cell that raises fails the test.
+A notebook's source is its Jupytext percent-format file `notebooks/0N_<name>.py`; the
+committed `.ipynb` beside it is written from it by `make notebooks`. The fast checks read the
+committed `.ipynb` files: valid nbformat, a title and sections, code cells, outputs present
+(they are committed executed), no error outputs, and the same cells (types and sources) as
+the `.py` source. The property tests execute every notebook's source top to bottom with
+nbclient in a fresh `python3` kernel (`jupyter_client` starts it with this interpreter, so the
+venv's packages and tfkit are used); a cell that raises fails the test.
 """
 
 from __future__ import annotations
@@ -24,31 +27,35 @@ EXPECTED = [
     "04_stylegan",
     "05_tuning",
 ]
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 MAX_BYTES = 1_500_000  # committed notebooks stay small enough to read on a code host
 CELL_TIMEOUT_S = 300
 
-import nbformat  # noqa: E402  (a dev dependency: missing it is an error, not a skip)
+# dev dependencies: missing one is an error, not a skip
+import jupytext  # noqa: E402
+import nbformat  # noqa: E402
 
 
-def _load_builder():
-    """`notebooks/build_notebooks.py` as a module (the nbclient options live there)."""
-    spec = importlib.util.spec_from_file_location(
-        "build_notebooks", NOTEBOOK_DIR / "build_notebooks.py"
-    )
+def _load_runner():
+    """`notebooks/execute.py` as a module (the nbclient options live there)."""
+    spec = importlib.util.spec_from_file_location("notebooks_execute", NOTEBOOK_DIR / "execute.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source) for cell in nb.cells]
 
 
 def _ids(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
 
 
-def test_every_planned_notebook_is_committed():
-    present = {p.stem for p in NOTEBOOKS}
-    missing = [name for name in EXPECTED if name not in present]
-    assert not missing, f"notebooks missing from {NOTEBOOK_DIR}: {missing}"
+def test_every_planned_notebook_is_committed_with_its_source():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+    assert [p.stem for p in SOURCES] == EXPECTED, "each notebook has its .py source"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -76,15 +83,24 @@ def test_committed_notebook_is_valid_and_clean(path: Path):
             assert "Traceback (most recent call last)" not in text, f"traceback in {path.name}"
 
 
-def test_builder_sources_match_committed_notebooks():
-    """The generator script and the committed notebooks hold the same cell sources."""
-    builder = _load_builder()
-    for name, cells in builder.NOTEBOOKS.items():
-        path = NOTEBOOK_DIR / f"{name}.ipynb"
-        assert path.exists(), f"{path.name} is missing: run notebooks/build_notebooks.py"
-        nb = nbformat.read(path, as_version=4)
-        committed = [(c.cell_type, c.source) for c in nb.cells]
-        assert committed == list(cells), f"{path.name} differs from build_notebooks.py: rebuild it"
+@pytest.mark.parametrize("source", SOURCES, ids=_ids(SOURCES))
+def test_committed_notebook_is_in_sync_with_its_source(source: Path):
+    """The committed `.ipynb` holds the cells (types and sources) of its `.py` source;
+    outputs and metadata are not compared."""
+    path = source.with_suffix(".ipynb")
+    assert path.exists(), f"{path.name} is missing: run `make notebooks`"
+    expected = _cells(jupytext.read(source))
+    committed = _cells(nbformat.read(path, as_version=4))
+    assert len(expected) >= 3, f"{source.name} reads as {len(expected)} cells"
+    for index, (want, got) in enumerate(zip(expected, committed, strict=False)):
+        assert got == want, (
+            f"{path.name} cell {index} differs from {source.name}: run `make notebooks`\n"
+            f"in the .py ({want[0]}):\n{want[1]}\nin the .ipynb ({got[0]}):\n{got[1]}"
+        )
+    assert len(committed) == len(expected), (
+        f"{path.name} has {len(committed)} cells, {source.name} {len(expected)}: "
+        "run `make notebooks`"
+    )
 
 
 def test_kernel_runs_this_interpreter():
@@ -97,18 +113,14 @@ def test_kernel_runs_this_interpreter():
 
 
 @pytest.mark.property
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("source", SOURCES, ids=_ids(SOURCES))
+def test_notebook_executes(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from nbclient import NotebookClient
 
-    builder = _load_builder()
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+    runner = _load_runner()
+    nb = jupytext.read(source)  # the source of truth, so an unsynced edit is run too
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel writes its files under tmp_path
-    client = NotebookClient(nb, **builder.client_options(CELL_TIMEOUT_S))
+    client = NotebookClient(nb, **runner.client_options(CELL_TIMEOUT_S))
     assert client.kernel_name == "python3"
     client.execute()  # raises CellExecutionError on the first failing cell
     code = [c for c in nb.cells if c.cell_type == "code"]
