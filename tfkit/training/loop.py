@@ -699,8 +699,12 @@ class Loop:
                     tf.summary.scalar(f"epoch/{key}", value)
                 tf.summary.scalar("epoch/examples_per_sec", seen / max(seconds, 1e-9))
         callbacks.on_epoch_end(epoch, logs)
-        if finished:  # after the callbacks' epoch end: the checkpoint holds their new state
-            self.save()  # every epoch end: a kill after the last one retrains nothing
+        # after the callbacks' epoch end: the checkpoint holds their new state. An epoch end
+        # whose previous write is still running skips its save (the next one catches up,
+        # as fit's backup does); the last epoch always saves
+        last = epoch + 1 >= self.epochs or self.model.stop_training
+        if finished and (last or self.writer is None or not self.writer.writing):
+            self.save()
         return logs
 
 
