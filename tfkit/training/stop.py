@@ -8,9 +8,9 @@ The one stop-signal handler of the run engine: `tfkit train` (fit and the custom
   strategy where every worker agrees, `tfkit.distribute.StopAgreement`), saves what
   `--resume` needs and stops; the CLI prints one line (`stopped at ...; continue with:
   ...`) and exits 143 (SIGTERM) or 130 (SIGINT), see `tfkit.errors.Stopped`.
-- A second signal of the same kind stops at once, without waiting for the save (what
-  tfkit writes is written atomically, so nothing is left half-written): a second SIGTERM
-  ends the process by that signal (a shell reports 143), even while the main thread waits
+- A second signal of the same kind stops at once, without waiting for the save in
+  progress (`--resume` continues from the last complete checkpoint, as after a kill -9):
+  a second SIGTERM ends the process by that signal (a shell reports 143), even while the main thread waits
   inside TensorFlow (a save, a collective) and runs no Python; a second SIGINT raises
   `KeyboardInterrupt` (the CLI exits 130; a notebook's kernel survives).
 - A signal of the other kind replaces the request (`tfkit launch` passes a Ctrl-C on to
