@@ -77,7 +77,14 @@ def test_signals_stop_with_one_line_and_resume(config, tmp_path, capsys, monkeyp
     assert re.findall(r"^tfkit gan train: .*$", capsys.readouterr().err, re.M) == [line]
     stop.update(step=2, signal=signal.SIGINT)
     assert main(["gan", "train", "--resume", str(run_dir)]) == 130
-    assert line.replace("0.008", "0.016") in capsys.readouterr().err.splitlines()
+    out, err = capsys.readouterr()
+    assert line.replace("0.008", "0.016") in err.splitlines()
+    # the first line names the run and where it continues
+    assert re.search(
+        rf"^tfkit gan train: gan_tiny -> {re.escape(str(run_dir))} \(.*, resuming at kimg 0.008\)$",
+        out,
+        re.M,
+    ), out
     stop.clear()
     assert main(["gan", "train", "--resume", str(run_dir)]) == 0
     ticks = [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines()]
