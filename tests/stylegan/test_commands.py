@@ -77,7 +77,14 @@ def test_signals_stop_with_one_line_and_resume(config, tmp_path, capsys, monkeyp
     assert re.findall(r"^tfkit gan train: .*$", capsys.readouterr().err, re.M) == [line]
     stop.update(step=2, signal=signal.SIGINT)
     assert main(["gan", "train", "--resume", str(run_dir)]) == 130
-    assert line.replace("0.008", "0.016") in capsys.readouterr().err.splitlines()
+    out, err = capsys.readouterr()
+    assert line.replace("0.008", "0.016") in err.splitlines()
+    # the first line names the run and where it continues
+    assert re.search(
+        rf"^tfkit gan train: gan_tiny -> {re.escape(str(run_dir))} \(.*, resuming at kimg 0.008\)$",
+        out,
+        re.M,
+    ), out
     stop.clear()
     assert main(["gan", "train", "--resume", str(run_dir)]) == 0
     ticks = [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -313,7 +320,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path)
     assert proc.returncode == 0, out[-3000:]
     sums = dict(re.findall(r"\[worker (\d)\] final weights checksum: (.+)", out))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
-    assert "on 2 replica(s)" in out
+    assert "(2 replicas)" in out  # the banner: MultiWorkerMirroredStrategy (2 replicas)
     assert sorted(p.name for p in run_dir.glob("fakes*.png")) == [
         "fakes000000032.png",
         "fakes000000048.png",
@@ -349,6 +356,50 @@ def test_sigterm_to_the_chief_stops_both_workers_after_the_same_iteration(tmp_pa
     steps = round(float(stops[0].group(1)) * 1000 / 8)
     assert steps % 4 == 0  # workers agree on a stop every STOP_CHECK_EVERY iterations
     assert (run_dir / "checkpoints" / f"ckpt-{steps}.index").exists()
+
+
+SECOND_SIGNAL_CHILD = """
+import os, signal, sys
+from tfkit.stylegan.trainer import Trainer
+signum = getattr(signal, os.environ["STOP_SIGNAL"])
+original_run, original_save, sent = Trainer.run, Trainer.save, []
+
+def run(self, max_iterations=None, hook=None):
+    def first(trainer):  # the first signal: stop after this iteration, with a checkpoint
+        if int(trainer.step.numpy()) == 1:
+            sent.append(signum)
+            signal.raise_signal(signum)
+    return original_run(self, max_iterations, first)
+
+def save(self):
+    if sent:  # the second signal arrives while the trainer saves
+        signal.raise_signal(signum)
+    path = original_save(self)
+    print("saved after the second signal", flush=True)
+    return path
+
+Trainer.run, Trainer.save = run, save
+from tfkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.property
+@pytest.mark.parametrize("signum, code", [("SIGTERM", -15), ("SIGINT", 130)])
+def test_a_second_signal_during_the_save_stops_at_once(config, tmp_path, signum, code):
+    """The first SIGTERM / Ctrl-C asks for a checkpoint and a stop; a second one during that
+    save stops at once: SIGTERM ends the process by the signal (a shell reports 143), Ctrl-C
+    exits 130, neither waits for the save nor prints the `stopped at` line."""
+    env = {**os.environ, "STOP_SIGNAL": signum, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-c", SECOND_SIGNAL_CHILD, "gan", "train", config]
+    proc = subprocess.run(
+        [*cmd, "--run-dir", str(run_dir)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert f"tfkit gan train: gan_tiny -> {run_dir} (" in proc.stdout  # it trained
+    assert "saved after the second signal" not in proc.stdout
+    assert "stopped at" not in proc.stderr
 
 
 KILL_CHILD = """

@@ -75,11 +75,7 @@ def train_command(args: argparse.Namespace) -> int:
             print(f"tfkit gan train: {line}", flush=True)
         try:
             trainer = Trainer(cfg, run.path, strategy=strategy, resume=bool(args.resume))
-            print(
-                f"run directory: {run.path}"
-                f"{'' if trainer.chief else ' (chief writes; this worker: temp)'}"
-            )
-            status = trainer.run()
+            status = trainer.run()  # its first line names the run directory
         except tf.errors.OpError as err:
             lost = distribute.lost_worker(err, cfg.runtime)
             if lost is None:
@@ -90,10 +86,11 @@ def train_command(args: argparse.Namespace) -> int:
         import signal
 
         from tfkit.errors import Stopped
+        from tfkit.training.banner import kimg_position
 
         signum = signal.SIGTERM if status == "stopped" else signal.SIGINT
         err = Stopped(signum, int(trainer.tick.numpy()), int(trainer.step.numpy()))
-        err.position = f"kimg {trainer.nimg.numpy() / 1000:g}"
+        err.position = kimg_position(int(trainer.nimg.numpy()))
         err.resume_hint = f"tfkit gan train --resume {run.path}"
         raise err
     return 0

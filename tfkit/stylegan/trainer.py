@@ -18,7 +18,8 @@ to TensorBoard and `metrics.jsonl`; every `snapshot_ticks` ticks a fixed-seed im
 (PNG + TensorBoard) and a checkpoint are written. The checkpoint holds G, D, G_ema, both
 optimizers, the counters, the RNG state and the path-length mean (w_avg lives in G), and
 the data order is a pure function of the step, so a resumed run continues exactly. SIGTERM
-finishes the current iteration, writes a checkpoint and stops.
+or Ctrl-C finishes the current iteration, writes a checkpoint and stops; a second one stops
+at once (`tfkit.training.stop.StopSignals`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ from tfkit.runs import GAN_OPTIONS_FILE as OPTIONS_FILE
 from tfkit.stylegan import losses
 from tfkit.stylegan.networks import build_networks
 from tfkit.stylegan.presets import resolve_options
+from tfkit.training.banner import kimg_position, start_line
 from tfkit.training.checkpointing import CheckpointWriter, by_path, read_checkpoint
+from tfkit.training.stop import StopSignals
 
 # multi-worker runs agree on a stop request every this many iterations (a small all-reduce)
 STOP_CHECK_EVERY = 4
@@ -219,8 +222,7 @@ class Trainer:
         self._ada_fn = tf.function(self._ada_adjust)
         self._iterator = None
         self._lr_factor = 1.0
-        self._stop_requested = False
-        self._interrupted = False
+        self._stop_request: int | None = None  # `request_stop`'s signal
         # multi-worker: a SIGTERM to any worker stops every worker after the same iteration
         self._stop_agreement = tfkit_distribute.StopAgreement(strategy)
         self._writer = None
@@ -580,10 +582,9 @@ class Trainer:
                 optimizer.learning_rate.assign(base * factor)
 
     def request_stop(self, interrupted: bool = False) -> None:
-        """Stop after the current iteration and write a checkpoint (the SIGTERM handler;
-        `interrupted`: Ctrl-C, run() then returns "interrupted")."""
-        self._stop_requested = True
-        self._interrupted = self._interrupted or interrupted
+        """Stop after the current iteration and write a checkpoint, as on SIGTERM
+        (`interrupted`: as on Ctrl-C, run() then returns "interrupted")."""
+        self._stop_request = int(signal.SIGINT if interrupted else signal.SIGTERM)
 
     def _checkpoint_state(self) -> dict[str, Any]:
         """What a checkpoint holds: the networks' variables by path (G_ema's is what
@@ -687,6 +688,9 @@ class Trainer:
     ) -> str:
         """Train until `gan.kimg` (or `max_iterations` more iterations).
 
+        SIGTERM and SIGINT stop the run after the current iteration, with a checkpoint; a
+        second signal of the same kind stops at once (`tfkit.training.stop.StopSignals`).
+
         Returns:
             "done", "stopped" (SIGTERM or `request_stop`; a checkpoint was written),
             "interrupted" (Ctrl-C; a checkpoint was written) or "paused" (max_iterations).
@@ -697,21 +701,9 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / OPTIONS_FILE).write_text(json.dumps(opts.as_dict(), indent=2))
         self._writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
-        previous = {}
-        try:
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-            previous[signal.SIGINT] = signal.signal(
-                signal.SIGINT, lambda *_: self.request_stop(interrupted=True)
-            )
-        except ValueError:
-            pass  # not the main thread
         if int(self.nimg.numpy()) == 0:
             self._write_grid("_init")
-        self.log(
-            f"StyleGAN {opts.arch} {opts.resolution}x{opts.resolution}, preset {opts.preset}: batch {opts.batch} on "
-            f"{self.replicas} replica(s), G {self.G.count_params():,} / D {self.D.count_params():,} params, "
-            f"from kimg {int(self.nimg.numpy()) / 1000:g} to {opts.kimg:g}"
-        )
+        self.log(self._start_line())
         # the counters live in Python during the loop: no read from the device until a tick ends
         step, nimg = int(self.step.numpy()), int(self.nimg.numpy())
         budget_s = opts.max_minutes * 60.0
@@ -723,6 +715,8 @@ class Trainer:
         tick_start = time.time()
         done = 0
         status = "done"
+        stop = StopSignals().install()
+        asked = None  # the signal (or `request_stop`) this worker was asked to stop by
         try:
             if budget_s and seconds_before >= budget_s:
                 total_nimg = nimg  # resumed after the time limit: nothing left to train
@@ -741,8 +735,9 @@ class Trainer:
                 stopping = False
                 if not self._stop_agreement.enabled or step % STOP_CHECK_EVERY == 0:
                     elapsed = seconds_before + time.time() - run_start - measuring
+                    asked = stop.requested or self._stop_request
                     stopping, time_up = self._stop_agreement.agree(
-                        self._stop_requested, budget_s > 0 and elapsed >= budget_s
+                        asked is not None, budget_s > 0 and elapsed >= budget_s
                     )
                     if time_up and not finished:
                         finished = True
@@ -764,7 +759,7 @@ class Trainer:
                     tick_start = time.time()
                 if stopping:
                     self.save()
-                    status = "interrupted" if self._interrupted else "stopped"
+                    status = "interrupted" if asked == signal.SIGINT else "stopped"
                     break
                 if finished:
                     break
@@ -778,12 +773,34 @@ class Trainer:
                 self.log(f"final weights checksum: {sums_line}")
         finally:
             self.writer.wait(raise_errors=False)  # a checkpoint being written completes first
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            stop.restore()
             self._writer.flush()
             if status != "paused":
                 self.close()
         return status
+
+    def _start_line(self) -> str:
+        """The run's banner (`tfkit.training.banner.start_line`)."""
+        from tfkit import distribute
+
+        opts = self.opts
+        nimg = int(self.nimg.numpy())
+        details = [
+            distribute.describe(self.strategy),
+            f"StyleGAN {opts.arch} {opts.resolution}x{opts.resolution}",
+            f"preset {opts.preset}",
+            f"batch {opts.batch}",
+            f"G {self.G.count_params():,} / D {self.D.count_params():,} params",
+            f"{opts.kimg:g} kimg",
+        ]
+        return start_line(
+            "tfkit gan train",
+            self.cfg.name,
+            self.run_dir,
+            details,
+            chief=self.chief,
+            resuming_at=kimg_position(nimg) if nimg else None,
+        )
 
     def close(self) -> None:
         """Remove a non-chief worker's temporary output directory (no-op on the chief)."""

@@ -41,6 +41,7 @@ from tfkit.runs import (
     save_model_atomic,
     write_json_atomic,
 )
+from tfkit.training.banner import continued_epoch, epoch_position, start_line
 from tfkit.training.callbacks import BestCheckpoint, Throughput, build_callbacks
 from tfkit.training.fit import build_model, fit_model, format_table, spec_to_dict, train_batches
 
@@ -197,17 +198,19 @@ def fit(
     model = session.model
     position = saved_position(run_dir / BACKUP_DIR) if resume else None
     start_step, start_epoch = position or (0, 0)
-    # 1-based, as Keras' progress bar and the stop line count: the epoch the run continues
-    resumed_epoch = (
-        start_step // session.steps_per_epoch if session.steps_per_epoch else start_epoch
-    ) + 1
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
     if session.chief and not last.exists():
         save_model_atomic(model, last)  # a run dir always has a last checkpoint
+    resuming_at = epoch_position(start_step, session.steps_per_epoch, start_epoch)
     print(
-        f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(session.strategy)}"
-        + (f", resuming at epoch {resumed_epoch}, step {start_step}" if position else "")
-        + ")",
+        start_line(
+            "tfkit train",
+            config.name,
+            run_dir,
+            [distribute.describe(session.strategy)],
+            chief=session.chief,
+            resuming_at=resuming_at if position else None,
+        ),
         flush=True,
     )
     extra = list(callbacks)
@@ -367,15 +370,16 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
                 except UNREADABLE_CHECKPOINT_ERRORS as err:
                     raise unreadable(latest, err) from None
         start_step = int(loop.step.numpy())
+        details = [distribute.describe(strategy), "custom loop", f"{steps_per_epoch} steps/epoch"]
         print(
-            f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(strategy)}, "
-            f"custom loop, {steps_per_epoch} steps/epoch"
-            + (
-                f", resuming at epoch {start_step // steps_per_epoch + 1}, step {start_step}"
-                if start_step
-                else ""
-            )
-            + ")",
+            start_line(
+                "tfkit train",
+                config.name,
+                run_dir,
+                details,
+                chief=session.chief,
+                resuming_at=epoch_position(start_step, steps_per_epoch) if start_step else None,
+            ),
             flush=True,
         )
         start = time.perf_counter()
@@ -383,8 +387,7 @@ def run_loop(config: ExperimentConfig, run_dir: str | Path, *, resume: bool) -> 
         train_seconds = time.perf_counter() - start
         if loop.stopped_by_signal:
             step = int(loop.step.numpy())
-            # the epoch the run continues with, 1-based as the progress lines count
-            raise Stopped(loop.stop_signal, step // steps_per_epoch + 1, step)
+            raise Stopped(loop.stop_signal, continued_epoch(step, steps_per_epoch), step)
         steps = int(loop.step.numpy())
         checksum = float(sum(np.abs(w).astype("float64").sum() for w in model.get_weights()))
         print(f"final weights checksum: {checksum:.6f}", flush=True)

@@ -44,6 +44,7 @@ from tfkit.runs import (
     Run,
     save_model_atomic,
 )
+from tfkit.training.banner import start_line
 from tfkit.tuning import space as space_lib
 from tfkit.tuning.hypermodel import TRIALS_TB_DIR, TfkitHyperModel
 from tfkit.tuning.launch import set_distributed_env, wait_for_oracle
@@ -335,13 +336,11 @@ def run_search(
     tuner._tfkit_ran = []
     tuner._tfkit_previous = 0 if is_worker else len(tuner.oracle.trials)
 
-    where = f" as {role} {tuner_id}" if role else ""
-    print(
-        f"tfkit tune: {config.name} -> {run_dir} ({tune.tuner}, objective "
-        f"{tune.objective.name}/{tune.objective.direction}{where}"
-        f"{', continuing' if resuming else ''})",
-        flush=True,
-    )
+    objective_text = f"objective {tune.objective.name}/{tune.objective.direction}"
+    if role:
+        objective_text += f" as {role} {tuner_id}"
+    details = [tune.tuner, objective_text, "continuing" if resuming else None]
+    print(start_line("tfkit tune", config.name, run_dir, details), flush=True)
     start = time.perf_counter()
     if role == "chief":
         serve_oracle(tuner, bind=bind)
