@@ -309,28 +309,37 @@ class Loop:
             `nan_policy: stop`; that step's update is already applied).
         """
         if self._train_fn is None:
-            replica_step = self._replica_step
+            # no AutoGraph, as in Keras' own train function: the step's Python runs once
+            # at tracing; the loop over steps is a `tf.while_loop` written out
+            replica_step = tf.autograph.experimental.do_not_convert(self._replica_step)
             if self.jit_compile:
                 replica_step = tf.function(replica_step, jit_compile=True)
             strategy = self.strategy
             stop_on_nan = self.nan_policy == "stop"
 
-            @tf.function
+            @tf.function(autograph=False)
             def train_fn(iterator, steps):
-                losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-                counts = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-                done = tf.constant(0)
-                for i in tf.range(steps):
-                    loss, n = strategy.run(replica_step, args=(next(iterator),))
-                    loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-                    n = strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None)
-                    losses = losses.write(i, loss)
-                    counts = counts.write(i, n)
+                def body(i, losses, counts, finite):
+                    # one reduction for both: [loss, examples] summed over replicas
+                    pair = strategy.run(lambda b: tf.stack(replica_step(b)), args=(next(iterator),))
+                    total = strategy.reduce(tf.distribute.ReduceOp.SUM, pair, axis=None)
                     self.step.assign_add(1)
-                    done = i + 1
-                    if stop_on_nan and not tf.math.is_finite(loss):
-                        break
-                return losses.stack(), counts.stack(), done
+                    if stop_on_nan:  # the step is done; the loop ends after it
+                        finite = tf.math.is_finite(total[0])
+                    return i + 1, losses.write(i, total[0]), counts.write(i, total[1]), finite
+
+                _, losses, counts, _ = tf.while_loop(
+                    lambda i, _losses, _counts, finite: tf.logical_and(i < steps, finite),
+                    body,
+                    (
+                        tf.constant(0),
+                        tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+                        tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+                        tf.constant(True),
+                    ),
+                )
+                losses = losses.stack()
+                return losses, counts.stack(), tf.shape(losses)[0]
 
             self._train_fn = train_fn
         return self._train_fn(iterator, tf.constant(steps, dtype=tf.int32))
@@ -354,18 +363,26 @@ class Loop:
         if self._eval_fn is None:
             strategy = self.strategy
 
-            @tf.function
+            replica_eval = tf.autograph.experimental.do_not_convert(self._replica_eval)
+
+            @tf.function(autograph=False)
             def eval_fn(iterator, steps):
-                total, count, done = tf.constant(0.0), tf.constant(0.0), tf.constant(0)
-                for _ in tf.range(steps):
-                    batch = iterator.get_next_as_optional()
-                    if not batch.has_value():
-                        break
-                    loss, n = strategy.run(self._replica_eval, args=(batch.get_value(),))
-                    total += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-                    count += strategy.reduce(tf.distribute.ReduceOp.SUM, n, axis=None)
-                    done += 1
-                return total, count, done
+                # the next batch is fetched only while steps remain: none is consumed past
+                # `steps`; the loop ends early at the end of the data
+                def body(i, sums, batch):
+                    pair = strategy.run(
+                        lambda b: tf.stack(replica_eval(b)), args=(batch.get_value(),)
+                    )
+                    sums += strategy.reduce(tf.distribute.ReduceOp.SUM, pair, axis=None)
+                    batch = tf.cond(i + 1 < steps, iterator.get_next_as_optional, lambda: batch)
+                    return i + 1, sums, batch
+
+                done, sums, _ = tf.while_loop(
+                    lambda i, _sums, batch: tf.logical_and(i < steps, batch.has_value()),
+                    body,
+                    (tf.constant(0), tf.zeros([2]), iterator.get_next_as_optional()),
+                )
+                return sums[0], sums[1], done
 
             self._eval_fn = eval_fn
         dist = self._distributed.get(id(data))
