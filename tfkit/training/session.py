@@ -41,7 +41,12 @@ from tfkit.runs import (
     save_model_atomic,
     write_json_atomic,
 )
-from tfkit.training.callbacks import BestCheckpoint, Throughput, build_callbacks
+from tfkit.training.callbacks import (
+    BestCheckpoint,
+    FirstEpochCheckpoint,
+    Throughput,
+    build_callbacks,
+)
 from tfkit.training.fit import build_model, fit_model, format_table, spec_to_dict, train_batches
 
 
@@ -193,8 +198,6 @@ def fit(
         start_step // session.steps_per_epoch if session.steps_per_epoch else start_epoch
     ) + 1
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
-    if session.chief and not last.exists():
-        save_model_atomic(model, last)  # a run dir always has a last checkpoint
     print(
         f"tfkit train: {config.name} -> {run_dir} ({distribute.describe(session.strategy)}"
         + (f", resuming at epoch {resumed_epoch}, step {start_step}" if position else "")
@@ -229,8 +232,10 @@ def fit(
         backup.set_model(model)
         backup.restore()  # also when training is over and only the results are missing
         # the backup first: a NaN stops the epoch end before any other callback saves;
+        # then last.keras from the first epoch end on (before metrics.jsonl logs it);
         # the states last: their on_train_begin puts back what the others' reset
-        callbacks = [backup, *others, states]
+        first = [FirstEpochCheckpoint(last)] if session.chief else []
+        callbacks = [backup, *first, *others, states]
         try:
             history = fit_model(
                 model,
