@@ -23,12 +23,17 @@ The main job's model the same way, with the same two ratios: tfkit_demo_vs_keras
 and tfkit_demo_vs_keras_default_fit = a default `tfkit train configs/digits_cnn.yaml` (every
 default on: checkpoints, backup, TensorBoard, throughput and metrics logging; progress bar
 off) / a bare `model.fit` of the same model (same builder, optimizer and seed) on the same
-arrays, compiled with tfkit's steps_per_execution or with Keras' default. Figures: the
-seconds from process start to the first training step of `tfkit train
-configs/digits_cnn.yaml` (the first epoch's begin, from its metrics.jsonl) and that process's
-peak RSS. The JSON's `runs` lists every run's ratio behind each reported median.
+arrays, compiled with tfkit's steps_per_execution or with Keras' default. Start-up
+figures, from pairs of runs alternating in the same benchmark: the seconds from process
+start to the first training step of `tfkit train configs/digits_cnn.yaml` (the first
+epoch's begin, from its metrics.jsonl; `demo_start_to_first_step_s`) and that process's peak
+RSS; the seconds from process start to the end of `import tensorflow, keras` in a bare
+`python -c` (`bare_import_s`); and tfkit's own start-up, the median of the per-pair
+differences (`own_start_s`: everything tfkit does after importing TensorFlow and Keras, up to
+the first step). tfkit's modules are compiled to bytecode first, as an installed package is. The JSON's `runs` lists every run's value behind each reported median.
 
     python benchmarks/bench_fit.py [--quick] --json out.json
+    python benchmarks/bench_fit.py --only-startup [--pairs 5] --json out.json
 """
 
 from __future__ import annotations
@@ -125,19 +130,21 @@ def _demo_tfkit(root: Path, epochs: int) -> float:
     return count * epochs / result["train_seconds"]
 
 
-def _start_up(root: Path) -> tuple[float, float]:
+def _env(code: Path) -> dict[str, str]:
+    """The environment of a timed subprocess: `code` (a tfkit checkout) first on the path."""
+    path = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _start_up(root: Path, code: Path = ROOT) -> tuple[float, float]:
     """(seconds from process start to the first training step, peak RSS in MB) of
-    `tfkit train configs/digits_cnn.yaml` (one epoch)."""
+    `tfkit train configs/digits_cnn.yaml` (one epoch) run from the tfkit checkout `code`."""
     run_dir = root / "startup"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
     command = [sys.executable, "-m", "tfkit.cli", "train", str(DEMO), "--set", "train.epochs=1"]
     start = time.time()
     proc = subprocess.Popen(
         [*command, "--set", "train.verbose=0", "--run-dir", str(run_dir)],
-        env=env,
+        env=_env(code),
         stdout=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(proc.pid, 0)
@@ -145,6 +152,64 @@ def _start_up(root: Path) -> tuple[float, float]:
         raise RuntimeError(f"{' '.join(command)} failed with status {status}")
     first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     return first["time"] - first["epoch_seconds"] - start, usage.ru_maxrss / 1024
+
+
+def _precompile(code: Path = ROOT) -> None:
+    """Compile tfkit's modules in the checkout `code` to bytecode, as installing a package
+    does: TensorFlow and Keras are imported from their installed bytecode, so tfkit's
+    start-up is timed the same way (not compiling its sources in every process, which is
+    what happens where PYTHONDONTWRITEBYTECODE is set)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(code / "tfkit")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _bare_import() -> float:
+    """Seconds from process start to the end of `import tensorflow, keras` in a fresh
+    `python -c` (the clock the start-up's first step is read on; interpreter exit excluded):
+    the floor under every tfkit command."""
+    code = "import time, tensorflow, keras; print(time.time())"
+    start = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(ROOT), capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1]) - start
+
+
+def _start_up_pairs(root: Path, pairs: int) -> tuple[dict, dict]:
+    """`pairs` bare imports and `tfkit train` start-ups, alternating (which goes first
+    alternates too): (runs, figures) of `bare_import_s`, `demo_start_to_first_step_s` and
+    `own_start_s`, tfkit's own start-up (imports of its own, data, model, callbacks up to
+    the first step): the median of the per-pair differences."""
+    _precompile()
+    bare: list[float] = []
+    starts: list[tuple[float, float]] = []
+    for pair in range(pairs):
+        for which in ("bare", "tfkit") if pair % 2 == 0 else ("tfkit", "bare"):
+            if which == "bare":
+                bare.append(_bare_import())
+            else:
+                starts.append(_start_up(root / f"start{pair}"))
+        print(
+            f"start-up pair {pair}: bare import {bare[-1]:.2f} s, tfkit train to its first "
+            f"step {starts[-1][0]:.2f} s",
+            flush=True,
+        )
+    own = [s - b for (s, _), b in zip(starts, bare, strict=True)]
+    runs = {
+        "bare_import_s": [round(b, 2) for b in bare],
+        "demo_start_to_first_step_s": [round(s, 2) for s, _ in starts],
+        "own_start_s": [round(o, 2) for o in own],
+    }
+    figures = {
+        "bare_import_s": round(_median(bare), 2),
+        "demo_start_to_first_step_s": round(_median([s for s, _ in starts]), 2),
+        "own_start_s": round(_median(own), 2),
+        "demo_peak_rss_mb": round(max(r for _, r in starts), 1),
+    }
+    return runs, figures
 
 
 def _keras_fit(x, y, xv, yv, epochs: int, seed: int, spe: int = 1) -> float:
@@ -205,7 +270,21 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="102,400 examples, 3 epochs, 3 runs each"
     )
     parser.add_argument("--json", required=True, help="write the results here")
+    parser.add_argument(
+        "--only-startup",
+        action="store_true",
+        help="only the start-up figures (bare import vs tfkit train to its first step)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, help="start-up pairs (default: 5 with --quick, else 7)"
+    )
     args = parser.parse_args(argv)
+    pairs = args.pairs or (5 if args.quick else 7)
+    if args.only_startup:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, figures = _start_up_pairs(Path(tmp), pairs)
+        write_result(args.json, ratios={}, figures=figures, runs=runs)
+        return 0
 
     import numpy as np
 
@@ -286,14 +365,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"tfkit {demo['tfkit'][-1]:.0f} ex/s",
                 flush=True,
             )
-        starts = [_start_up(Path(tmp) / f"start{i}") for i in range(3 if args.quick else 5)]
+        start_runs, start_figures = _start_up_pairs(Path(tmp), pairs)
     demo_same = [t / k for t, k in zip(demo["tfkit"], demo["keras_same"], strict=True)]
     demo_default = [t / k for t, k in zip(demo["tfkit"], demo["keras"], strict=True)]
     out["ratios"]["tfkit_demo_vs_keras_fit_same_spe"] = round(_median(demo_same), 3)
     out["ratios"]["tfkit_demo_vs_keras_default_fit"] = round(_median(demo_default), 3)
     out["runs"]["tfkit_demo_vs_keras_fit_same_spe"] = [round(r, 3) for r in demo_same]
     out["runs"]["tfkit_demo_vs_keras_default_fit"] = [round(r, 3) for r in demo_default]
-    out["runs"]["demo_start_to_first_step_s"] = [round(s, 2) for s, _ in starts]
+    out["runs"].update(start_runs)
     out["figures"].update(
         {
             "demo_epochs": demo_epochs,
@@ -301,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "demo_tfkit_runs": [round(r, 1) for r in demo["tfkit"]],
             "demo_keras_runs": [round(r, 1) for r in demo["keras"]],
             "demo_keras_same_spe_runs": [round(r, 1) for r in demo["keras_same"]],
-            "demo_start_to_first_step_s": round(_median([s for s, _ in starts]), 2),
-            "demo_peak_rss_mb": round(max(r for _, r in starts), 1),
+            **start_figures,
         }
     )
     write_result(args.json, **out)

@@ -37,6 +37,7 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "tfkit_demo_vs_keras_fit_same_spe": (">=", 0.9, "tfkit's callbacks cost at most 10 %"),
     "tfkit_demo_vs_keras_default_fit": (">=", 1.25, "the demo 25 % faster than Keras' defaults"),
     "demo_start_to_first_step_s": ("<=", 5.0, "seconds from start to the first step"),
+    "own_start_s": ("<=", 1.0, "tfkit's start-up after importing TensorFlow and Keras"),
     "loop_vs_fit": (">=", 1.0, "the custom loop as fast as fit"),
     "ada_cost_ratio": ("<=", 1.15, "ADA costs at most 15 %"),
     "narrow_b16_train_img_per_s": (">=", 18.86, "2x stylegan2-ada-pytorch's 9.43 img/s"),

@@ -31,6 +31,25 @@ def test_default_config_is_digits_images():
     assert flat.spec.inputs[0].shape == (64,)
 
 
+def test_digits_are_scikit_learns_digits(monkeypatch):
+    """The digits read from scikit-learn's file equal `load_digits()`'s, and without the
+    file the loader gives them all the same."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+
+    from tfkit.data import datasets
+
+    bunch = load_digits()
+    images, labels = datasets.digits_table()
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    images, labels = datasets.digits_table()
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)
+
+
 @pytest.mark.parametrize(
     "source, shape, task",
     [

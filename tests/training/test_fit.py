@@ -66,6 +66,33 @@ def test_config_trains_and_writes_run(name, run_root):
             np.testing.assert_array_equal(u, v)
 
 
+def test_last_checkpoint_is_written_at_the_first_epoch_end_not_before_the_first_step(run_root):
+    """`checkpoints/last.keras` is the model after the first finished epoch (with any
+    `train.checkpoint`, here none), and nothing writes it before training starts."""
+    overrides = ["train.epochs=2", "train.tensorboard=false", "train.checkpoint=none"]
+    config = load_config(CONFIGS / "simple_ann.yaml", overrides)
+    run_dir = create_run_dir(config, root=run_root)
+    last = run_dir / "checkpoints" / "last.keras"
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.setdefault("at_first_step", last.exists())
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                seen["after_first_epoch"] = last.exists()
+                seen["weights"] = self.model.get_weights()
+
+    fit(config, run_dir, callbacks=[Probe()])
+    assert seen["at_first_step"] is False and seen["after_first_epoch"] is True
+    saved = keras.saving.load_model(last).get_weights()
+    for u, v in zip(saved, seen["weights"], strict=True):
+        np.testing.assert_array_equal(u, v)  # the first epoch's model, not the final one
+    final = keras.saving.load_model(run_dir / "model.keras").get_weights()
+    assert any(not np.array_equal(u, v) for u, v in zip(saved, final, strict=True))
+
+
 def test_evaluate_and_predict_commands(run_root, tmp_path, capsys):
     config = load_config(CONFIGS / "simple_ann.yaml", ["train.epochs=3", "train.tensorboard=false"])
     run_dir = create_run_dir(config, root=run_root)

@@ -44,16 +44,37 @@ class Arrays:
 SHAPE_CLASSES = ("circle", "square", "triangle")
 
 
+def digits_table() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as `load_digits()` gives them: images (1797, 8, 8) of
+    values 0-16 and their labels.
+
+    Read from the file scikit-learn ships, without importing `sklearn.datasets` (which
+    imports every loader it has: a tenth of a second of every run's start-up); through
+    `load_digits` when the file is not where scikit-learn has always kept it.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")  # 64 pixels, then the label
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
 def digits(layout: str = "image") -> Arrays:
     """scikit-learn's bundled 8x8 digits, scaled to [0, 1].
 
     Args:
         layout: `image` gives x of shape (N, 8, 8, 1), `flat` gives (N, 64).
     """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1)
+    images, labels = digits_table()
+    x = (images.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1)
     if layout == "flat":
         x = x.reshape(len(x), 64)
     elif layout != "image":
@@ -62,7 +83,7 @@ def digits(layout: str = "image") -> Arrays:
         )
     return Arrays(
         x=x,
-        y=bunch.target.astype(np.int32),
+        y=labels.astype(np.int32),
         task="multiclass",
         num_classes=10,
         class_names=tuple(str(i) for i in range(10)),

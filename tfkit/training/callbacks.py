@@ -1,5 +1,5 @@
 """Callbacks from the `train` config, and tfkit's own `MetricsLogger`, `Throughput`,
-`LastCheckpoint` and `BestCheckpoint`.
+`LastCheckpoint`, `BestCheckpoint` and `FirstEpochCheckpoint`.
 
 `build_callbacks(train_cfg, run_dir)` returns the callbacks a run needs:
 
@@ -202,6 +202,28 @@ class LastCheckpoint(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.save_at_end:
             self._save()
+
+
+class FirstEpochCheckpoint(keras.callbacks.Callback):
+    """Save the model to `path` (`.keras`, atomically) at the end of the first epoch when
+    no file is there yet: `tfkit train`'s `checkpoints/last.keras` exists from the first
+    finished epoch on, whatever `train.checkpoint` says, and nothing is written before the
+    first step.
+
+    Args:
+        path: the `.keras` file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+        self._checked = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self._checked:
+            self._checked = True
+            if not self.path.exists():
+                save_model_atomic(self.model, self.path)
 
 
 class BestCheckpoint(LastCheckpoint):

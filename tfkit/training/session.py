@@ -42,7 +42,12 @@ from tfkit.runs import (
     write_json_atomic,
 )
 from tfkit.training.banner import continued_epoch, epoch_position, start_line
-from tfkit.training.callbacks import BestCheckpoint, Throughput, build_callbacks
+from tfkit.training.callbacks import (
+    BestCheckpoint,
+    FirstEpochCheckpoint,
+    Throughput,
+    build_callbacks,
+)
 from tfkit.training.fit import build_model, fit_model, format_table, spec_to_dict, train_batches
 
 
@@ -199,8 +204,6 @@ def fit(
     position = saved_position(run_dir / BACKUP_DIR) if resume else None
     start_step, start_epoch = position or (0, 0)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
-    if session.chief and not last.exists():
-        save_model_atomic(model, last)  # a run dir always has a last checkpoint
     resuming_at = epoch_position(start_step, session.steps_per_epoch, start_epoch)
     print(
         start_line(
@@ -241,8 +244,10 @@ def fit(
         backup.set_model(model)
         backup.restore()  # also when training is over and only the results are missing
         # the backup first: a NaN stops the epoch end before any other callback saves;
+        # then last.keras from the first epoch end on (before metrics.jsonl logs it);
         # the states last: their on_train_begin puts back what the others' reset
-        callbacks = [backup, *others, states]
+        first = [FirstEpochCheckpoint(last)] if session.chief else []
+        callbacks = [backup, *first, *others, states]
         try:
             history = fit_model(
                 model,
