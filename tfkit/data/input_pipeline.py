@@ -341,7 +341,13 @@ def _split_dataset(
         ds = ds.shuffle(
             min(cfg.shuffle_buffer, max(src.count, 1)), seed=seed, reshuffle_each_iteration=True
         )
-    ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder)
+    # batches are copied together in parallel (in order unless `deterministic: false`)
+    ds = ds.batch(
+        batch_size,
+        drop_remainder=cfg.drop_remainder,
+        num_parallel_calls=_num_parallel(cfg),
+        deterministic=cfg.deterministic,
+    )
     n_pipes = input_context.num_input_pipelines if input_context else 1
     if ds.cardinality() == tf.data.UNKNOWN_CARDINALITY and n_pipes == 1 and not cfg.ignore_errors:
         # filtered records (a split of TFRecords) or a stream: the split's count is known, so
