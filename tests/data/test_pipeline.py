@@ -303,3 +303,22 @@ def test_tfrecord_cache_parses_early_same_batches_as_uncached(tmp_path, drop_rem
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(cached[0][0][0], cached[1][0][0])  # reshuffled each epoch
+
+
+def test_tfrecord_memory_cache_serves_later_epochs(tmp_path):
+    """The cache holds the parsed examples: once filled, the files are not read again."""
+    from tfkit.data.tfrecord import write_tfrecords
+
+    images = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2, 1)
+    write_tfrecords({"image": images, "label": np.arange(40) % 2}, tmp_path, num_shards=2,
+                    meta={"label": "label"})  # fmt: skip
+    cfg = DataConfig.model_validate(
+        {"source": {"kind": "tfrecord", "path": str(tmp_path)}, "batch_size": 8,
+         "split": {"train": 1.0, "val": 0.0, "test": 0.0}}
+    )  # fmt: skip
+    train = build(cfg).train
+    first = sorted(float(v) for x, _ in train for v in x.numpy()[:, 0, 0, 0])
+    for f in tmp_path.glob("*.tfrecord"):
+        f.write_bytes(b"")  # emptied: only the cache can still give the examples
+    again = sorted(float(v) for x, _ in train for v in x.numpy()[:, 0, 0, 0])
+    assert again == first and len(first) == 40

@@ -335,7 +335,7 @@ def _split_dataset(
         table = None  # the split is the whole source: no per-record filter
     ds, needs_parse = _examples(src, table, split_id, input_context, cfg)
     pipe = input_context.input_pipeline_id if input_context else 0
-    if needs_parse or src.element_fn is not None or src.stream is not None:
+    if src.files is not None or src.element_fn is not None or src.stream is not None:
         ds = _cache(ds, cfg, name, pipe)  # in-memory arrays need no cache
     if training and cfg.shuffle_buffer > 0:
         ds = ds.shuffle(
