@@ -268,3 +268,57 @@ def test_tfkit_data_pipeline_is_the_plain_function_after_any_import():
         tf.data.Dataset.range(5), {"batch_size": 2, "shuffle_buffer": 0}, training=False
     )
     assert [b.numpy().tolist() for b in ds] == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_tfrecord_cache_parses_early_same_batches_as_uncached(tmp_path, drop_remainder):
+    """With a cache, TFRecords are parsed before it (by the file readers); the batches, their
+    order under the seed and their dtypes equal those of the uncached path, parsed per batch."""
+    from tfkit.data.tfrecord import write_tfrecords
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(203, 4, 4, 3), dtype=np.uint8)
+    labels = (np.arange(203) % 5).astype(np.int64)
+    write_tfrecords({"image": images, "label": labels}, tmp_path, num_shards=3,
+                    meta={"label": "label"})  # fmt: skip
+
+    def batches(cache):
+        cfg = DataConfig.model_validate(
+            {"source": {"kind": "tfrecord", "path": str(tmp_path)}, "batch_size": 16,
+             "cache": cache, "seed": 4, "drop_remainder": drop_remainder,
+             "split": {"train": 0.8, "val": 0.2, "test": 0.0}}
+        )  # fmt: skip
+        splits = build(cfg)
+        return [
+            [(x.numpy(), y.numpy()) for x, y in ds]
+            for ds in (splits.train, splits.train, splits.val)
+        ]
+
+    cached, uncached = batches("memory"), batches("none")
+    assert [len(e) for e in cached] == [len(e) for e in uncached]
+    assert sum(len(x) for x, _ in cached[2]) == (32 if drop_remainder else 41)
+    for epoch_a, epoch_b in zip(cached, uncached, strict=True):
+        for (xa, ya), (xb, yb) in zip(epoch_a, epoch_b, strict=True):
+            assert xa.dtype == xb.dtype == np.float32 and ya.dtype == yb.dtype
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(cached[0][0][0], cached[1][0][0])  # reshuffled each epoch
+
+
+def test_tfrecord_memory_cache_serves_later_epochs(tmp_path):
+    """The cache holds the parsed examples: once filled, the files are not read again."""
+    from tfkit.data.tfrecord import write_tfrecords
+
+    images = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2, 1)
+    write_tfrecords({"image": images, "label": np.arange(40) % 2}, tmp_path, num_shards=2,
+                    meta={"label": "label"})  # fmt: skip
+    cfg = DataConfig.model_validate(
+        {"source": {"kind": "tfrecord", "path": str(tmp_path)}, "batch_size": 8,
+         "split": {"train": 1.0, "val": 0.0, "test": 0.0}}
+    )  # fmt: skip
+    train = build(cfg).train
+    first = sorted(float(v) for x, _ in train for v in x.numpy()[:, 0, 0, 0])
+    for f in tmp_path.glob("*.tfrecord"):
+        f.write_bytes(b"")  # emptied: only the cache can still give the examples
+    again = sorted(float(v) for x, _ in train for v in x.numpy()[:, 0, 0, 0])
+    assert again == first and len(first) == 40

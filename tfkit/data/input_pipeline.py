@@ -6,6 +6,11 @@ shuffle (train, seeded) -> batch -> parse (TFRecords, a whole batch at once) -> 
 float in [0, 1] -> augmentation and x-flip (train) -> normalization -> one-hot labels ->
 repeat (train) -> prefetch. Normalization and augmentation are Keras preprocessing layers;
 their statistics come from the whole (unsharded) train split, so every worker agrees.
+
+TFRecords with a cache are parsed before it instead (in blocks, by the parallel file
+readers), unless a feature grows when decoded (PNG/JPEG) or is padded per batch (varlen):
+later epochs then read parsed examples, as from memory. The examples and their order are
+the same either way. Parsing and the per-batch conversions run as one map.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit.data import checks
-from tfkit.data.sources import Source, parse_fn, record_dataset, resolve
+from tfkit.data.sources import Source, parse_fn, parses_early, record_dataset, resolve
 from tfkit.data.spec import DataSpec, InputSpec
 from tfkit.errors import UserError
 
@@ -242,11 +247,13 @@ def _float_range(src: Source) -> tuple[float, float] | None:
 def _examples(
     src: Source, table, split_id: int, input_context, cfg
 ) -> tuple[tf.data.Dataset, bool]:
-    """Unbatched elements of one split (records for TFRecords); and whether they still need
-    batch parsing."""
+    """Unbatched elements of one split (records for TFRecords, parsed examples when they are
+    cached); and whether they still need batch parsing."""
     n_pipes = input_context.num_input_pipelines if input_context else 1
     pipe = input_context.input_pipeline_id if input_context else 0
     if src.files is not None:
+        # with a cache, parse before it: each later epoch then skips the parser
+        early = cfg.cache != "none" and parses_early(src)
         ds = record_dataset(
             src,
             table=table,
@@ -254,8 +261,9 @@ def _examples(
             input_context=input_context,
             ignore_errors=cfg.ignore_errors,
             deterministic=cfg.deterministic,
+            parsed=early,
         )
-        return ds, True
+        return ds, not early
     if src.stream is not None:
         ds = src.stream()
         if table is not None:
@@ -327,25 +335,30 @@ def _split_dataset(
         table = None  # the split is the whole source: no per-record filter
     ds, needs_parse = _examples(src, table, split_id, input_context, cfg)
     pipe = input_context.input_pipeline_id if input_context else 0
-    if needs_parse or src.element_fn is not None or src.stream is not None:
+    if src.files is not None or src.element_fn is not None or src.stream is not None:
         ds = _cache(ds, cfg, name, pipe)  # in-memory arrays need no cache
     if training and cfg.shuffle_buffer > 0:
         ds = ds.shuffle(
             min(cfg.shuffle_buffer, max(src.count, 1)), seed=seed, reshuffle_each_iteration=True
         )
-    ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder)
+    # batches are copied together in parallel (in order unless `deterministic: false`)
+    ds = ds.batch(
+        batch_size,
+        drop_remainder=cfg.drop_remainder,
+        num_parallel_calls=_num_parallel(cfg),
+        deterministic=cfg.deterministic,
+    )
     n_pipes = input_context.num_input_pipelines if input_context else 1
     if ds.cardinality() == tf.data.UNKNOWN_CARDINALITY and n_pipes == 1 and not cfg.ignore_errors:
         # filtered records (a split of TFRecords) or a stream: the split's count is known, so
         # say it; else Keras warns "Your input ran out of data" at the end of every epoch
         batches = count // batch_size if cfg.drop_remainder else -(-count // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    if needs_parse:
+    batch_fn = _batch_fn(ds, parse_fn(src) if needs_parse else None, post)
+    if batch_fn is not None:
         ds = ds.map(
-            parse_fn(src), num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic
+            batch_fn, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic
         )
-    if not _is_identity(post, ds.element_spec):
-        ds = ds.map(post, num_parallel_calls=_num_parallel(cfg), deterministic=cfg.deterministic)
     if training and cfg.repeat:
         ds = ds.repeat()
     if cfg.prefetch:
@@ -353,6 +366,22 @@ def _split_dataset(
     options = tf.data.Options()
     options.deterministic = cfg.deterministic
     return ds.with_options(options)
+
+
+def _batch_fn(ds: tf.data.Dataset, parse, post):
+    """The one per-batch map: `parse` (TFRecords still serialized) then `post`, either left
+    out when it has nothing to do; None when both are. One map stage instead of two saves a
+    thread hand-off and a buffer per batch."""
+    if parse is None:
+        return None if _is_identity(post, ds.element_spec) else post
+    if _is_identity(post, ds.map(parse).element_spec):  # traced only, nothing runs
+        return parse
+
+    def parse_post(*batch):
+        element = parse(*batch)
+        return post(*element) if isinstance(element, tuple) else post(element)
+
+    return parse_post
 
 
 def _num_parallel(cfg):

@@ -740,6 +740,17 @@ def record_dataset_plain(
     return ds.ignore_errors() if ignore_errors else ds
 
 
+# records parsed per file in blocks of this many (`record_dataset(..., parsed=True)`)
+PARSE_BLOCK = 128
+
+
+def parses_early(src: Source) -> bool:
+    """Whether examples of `src` can be parsed before the cache and shuffle: every feature
+    has a fixed shape and decodes to about the bytes its record holds (no `varlen` lists,
+    which are padded per batch, and no PNG/JPEG images, which grow when decoded)."""
+    return all(not s.varlen and s.storage not in ("png", "jpeg") for s in src.features)
+
+
 def record_dataset(
     src: Source,
     *,
@@ -748,12 +759,17 @@ def record_dataset(
     input_context: tf.distribute.InputContext | None = None,
     ignore_errors: bool = False,
     deterministic: bool = True,
+    parsed: bool = False,
 ) -> tf.data.Dataset:
-    """Unbatched `(serialized record, file name)` pairs of one split of a TFRecord source.
+    """Unbatched `(serialized record, file name)` pairs of one split of a TFRecord source;
+    with `parsed`, unbatched examples (the elements of `parse_fn`, one at a time).
 
     Shards are read in parallel (interleaved); with an `input_context` of several
     pipelines, files are divided among them when there are enough files, else records
-    are. `table[global index] == split_id` selects the split's records.
+    are. `table[global index] == split_id` selects the split's records. `parsed` parses
+    each file's records in blocks with `tf.io.parse_example` inside the parallel readers
+    (the file name goes to the parser once per block, not along with every record); the
+    examples come in the same order as the records would.
     """
     files = list(src.files)
     offsets = np.concatenate([[0], np.cumsum(src.file_counts)[:-1]]).astype(np.int64)
@@ -768,6 +784,7 @@ def record_dataset(
     )
     lookup = tf.constant(table, tf.int8) if table is not None else None
     compression = src.compression
+    parse = parse_fn(src) if parsed else None
 
     def read(f, offset):
         ds = tf.data.TFRecordDataset(f, compression_type=compression, buffer_size=1 << 20)
@@ -776,6 +793,9 @@ def record_dataset(
         if lookup is not None:
             ds = ds.enumerate().filter(lambda j, r: tf.gather(lookup, offset + j) == split_id)
             ds = ds.map(lambda j, r: r)
+        if parse is not None:
+            block = ds.batch(PARSE_BLOCK).map(lambda r: parse(r, tf.fill(tf.shape(r), f)))
+            return block.unbatch()
         return ds.map(lambda r: (r, f))
 
     ds = fds.interleave(
