@@ -30,12 +30,13 @@ HERE = Path(__file__).resolve().parent
 
 # figure -> (comparison, bound, what the bound means); figures without one are informative
 TARGETS: dict[str, tuple[str, float, str]] = {
-    "data_vs_memory": (">=", 0.5, "the TFRecord pipeline at least half as fast as memory"),
+    "data_vs_memory": (">=", 0.8, "the cached TFRecord pipeline at 80 % of memory's speed"),
+    "nocache_vs_memory": (">=", 0.5, "reading and parsing every epoch at half memory's speed"),
     "data_vs_textbook": (">=", 5.0, "5x the per-example textbook pipeline"),
     "tfkit_fit_vs_keras_fit_same_spe": (">=", 0.9, "tfkit's callbacks cost at most 10 %"),
     "tfkit_fit_vs_keras_default_fit": (">=", 0.97, "tfkit's defaults no slower than Keras'"),
     "tfkit_demo_vs_keras_fit_same_spe": (">=", 0.9, "tfkit's callbacks cost at most 10 %"),
-    "tfkit_demo_vs_keras_default_fit": (">=", 1.25, "the demo 25 % faster than Keras' defaults"),
+    "tfkit_demo_vs_keras_default_fit": (">=", 1.4, "the demo 40 % faster than Keras' defaults"),
     "demo_start_to_first_step_s": ("<=", 5.0, "seconds from start to the first step"),
     "own_start_s": ("<=", 1.0, "tfkit's start-up after importing TensorFlow and Keras"),
     "loop_vs_fit": (">=", 1.0, "the custom loop as fast as fit"),
