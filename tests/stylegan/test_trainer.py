@@ -200,54 +200,59 @@ def _tb_steps(run_dir) -> dict[str, list[int]]:
     return steps
 
 
-@pytest.mark.parametrize("augment, signum", [("none", "SIGTERM"), ("ada", "SIGINT")])
-def test_signal_checkpoint_then_resume_is_exact(tmp_path, augment, signum):
-    """SIGTERM / Ctrl-C mid-run, then resume: the same weights, optimizer state, ADA
-    probability and accumulator as the uninterrupted run, and TensorBoard steps in images,
-    each logged once."""
+def test_signal_checkpoint_then_resume_is_exact(tmp_path):
+    """SIGTERM mid-tick, resume, Ctrl-C, resume to the end: the same weights, optimizer
+    state, ADA probability and accumulator as the uninterrupted run, each signal's status
+    and the handler from before put back, and TensorBoard steps in images, each logged once.
+    ADA is on: a run without augmentation saves and restores a subset of this state."""
     import signal
 
     gan = dict(
-        g_reg_interval=2, d_reg_interval=3, ema_kimg=0.01, ema_rampup=0.0, augment=augment
-    )  # G_ema far from G
-    if augment == "ada":  # p starts at 0.5 and moves by 0.032 every 4 iterations
-        gan.update(ada_kimg=1.0, ada_interval=4)
-    full = _trainer(tmp_path, run="full", **gan)
-    if augment == "ada":
-        full.augment_pipe.p.assign(0.5)  # D sees augmented images from the start
+        g_reg_interval=2,
+        d_reg_interval=3,
+        ema_kimg=0.01,
+        ema_rampup=0.0,  # G_ema far from G
+        augment="ada",
+        ada_kimg=1.0,  # p starts at 0.5 and moves by 0.032 every 4 iterations
+        ada_interval=4,
+    )
+
+    def new_run(run):
+        trainer = _trainer(tmp_path, run=run, **gan)
+        trainer.augment_pipe.p.assign(0.5)  # D sees augmented images from the start
+        return trainer
+
+    def run_until(trainer, signum, step) -> str:
+        before = signal.getsignal(signum)
+        status = trainer.run(
+            hook=lambda tr: signal.raise_signal(signum) if int(tr.step.numpy()) == step else None
+        )
+        assert signal.getsignal(signum) is before  # the handler from before the run is back
+        return status
+
+    full = new_run("full")
     assert full.run() == "done"
     assert int(full.nimg.numpy()) == 48 and int(full.step.numpy()) == 6
-    part = _trainer(tmp_path, run="part", **gan)
-    if augment == "ada":
-        part.augment_pipe.p.assign(0.5)
-    sig = getattr(signal, signum)
-    before = signal.getsignal(sig)
-    status = part.run(
-        hook=lambda tr: signal.raise_signal(sig) if int(tr.step.numpy()) == 3 else None
-    )
-    assert status == ("stopped" if signum == "SIGTERM" else "interrupted")
-    assert signal.getsignal(sig) is before  # the handler from before the run is back
+    part = new_run("part")
+    assert run_until(part, signal.SIGTERM, 3) == "stopped"
+    assert int(part.ada_count.numpy()) > 0  # the checkpoint holds a partial interval
     resumed = _trainer(tmp_path, run="part", resume=True, **gan)
-    assert (
-        int(resumed.nimg.numpy()) == 24 and int(resumed.step.numpy()) == 3
-    )  # continues at the saved kimg
+    assert int(resumed.nimg.numpy()) == 24 and int(resumed.step.numpy()) == 3
+    assert run_until(resumed, signal.SIGINT, 5) == "interrupted"
+    resumed = _trainer(tmp_path, run="part", resume=True, **gan)
+    assert int(resumed.nimg.numpy()) == 40 and int(resumed.step.numpy()) == 5
     assert resumed.run() == "done"
     worst = max(np.max(np.abs(a - b)) for a, b in zip(_state(full), _state(resumed), strict=True))
     assert worst <= 1e-5
     assert float(full.pl_mean.numpy()) == pytest.approx(float(resumed.pl_mean.numpy()), abs=1e-6)
-    if augment == "ada":
-        assert int(part.ada_count.numpy()) > 0  # the checkpoint held a partial interval
-        p_full, p_resumed = (
-            float(full.augment_pipe.p.numpy()),
-            float(resumed.augment_pipe.p.numpy()),
-        )
-        assert p_full != 0.5 and p_resumed == p_full
-        assert float(resumed.ada_sum.numpy()) == float(full.ada_sum.numpy())
+    p_full, p_resumed = float(full.augment_pipe.p.numpy()), float(resumed.augment_pipe.p.numpy())
+    assert p_full != 0.5 and p_resumed == p_full
+    assert float(resumed.ada_sum.numpy()) == float(full.ada_sum.numpy())
     ticks = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").open()]
     assert [t["kimg"] for t in ticks] == [0.016, 0.024, 0.04, 0.048]
-    assert ("augment_p" in ticks[0]) == (augment == "ada") and "augment_rt" in ticks[0]
+    assert "augment_p" in ticks[0] and "augment_rt" in ticks[0]
     tb = _tb_steps(tmp_path / "part")
-    assert tb["img_per_sec"] == [16, 24, 40, 48]  # images, before and after the resume
+    assert tb["img_per_sec"] == [16, 24, 40, 48]  # images, before and after each resume
     assert tb["fakes"] == [0, 16, 24, 40, 48]  # the initial grid once, then each snapshot
     assert list((tmp_path / "full").glob("fakes*.png"))
 
