@@ -144,7 +144,7 @@ PRESETS: dict[str, dict] = {
     ),
 }
 PRESET_NAMES = GAN_PRESET_NAMES
-if tuple(PRESETS) != PRESET_NAMES:  # config.py validates `gan.preset` against the names
+if tuple(PRESETS) != PRESET_NAMES:  # tfkit.config validates `gan.preset` against the names
     raise RuntimeError(f"PRESETS {tuple(PRESETS)} != config.GAN_PRESET_NAMES {PRESET_NAMES}")
 
 
