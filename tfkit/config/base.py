@@ -80,7 +80,7 @@ def check_power_of_two(value: int, name: str, low: int = 1, high: int | None = N
     """`value`, or ValueError unless it is a power of two (from `low` to `high`), naming it:
     "must be a power of two from 8 to 1024. Received: resolution=48"."""
     if value < low or (high is not None and value > high) or value & (value - 1):
-        bounds = f" from {low} to {high}" if high is not None else ""
+        bounds = f" from {low} to {high}" if high is not None else f" >= {low}" if low > 1 else ""
         raise ValueError(f"must be a power of two{bounds}. Received: {name}={value}")
     return value
 
