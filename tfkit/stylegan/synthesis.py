@@ -17,9 +17,9 @@ from tfkit.stylegan.layers import (
     SynthesisLayer,
     ToRGB,
     _check_noise_mode,
-    upsample2d,
 )
 from tfkit.stylegan.mapping import MappingNetwork
+from tfkit.stylegan.ops import upsample2d
 
 ARCHS = ("stylegan2", "stylegan")
 
