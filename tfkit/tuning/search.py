@@ -283,6 +283,26 @@ def _worker_result(tuner, search_dir: Path, tuner_id: str, seconds: float) -> di
     }
 
 
+def _trial_strategy(config: ExperimentConfig):
+    """The strategy every trial trains under, this process's runtime set up for it.
+
+    Raises:
+        UserError: `runtime.strategy: multi_worker` (a search spreads trials instead).
+    """
+    from tfkit import distribute
+
+    if config.runtime.strategy == "multi_worker":
+        raise UserError(
+            "runtime.strategy: multi_worker: tfkit tune trains each trial in one process (a "
+            "distributed search spreads the trials over the processes); use auto, mirrored "
+            "or one_device"
+        )
+    # the processes of a cluster run different trials: each trial is local to its process
+    runtime = config.runtime.model_copy(update={"cluster": "local"})
+    distribute.setup_runtime(runtime)
+    return distribute.strategy(runtime)
+
+
 def run_search(
     config: ExperimentConfig,
     raw: dict,
@@ -316,8 +336,6 @@ def run_search(
         UserError: no tune section, a bad space key or value, an objective the model does
             not produce, a changed search without `overwrite`, an unreachable oracle.
     """
-    from tfkit import distribute
-
     tune = config.tune
     if tune is None:
         raise UserError("The config has no `tune:` section; add one (see configs/tune_digits.yaml)")
@@ -338,16 +356,7 @@ def run_search(
             raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
     resuming = _prepare_search_dir(config, run_dir, search_dir, overwrite, write=not is_worker)
 
-    if config.runtime.strategy == "multi_worker":
-        raise UserError(
-            "runtime.strategy: multi_worker: tfkit tune trains each trial in one process (a "
-            "distributed search spreads the trials over the processes); use auto, mirrored "
-            "or one_device"
-        )
-    # the processes of a cluster run different trials: each trial is local to its process
-    runtime = config.runtime.model_copy(update={"cluster": "local"})
-    distribute.setup_runtime(runtime)
-    strategy = distribute.strategy(runtime)
+    strategy = _trial_strategy(config)
     hypermodel = _HyperModel(raw, tune.space, search_dir / TRIALS_TB_DIR)
     if not resuming and not is_worker:
         check_objective(hypermodel, tune.space, tune.objective.name)
