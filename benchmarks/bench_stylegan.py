@@ -190,7 +190,7 @@ def conv3x3_ms(repeats: int = 5) -> dict[str, float]:
     """Forward + backward ms of one 3x3 'SAME' convolution, direct and by Winograd."""
     import tensorflow as tf
 
-    from tfkit.stylegan.layers import winograd_conv3x3
+    from tfkit.stylegan.ops import winograd_conv3x3
 
     x = tf.random.stateless_normal([16, 32, 32, 128], [0, 3])
     kernel = tf.random.stateless_normal([3, 3, 128, 128], [0, 4])

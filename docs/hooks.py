@@ -229,7 +229,7 @@ def config_reference() -> str:
     _sections(ExperimentConfig, "", "Top level", sections)
     parts = [
         "# Configuration reference\n",
-        "Generated from the config schema (`tfkit/config.py`) when the site is built: every "
+        "Generated from the config schema (the `tfkit/config/` package) when the site is built: every "
         "key `tfkit config validate` accepts, with its type, default, allowed values and the "
         "explanation in the code. A key written `a.b[]` is an item of a list, `a.<key>` a value "
         "of a map (e.g. `tune.space.<key>`, where `<key>` is a dotted config key). A section "

@@ -110,7 +110,7 @@ def test_config_reference_gives_type_default_allowed_values_and_the_codes_commen
     assert allowed == "`auto`, `default`, `one_device`, `mirrored`, `multi_worker`"
     key, kind, default, allowed, text = rows["train.checkpoint_every"]
     assert kind == "int" and default == "`0`" and allowed == ">= 0"
-    assert text == "steps; 0 = at each epoch end"  # the field's comment in tfkit/config.py
+    assert text == "steps; 0 = at each epoch end"  # the field's comment in tfkit/config/train.py
     # a comment block above the field, joined
     assert rows["model.batch_norm_momentum"][4].startswith("0.9 (PyTorch's 0.1)")
     assert rows["data.source.count"][2] in ("`2000`", "`4000`")

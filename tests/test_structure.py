@@ -243,7 +243,7 @@ def _closure(module: str) -> set[str]:
 
 
 def test_config_imports_no_tensorflow_side_module():
-    # everything config.py reaches, lazily or not, is outside the TF-side packages
+    # everything tfkit.config reaches, lazily or not, is outside the TF-side packages
     tf_side = ("tfkit.data", "tfkit.models", "tfkit.training", "tfkit.stylegan", "tfkit.tuning")
     reached = _closure("tfkit.config")
     assert sorted(m for m in reached if m.startswith(tf_side)) == []

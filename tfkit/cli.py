@@ -76,14 +76,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every tfkit command."""
-    parser = _Parser(
-        prog="tfkit",
-        description="Keras-first TensorFlow toolkit: data, models, training, tuning, StyleGAN.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_config_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit config show|validate`."""
     cfg = sub.add_parser("config", help="show or validate an experiment config")
     cfg_sub = cfg.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     p = cfg_sub.add_parser("show", help="print the resolved config (every default filled in)")
@@ -91,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cfg_sub.add_parser("validate", help="check a config and report every problem")
     _add_config_args(p)
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit data convert|inspect`."""
     data = sub.add_parser("data", help="convert data to TFRecords, inspect datasets")
     data_sub = data.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     p = data_sub.add_parser("convert", help="write sharded TFRecords plus a schema file")
@@ -141,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignore-errors", action="store_true", help="skip corrupt records and count them"
     )
 
+
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit train` and `tfkit evaluate`."""
     p = sub.add_parser("train", help="train a model from a config")
     p.add_argument("config", nargs="?", help="experiment YAML file (optional with --resume)")
     _add_config_args(p, config_required=False)
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "when the data moved (repeatable)",
     )
 
+
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit predict`."""
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir", help="run directory (or exported SavedModel directory)")
     p.add_argument(
@@ -183,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an image of another size is refused)",
     )
 
+
+def _add_tune_command(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit tune`, alone or as a distributed search's chief or worker."""
     p = sub.add_parser("tune", help="Keras Tuner search over the config's `tune:` space")
     _add_config_args(p)
     p.add_argument(
@@ -210,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a worker waits for the oracle",
     )
 
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit export`."""
     p = sub.add_parser("export", help="export a run as a SavedModel or a LiteRT flatbuffer")
     p.add_argument("run_dir", help="run directory (a GAN run exports its EMA generator)")
     p.add_argument(
@@ -220,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
+
+def _add_launch_command(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit launch`."""
     p = sub.add_parser("launch", help="run a tfkit command as N local workers (multi-worker)")
     p.add_argument("--workers", type=A.int_at_least(1), default=2)
     p.add_argument(
@@ -246,12 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
 
+
+def _add_gan_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit gan train|generate|augment-grid|metrics`."""
     gan = sub.add_parser("gan", help="StyleGAN: train, generate images")
     gan_sub = gan.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     p = gan_sub.add_parser("train", help="train a StyleGAN from a config (gan section)")
     p.add_argument("config", nargs="?", help="experiment YAML file (optional with --resume)")
     _add_config_args(p, config_required=False)
     _add_run_args(p)
+    _add_gan_generate(gan_sub)
+    _add_gan_augment_grid(gan_sub)
+    _add_gan_metrics(gan_sub)
+
+
+def _add_gan_generate(gan_sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit gan generate`."""
     p = gan_sub.add_parser("generate", help="images from a trained GAN run (G_ema)")
     p.add_argument("run_dir", help="GAN run directory")
     p.add_argument(
@@ -296,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output PNG",
     )
+
+
+def _add_gan_augment_grid(gan_sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit gan augment-grid`."""
     p = gan_sub.add_parser(
         "augment-grid", help="what D sees: training images and their ADA augmentation at p"
     )
@@ -311,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output PNG",
     )
+
+
+def _add_gan_metrics(gan_sub: argparse._SubParsersAction) -> None:
+    """Add `tfkit gan metrics`."""
     p = gan_sub.add_parser("metrics", help="FID/KID of a GAN run's G_ema against its data")
     p.add_argument("run_dir", help="GAN run directory (its latest checkpoint is measured)")
     p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid (default both)")
@@ -341,6 +371,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="real-statistics cache (default ~/.cache/tfkit/metrics)",
     )
     p.add_argument("--seed", type=int, default=0, help="latent and KID-subset seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every tfkit command."""
+    parser = _Parser(
+        prog="tfkit",
+        description="Keras-first TensorFlow toolkit: data, models, training, tuning, StyleGAN.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_config_commands(sub)
+    _add_data_commands(sub)
+    _add_train_commands(sub)
+    _add_predict_command(sub)
+    _add_tune_command(sub)
+    _add_export_command(sub)
+    _add_launch_command(sub)
+    _add_gan_commands(sub)
     for leaf in _leaf_parsers(parser):
         leaf.add_argument(
             "--verbose",

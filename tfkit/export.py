@@ -129,7 +129,7 @@ def gan_servable(run_dir: str | Path) -> Servable:
     """
 
     from tfkit.stylegan.checkpoints import load_g_ema
-    from tfkit.stylegan.layers import conv_algorithm
+    from tfkit.stylegan.ops import conv_algorithm
 
     loaded = load_g_ema(run_dir)
     generator, opts, checkpoint = loaded.G, loaded.opts, loaded.checkpoint

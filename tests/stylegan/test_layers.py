@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfkit.stylegan import layers as L
+from tfkit.stylegan import ops
 
 
 def _roundtrip(layer, inputs):
@@ -138,8 +139,8 @@ def test_upsample_conv2d_equals_upsampling_then_convolution(shape, cout):
     probe = tf.random.normal([shape[0], 2 * shape[1], 2 * shape[2], cout], seed=32)
     out = []
     for conv in (
-        L.upsample_conv2d,
-        lambda x, k: tf.nn.conv2d(L.upsample_for_conv(x, 3), k, 1, "VALID"),
+        ops.upsample_conv2d,
+        lambda x, k: tf.nn.conv2d(ops.upsample_for_conv(x, 3), k, 1, "VALID"),
     ):
         with tf.GradientTape() as tape:
             tape.watch([x, kernel])
@@ -196,7 +197,7 @@ def test_winograd_conv3x3_equals_conv2d_with_first_and_second_gradients(shape, c
     """Winograd F(2x2, 3x3) and F(4x4, 3x3) are the 'SAME' 3x3 convolution: values,
     gradients with respect to input and kernel, and the second-order gradient R1 takes,
     within float32 rounding."""
-    assert L._winograd_tile(*shape[1:3]) == tile
+    assert ops._winograd_tile(*shape[1:3]) == tile
     x = tf.random.normal(shape, seed=20)
     kernel = tf.random.normal([3, 3, shape[-1], cout], seed=21)
     probe = tf.random.normal([*shape[:3], cout], seed=22)
@@ -213,7 +214,7 @@ def test_winograd_conv3x3_equals_conv2d_with_first_and_second_gradients(shape, c
         return y, gx, gk, outer.gradient(penalty, kernel)
 
     direct = grads(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
-    winograd = grads(L.winograd_conv3x3)
+    winograd = grads(ops.winograd_conv3x3)
     for name, a, b in zip(["value", "d/dx", "d/dkernel", "d2"], direct, winograd, strict=True):
         assert _relative_error(a, b) < 1e-5, name
 
@@ -232,7 +233,7 @@ def test_conv_algorithm_switches_the_layers_and_keeps_their_outputs():
         layer(inputs)
         outs = {}
         for name in ("direct", "winograd", "auto"):
-            with L.conv_algorithm(name), tf.GradientTape() as tape:
+            with ops.conv_algorithm(name), tf.GradientTape() as tape:
                 tape.watch(x)
                 y = layer(inputs)
                 loss = tf.reduce_sum(y * y)
@@ -242,7 +243,7 @@ def test_conv_algorithm_switches_the_layers_and_keeps_their_outputs():
             for a, b in zip(outs["direct"][1], outs[name][1], strict=True):
                 assert _relative_error(a, b) < 1e-5
     with pytest.raises(ValueError, match="name"):
-        with L.conv_algorithm("fft"):
+        with ops.conv_algorithm("fft"):
             pass
 
 
@@ -250,13 +251,13 @@ def test_winograd_applies_only_where_it_is_exact_and_faster():
     even, odd = tf.zeros([1, 8, 8, 2]), tf.zeros([1, 7, 7, 2])
     k3, k1 = tf.zeros([3, 3, 2, 2]), tf.zeros([1, 1, 2, 2])
     gpu = bool(tf.config.list_logical_devices("GPU"))
-    assert L._winograd_applies(even, k3) == (not gpu)
-    assert not L._winograd_applies(odd, k3) and not L._winograd_applies(even, k1)
-    assert not L._winograd_applies(tf.cast(even, tf.float16), k3)  # mixed precision: direct
-    with L.conv_algorithm("direct"):
-        assert not L._winograd_applies(even, k3)
-    with L.conv_algorithm("winograd"):
-        assert L._winograd_applies(even, k3) and not L._winograd_applies(odd, k3)
+    assert ops._winograd_applies(even, k3) == (not gpu)
+    assert not ops._winograd_applies(odd, k3) and not ops._winograd_applies(even, k1)
+    assert not ops._winograd_applies(tf.cast(even, tf.float16), k3)  # mixed precision: direct
+    with ops.conv_algorithm("direct"):
+        assert not ops._winograd_applies(even, k3)
+    with ops.conv_algorithm("winograd"):
+        assert ops._winograd_applies(even, k3) and not ops._winograd_applies(odd, k3)
 
 
 @pytest.mark.parametrize("gain", [None, 1.0, math.sqrt(0.5)])
@@ -277,7 +278,7 @@ def test_lrelu_values_and_derivatives_equal_leaky_relu(gain):
             second = tf.reduce_sum(tf.square(dx) * x)
         return y, dx, outer.gradient(second, w)
 
-    ours = derivatives(lambda v: L.activate(v, "lrelu", gain=gain))
+    ours = derivatives(lambda v: ops.activate(v, "lrelu", gain=gain))
     reference = derivatives(lambda v: tf.nn.leaky_relu(v, 0.2) * g)
     for a, b in zip(ours, reference, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

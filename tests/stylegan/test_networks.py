@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkit.stylegan import layers, losses
+from tfkit.stylegan import losses, ops
 from tfkit.stylegan.discriminator import Discriminator
 from tfkit.stylegan.mapping import MappingNetwork
 from tfkit.stylegan.synthesis import Generator, SynthesisNetwork, num_ws_for
@@ -194,7 +194,7 @@ def test_networks_equal_with_direct_and_winograd_convolutions(arch, resolution):
     reals = tf.random.normal([4, resolution, resolution, 3], seed=4)
     out = {}
     for name in ("direct", "auto"):
-        with layers.conv_algorithm(name):
+        with ops.conv_algorithm(name):
             with tf.GradientTape() as tape:
                 img = G(z, noise_mode="const")
                 logits = D(img)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfkit.config import check_power_of_two
 from tfkit.errors import UserError
 
 
@@ -115,10 +116,10 @@ def shapes(count: int = 2000, resolution: int = 32, seed: int = 0) -> Arrays:
     Returns:
         x float32 (count, resolution, resolution, 3) in [0, 1], y int32 in {0, 1, 2}.
     """
-    if resolution < 4 or resolution & (resolution - 1):
-        raise UserError(
-            f"`resolution` must be a power of two >= 4. Received: resolution={resolution}"
-        )
+    try:
+        check_power_of_two(resolution, "resolution", 4)  # the rule of `data.source.resolution`
+    except ValueError as err:
+        raise UserError(f"`resolution` {err}") from None
     if count < 1:
         raise UserError(f"`count` must be >= 1. Received: count={count}")
     rng = np.random.default_rng(seed)

@@ -562,54 +562,38 @@ def resolve_images(cfg, where: str, ignore_errors: bool) -> Source:
 # TFRecords ------------------------------------------------------------------------------
 
 
-def resolve_tfrecord(
-    cfg,
-    where: str,
-    ignore_errors: bool,
-    task: str = "auto",
-    num_classes: int | None = None,
-    verify: bool = True,
-) -> Source:
-    """A `Source` over TFRecord shards, checked before any training starts.
+def _tfrecord_specs(cfg, where: str, files: list[str], schema: dict | None) -> list:
+    """The features of TFRecord shards: as the config declares them, else from the tfkit
+    schema file.
 
-    The first record of every file is checked against the features (a missing feature or
-    a wrong dtype names the feature and the file). With `verify` every file is read once,
-    so a truncated or corrupt file fails here, named, before training starts; without it
-    uncompressed files are only walked record header by header (catching truncation).
-    With `ignore_errors` every file is read once to count the readable records, and the
-    bad ones are reported in `Source.skipped`.
+    Raises:
+        UserError: neither is there; the message proposes features read from the data.
     """
-    files, schema = tfr.resolve_files(cfg.path, f"{where}.path")
     if cfg.features is not None:
-        specs = [tfr.spec_from_config(f) for f in cfg.features]
-    elif schema is not None:
-        specs = [tfr.FeatureSpec.from_json(f) for f in schema["features"]]
-    else:
-        found = tfr.infer_features(tfr.first_records(files[0], 5, cfg.compression))
-        raise UserError(
-            f"`{where}`: {cfg.path} has no {tfr.SCHEMA_FILE}; declare the features in the "
-            f"config, e.g.\n{tfr.features_yaml(found)}"
-        )
-    names = [s.name for s in specs]
-    meta = schema or {}
-    label = meta.get("label", "label") if cfg.label == "label" and schema else cfg.label
-    if label is not None and label not in names:
-        raise UserError(
-            f"`{where}.label`: feature `{label}` is not among the features of {cfg.path}: "
-            f"{', '.join(names)}"
-        )
-    weight = meta.get("sample_weight") if meta.get("sample_weight") in names else None
-    inputs = cfg.inputs or meta.get("inputs") or [n for n in names if n not in (label, weight)]
-    for n in inputs:
-        if n not in names:
-            raise UserError(f"`{where}.inputs`: feature `{n}` is not among: {', '.join(names)}")
-    compression = tfr.detect_compression(files[0], cfg.compression)
-    schema_base = cfg.path if isinstance(cfg.path, str) else files[0]
-    shard_counts = {
-        str(Path(schema_dir_file(schema_base, s["file"]))): s["count"]
-        for s in meta.get("shards", [])
-    }
+        return [tfr.spec_from_config(f) for f in cfg.features]
+    if schema is not None:
+        return [tfr.FeatureSpec.from_json(f) for f in schema["features"]]
+    found = tfr.infer_features(tfr.first_records(files[0], 5, cfg.compression))
+    raise UserError(
+        f"`{where}`: {cfg.path} has no {tfr.SCHEMA_FILE}; declare the features in the "
+        f"config, e.g.\n{tfr.features_yaml(found)}"
+    )
 
+
+def _count_tfrecords(
+    files: list[str],
+    specs: list,
+    compression: str,
+    shard_counts: dict[str, int],
+    ignore_errors: bool,
+    verify: bool,
+) -> tuple[list[int | None], dict[str, int]]:
+    """(records per file, bad records skipped per file): the first record of each file is
+    checked against `specs`; how much of each file is read follows `resolve_tfrecord`.
+
+    Raises:
+        UserError: a corrupt or truncated file, or a count that differs from the schema's.
+    """
     counts, skipped = [], {}
     for f in files:
         recs = tfr.first_records(f, 1, compression)
@@ -645,33 +629,97 @@ def resolve_tfrecord(
             "skipped %d bad records: %s", sum(skipped.values()),
             ", ".join(f"{os.path.basename(k)}: {v}" for k, v in skipped.items()),
         )  # fmt: skip
-    by_name = {s.name: s for s in specs}
+    return counts, skipped
+
+
+def _tfrecord_task(
+    meta: dict,
+    label_spec,
+    read_labels,
+    task: str,
+    num_classes: int | None,
+    check_where: str,
+) -> tuple[str | None, int | None]:
+    """(task, number of classes) of a labelled TFRecord source: as configured, else from
+    the schema file, else from the labels (read through `read_labels`, once, only when
+    needed); class labels are checked against them when read or configured."""
     t, k = meta.get("task"), meta.get("num_classes")
     read: list[np.ndarray] = []
 
     def labels() -> np.ndarray:  # read once, only when needed
         if not read:
-            read.append(_read_labels(files, compression, by_name[label], ignore_errors))
+            read.append(read_labels())
         return read[0]
 
     if task != "auto":
         t, k = task, num_classes or k
-    if label is not None and t is None:
-        ls = by_name[label]
-        if ls.dtype in ("float32", "float64", "float16"):
+    if t is None:
+        if label_spec.dtype in ("float32", "float64", "float16"):
             t = "regression"
         else:
             t, k = infer_task(labels())
-    if t == "multiclass" and k is None and label is not None:
+    if t == "multiclass" and k is None:
         k = int(labels().max()) + 1
     if num_classes:
         k = num_classes
-    if (
-        label is not None
-        and t in ("binary", "multiclass")
-        and (read or task != "auto" or num_classes)
-    ):
-        checks.check_labels(labels(), f"`{where}` ({cfg.path}, feature `{label}`)", t, k)
+    if t in ("binary", "multiclass") and (read or task != "auto" or num_classes):
+        checks.check_labels(labels(), check_where, t, k)
+    return t, k
+
+
+def resolve_tfrecord(
+    cfg,
+    where: str,
+    ignore_errors: bool,
+    task: str = "auto",
+    num_classes: int | None = None,
+    verify: bool = True,
+) -> Source:
+    """A `Source` over TFRecord shards, checked before any training starts.
+
+    The first record of every file is checked against the features (a missing feature or
+    a wrong dtype names the feature and the file). With `verify` every file is read once,
+    so a truncated or corrupt file fails here, named, before training starts; without it
+    uncompressed files are only walked record header by header (catching truncation).
+    With `ignore_errors` every file is read once to count the readable records, and the
+    bad ones are reported in `Source.skipped`.
+    """
+    files, schema = tfr.resolve_files(cfg.path, f"{where}.path")
+    specs = _tfrecord_specs(cfg, where, files, schema)
+    names = [s.name for s in specs]
+    meta = schema or {}
+    label = meta.get("label", "label") if cfg.label == "label" and schema else cfg.label
+    if label is not None and label not in names:
+        raise UserError(
+            f"`{where}.label`: feature `{label}` is not among the features of {cfg.path}: "
+            f"{', '.join(names)}"
+        )
+    weight = meta.get("sample_weight") if meta.get("sample_weight") in names else None
+    inputs = cfg.inputs or meta.get("inputs") or [n for n in names if n not in (label, weight)]
+    for n in inputs:
+        if n not in names:
+            raise UserError(f"`{where}.inputs`: feature `{n}` is not among: {', '.join(names)}")
+    compression = tfr.detect_compression(files[0], cfg.compression)
+    schema_base = cfg.path if isinstance(cfg.path, str) else files[0]
+    shard_counts = {
+        str(Path(schema_dir_file(schema_base, s["file"]))): s["count"]
+        for s in meta.get("shards", [])
+    }
+
+    counts, skipped = _count_tfrecords(
+        files, specs, compression, shard_counts, ignore_errors, verify
+    )
+    by_name = {s.name: s for s in specs}
+    t, k = None, None
+    if label is not None:
+        t, k = _tfrecord_task(
+            meta,
+            by_name[label],
+            lambda: _read_labels(files, compression, by_name[label], ignore_errors),
+            task,
+            num_classes,
+            f"`{where}` ({cfg.path}, feature `{label}`)",
+        )
     image_like = [by_name[n] for n in inputs if by_name[n].dtype == "uint8"]
     return Source(
         where=where,

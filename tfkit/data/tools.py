@@ -138,12 +138,6 @@ def convert_command(args: argparse.Namespace) -> int:
         ]
         y = arrays.y
     else:
-        if args.resolution is not None and (
-            args.resolution < 1 or args.resolution & (args.resolution - 1)
-        ):
-            raise UserError(
-                f"`--resolution` must be a power of two. Received: --resolution {args.resolution}"
-            )
         if args.image_size:
             size, fit = tuple(args.image_size), None
         else:

@@ -135,6 +135,91 @@ def _check_cnn(cfg: CNNModel, spec: DataSpec, units: int) -> InputSpec:
     return inp
 
 
+def _cnn_layer(kind: str, dims: int):
+    """The Keras layer class `kind` of `dims` dimensions: `_cnn_layer("Conv{}D", 2)` is
+    `keras.layers.Conv2D`."""
+    return getattr(keras.layers, kind.format(dims))
+
+
+def _conv_unit(cfg: CNNModel, x, layer, name: str):
+    """`layer` [-> BatchNorm] -> activation."""
+    x = layer(x)
+    if cfg.batch_norm:
+        x = keras.layers.BatchNormalization(
+            momentum=cfg.batch_norm_momentum,
+            epsilon=cfg.batch_norm_epsilon,
+            synchronized=True,  # global-batch statistics: every replica stays equal
+            name=f"{name}_bn",
+        )(x)
+    return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
+
+
+def _cnn_blocks(cfg: CNNModel, x):
+    """The encoder: per entry of `filters`, `convs_per_block` conv units, pooling, dropout."""
+    n = cfg.dims
+    for b, (width, kernel) in enumerate(zip(cfg.filters, _kernel_sizes(cfg), strict=True)):
+        for c in range(cfg.convs_per_block):
+            name = f"block{b + 1}_conv{c + 1}"
+            layer = _cnn_layer("Conv{}D", n)(
+                width,
+                kernel,
+                strides=cfg.strides if c == 0 else 1,
+                padding=cfg.padding,
+                dilation_rate=cfg.dilation_rate,
+                groups=cfg.groups,
+                use_bias=not cfg.batch_norm,
+                name=name,
+            )
+            x = _conv_unit(cfg, x, layer, name)
+        if cfg.pool != "none":
+            pool = {"max": "MaxPooling{}D", "average": "AveragePooling{}D"}[cfg.pool]
+            x = _cnn_layer(pool, n)(
+                cfg.pool_size,
+                strides=cfg.pool_strides,
+                padding=cfg.pool_padding,
+                name=f"block{b + 1}_pool",
+            )(x)
+        if cfg.spatial_dropout:
+            x = _cnn_layer("SpatialDropout{}D", n)(
+                cfg.spatial_dropout, name=f"block{b + 1}_spatial_dropout"
+            )(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"block{b + 1}_dropout")(x)
+    return x
+
+
+def _cnn_decoder(cfg: CNNModel, x, units: int, activation: str | None):
+    """The ConvTranspose decoder of `transpose_filters`, then a 1x1 conv per position."""
+    for t, width in enumerate(cfg.transpose_filters):
+        name = f"decoder{t + 1}"
+        layer = _cnn_layer("Conv{}DTranspose", cfg.dims)(
+            width,
+            _kernel_sizes(cfg)[-1],
+            strides=cfg.transpose_strides,
+            padding="same",
+            use_bias=not cfg.batch_norm,
+            name=name,
+        )
+        x = _conv_unit(cfg, x, layer, name)
+    conv = _cnn_layer("Conv{}D", cfg.dims)
+    return conv(units, 1, activation=activation, dtype="float32", name="output")(x)
+
+
+def _cnn_head(cfg: CNNModel, x, units: int, activation: str | None):
+    """Flatten (or global-pool) the features, then the dense head."""
+    if cfg.global_pool == "max":
+        x = _cnn_layer("GlobalMaxPooling{}D", cfg.dims)(name="global_pool")(x)
+    elif cfg.global_pool == "average":
+        x = _cnn_layer("GlobalAveragePooling{}D", cfg.dims)(name="global_pool")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for j, width in enumerate(cfg.dense_units):
+        x = dense(width, cfg.activation, cfg.dense_impl, name=f"dense_{j}")(x)
+        if cfg.dense_dropout:
+            x = keras.layers.Dropout(cfg.dense_dropout, name=f"dense_dropout_{j}")(x)
+    return dense(units, activation, cfg.dense_impl, name="output", dtype="float32")(x)
+
+
 def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
     """A convolutional network for 1-D, 2-D or 3-D inputs (channels last).
 
@@ -149,98 +234,12 @@ def build_cnn(cfg: CNNModel, spec: DataSpec) -> keras.Model:
     """
     units, activation = checks.resolve_head(cfg, spec)
     inp = _check_cnn(cfg, spec, units)
-    n = cfg.dims
-    conv = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[n]
-    conv_t = {
-        1: keras.layers.Conv1DTranspose,
-        2: keras.layers.Conv2DTranspose,
-        3: keras.layers.Conv3DTranspose,
-    }[n]
-    pool = {
-        "max": {
-            1: keras.layers.MaxPooling1D,
-            2: keras.layers.MaxPooling2D,
-            3: keras.layers.MaxPooling3D,
-        },
-        "average": {
-            1: keras.layers.AveragePooling1D,
-            2: keras.layers.AveragePooling2D,
-            3: keras.layers.AveragePooling3D,
-        },
-    }
-    spatial_dropout = {
-        1: keras.layers.SpatialDropout1D,
-        2: keras.layers.SpatialDropout2D,
-        3: keras.layers.SpatialDropout3D,
-    }[n]
-
-    def conv_unit(x, layer, name):
-        x = layer(x)
-        if cfg.batch_norm:
-            x = keras.layers.BatchNormalization(
-                momentum=cfg.batch_norm_momentum,
-                epsilon=cfg.batch_norm_epsilon,
-                synchronized=True,  # global-batch statistics: every replica stays equal
-                name=f"{name}_bn",
-            )(x)
-        return keras.layers.Activation(cfg.activation, name=f"{name}_act")(x)
-
     inputs = keras.Input(shape=inp.shape, dtype=inp.dtype, name=inp.name)
-    x = inputs
-    for b, (width, kernel) in enumerate(zip(cfg.filters, _kernel_sizes(cfg), strict=True)):
-        for c in range(cfg.convs_per_block):
-            name = f"block{b + 1}_conv{c + 1}"
-            layer = conv(
-                width,
-                kernel,
-                strides=cfg.strides if c == 0 else 1,
-                padding=cfg.padding,
-                dilation_rate=cfg.dilation_rate,
-                groups=cfg.groups,
-                use_bias=not cfg.batch_norm,
-                name=name,
-            )
-            x = conv_unit(x, layer, name)
-        if cfg.pool != "none":
-            x = pool[cfg.pool][n](
-                cfg.pool_size,
-                strides=cfg.pool_strides,
-                padding=cfg.pool_padding,
-                name=f"block{b + 1}_pool",
-            )(x)
-        if cfg.spatial_dropout:
-            x = spatial_dropout(cfg.spatial_dropout, name=f"block{b + 1}_spatial_dropout")(x)
-        if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout, name=f"block{b + 1}_dropout")(x)
-
+    x = _cnn_blocks(cfg, inputs)
     if cfg.transpose_filters:
-        for t, width in enumerate(cfg.transpose_filters):
-            name = f"decoder{t + 1}"
-            layer = conv_t(
-                width,
-                _kernel_sizes(cfg)[-1],
-                strides=cfg.transpose_strides,
-                padding="same",
-                use_bias=not cfg.batch_norm,
-                name=name,
-            )
-            x = conv_unit(x, layer, name)
-        outputs = conv(units, 1, activation=activation, dtype="float32", name="output")(x)
-        return keras.Model(inputs, outputs, name="cnn")
-
-    if cfg.global_pool == "max":
-        x = {1: keras.layers.GlobalMaxPooling1D, 2: keras.layers.GlobalMaxPooling2D,
-             3: keras.layers.GlobalMaxPooling3D}[n](name="global_pool")(x)  # fmt: skip
-    elif cfg.global_pool == "average":
-        x = {1: keras.layers.GlobalAveragePooling1D, 2: keras.layers.GlobalAveragePooling2D,
-             3: keras.layers.GlobalAveragePooling3D}[n](name="global_pool")(x)  # fmt: skip
+        outputs = _cnn_decoder(cfg, x, units, activation)
     else:
-        x = keras.layers.Flatten(name="flatten")(x)
-    for j, width in enumerate(cfg.dense_units):
-        x = dense(width, cfg.activation, cfg.dense_impl, name=f"dense_{j}")(x)
-        if cfg.dense_dropout:
-            x = keras.layers.Dropout(cfg.dense_dropout, name=f"dense_dropout_{j}")(x)
-    outputs = dense(units, activation, cfg.dense_impl, name="output", dtype="float32")(x)
+        outputs = _cnn_head(cfg, x, units, activation)
     return keras.Model(inputs, outputs, name="cnn")
 
 

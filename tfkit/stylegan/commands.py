@@ -164,6 +164,40 @@ def generate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_options(args: argparse.Namespace) -> tuple[list[str], int, int, int, Path]:
+    """(metrics, images per set, batch size, seed, cache folder) of `tfkit gan metrics`,
+    checked before any work (the cache folder is created).
+
+    Raises:
+        UserError: an unknown metric, a count below its minimum, an uncreatable cache.
+    """
+    from tfkit.stylegan.metrics import (
+        DEFAULT_NUM_IMAGES,
+        METRICS,
+        check_metric_names,
+        default_cache_dir,
+    )
+
+    metrics = check_metric_names(getattr(args, "metrics", None) or ",".join(METRICS))
+    num_images = int(getattr(args, "num_images", None) or DEFAULT_NUM_IMAGES)
+    if num_images < 2:
+        raise UserError(f"--num-images must be >= 2. Received: --num-images {num_images}")
+    batch_size = int(getattr(args, "batch_size", None) or 64)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1. Received: --batch-size {batch_size}")
+    seed = int(getattr(args, "seed", None) or 0)
+    cache_dir = Path(getattr(args, "cache_dir", None) or default_cache_dir())
+    try:  # before any work: the statistics are written there after minutes of computing
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        flag = "--cache-dir" if getattr(args, "cache_dir", None) else "the default --cache-dir"
+        raise UserError(
+            f"{flag} {cache_dir}: cannot create it ({err.strerror or err}); pass --cache-dir "
+            "with a writable folder"
+        ) from None
+    return metrics, num_images, batch_size, seed, cache_dir
+
+
 def metrics_command(args: argparse.Namespace) -> int:
     """`tfkit gan metrics RUN_DIR [--metrics fid,kid] [--features SPEC] [--num-images N]`.
 
@@ -183,35 +217,10 @@ def metrics_command(args: argparse.Namespace) -> int:
     from tfkit.runs import Run
     from tfkit.stylegan.checkpoints import load_g_ema
     from tfkit.stylegan.features import DEFAULT_SPEC, feature_network
-    from tfkit.stylegan.metrics import (
-        DEFAULT_NUM_IMAGES,
-        METRICS,
-        check_metric_names,
-        comparability,
-        default_cache_dir,
-        display_name,
-        evaluate_generator,
-        log_metrics,
-    )
+    from tfkit.stylegan.metrics import comparability, display_name, evaluate_generator, log_metrics
 
     run_dir = Path(args.run_dir)
-    metrics = check_metric_names(getattr(args, "metrics", None) or ",".join(METRICS))
-    num_images = int(getattr(args, "num_images", None) or DEFAULT_NUM_IMAGES)
-    if num_images < 2:
-        raise UserError(f"--num-images must be >= 2. Received: --num-images {num_images}")
-    batch_size = int(getattr(args, "batch_size", None) or 64)
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1. Received: --batch-size {batch_size}")
-    seed = int(getattr(args, "seed", None) or 0)
-    cache_dir = Path(getattr(args, "cache_dir", None) or default_cache_dir())
-    try:  # before any work: the statistics are written there after minutes of computing
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        flag = "--cache-dir" if getattr(args, "cache_dir", None) else "the default --cache-dir"
-        raise UserError(
-            f"{flag} {cache_dir}: cannot create it ({err.strerror or err}); pass --cache-dir "
-            "with a writable folder"
-        ) from None
+    metrics, num_images, batch_size, seed, cache_dir = _metric_options(args)
     run = Run.open(run_dir)  # no checkpoint yet: load_g_ema says so
     config = run.load_config()
     spec = getattr(args, "features", None) or DEFAULT_SPEC

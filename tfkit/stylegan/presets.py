@@ -144,7 +144,7 @@ PRESETS: dict[str, dict] = {
     ),
 }
 PRESET_NAMES = GAN_PRESET_NAMES
-if tuple(PRESETS) != PRESET_NAMES:  # config.py validates `gan.preset` against the names
+if tuple(PRESETS) != PRESET_NAMES:  # tfkit.config validates `gan.preset` against the names
     raise RuntimeError(f"PRESETS {tuple(PRESETS)} != config.GAN_PRESET_NAMES {PRESET_NAMES}")
 
 
@@ -238,60 +238,39 @@ def _batch_fix(batch: int, step: int, batch_per_replica: int | None) -> str:
     return f"Use --set gan.batch={' or '.join(map(str, options))} (a multiple of {step})"
 
 
-def resolve_options(
-    gan,
-    resolution: int,
-    replicas: int = 1,
-    num_classes: int = 0,
-    mixed_precision: str = "float32",
-) -> GanOptions:
-    """Resolve a `GanConfig` into `GanOptions` for data of `resolution` on `replicas` replicas.
+# the `gan.*` keys a preset supplies (a key set in the config wins)
+PRESET_FIELDS = (
+    "kimg",
+    "tick_kimg",
+    "snapshot_ticks",
+    "batch",
+    "z_dim",
+    "w_dim",
+    "map_layers",
+    "channel_base",
+    "channel_max",
+    "mbstd_group",
+    "d_residual",
+    "lr",
+    "lr_decay",
+    "lr_decay_start",
+    "gamma",
+    "ema_kimg",
+    "ema_rampup",
+    "pl_weight",
+    "style_mixing",
+    "augment",
+)
 
-    Args:
-        gan: the `gan` config section.
-        resolution: the image size of the training data.
-        replicas: replicas in sync (the global batch is split across them).
-        num_classes: classes of the data (used when `gan.conditional`).
-        mixed_precision: `runtime.mixed_precision` (used when `gan.mixed_precision` is auto).
+
+def _accumulation(gan, v: dict, replicas: int) -> tuple[int, int]:
+    """(examples per replica of one accumulation round, rounds per step) of the batch
+    `v['batch']` on `replicas`, checked against the minibatch-stddev group and the
+    path-length batch.
 
     Raises:
-        UserError: unknown preset, resolution not a power of two or not matching the data,
-            batch not divisible by the replicas or the per-replica batch by the
-            minibatch-stddev group, conditional model without labels.
+        UserError: a batch that does not split evenly, naming the fix.
     """
-    if gan.preset not in PRESETS:
-        raise unknown_name("gan.preset", gan.preset, PRESET_NAMES)
-    check_power_of_two(
-        resolution, "data resolution" if gan.resolution is None else "gan.resolution"
-    )
-    if gan.resolution is not None and gan.resolution != resolution:
-        raise UserError(
-            f"`gan.resolution` ({gan.resolution}) does not match the data's image size ({resolution})."
-        )
-    p = auto_preset(resolution, replicas) if gan.preset == "auto" else dict(PRESETS[gan.preset])
-    fields = (
-        "kimg",
-        "tick_kimg",
-        "snapshot_ticks",
-        "batch",
-        "z_dim",
-        "w_dim",
-        "map_layers",
-        "channel_base",
-        "channel_max",
-        "mbstd_group",
-        "d_residual",
-        "lr",
-        "lr_decay",
-        "lr_decay_start",
-        "gamma",
-        "ema_kimg",
-        "ema_rampup",
-        "pl_weight",
-        "style_mixing",
-        "augment",
-    )
-    v = {k: getattr(gan, k) if getattr(gan, k) is not None else p.get(k) for k in fields}
     if v["batch"] % replicas:
         raise UserError(
             f"`gan.batch` ({v['batch']}) must be divisible by the number of replicas ({replicas}). "
@@ -323,6 +302,12 @@ def resolve_options(
             f"gan.pl_batch_shrink {gan.pl_batch_shrink}) must be divisible by `gan.mbstd_group` "
             f"({group}). {_batch_fix(v['batch'], step, gan.batch_per_replica)}"
         )
+    return batch_per_replica, rounds
+
+
+def _precision(gan, mixed_precision: str) -> tuple[str, int]:
+    """(dtype of the top resolutions, how many of them) from `gan.mixed_precision` and
+    `gan.num_fp16_res`; `auto` follows `runtime.mixed_precision`."""
     precision = gan.mixed_precision
     if precision == "auto":
         precision = RUNTIME_PRECISION.get(mixed_precision, "float32")
@@ -331,6 +316,43 @@ def resolve_options(
     )
     if precision != "float32" and not num_fp16_res:
         precision = "float32"
+    return precision, num_fp16_res
+
+
+def resolve_options(
+    gan,
+    resolution: int,
+    replicas: int = 1,
+    num_classes: int = 0,
+    mixed_precision: str = "float32",
+) -> GanOptions:
+    """Resolve a `GanConfig` into `GanOptions` for data of `resolution` on `replicas` replicas.
+
+    Args:
+        gan: the `gan` config section.
+        resolution: the image size of the training data.
+        replicas: replicas in sync (the global batch is split across them).
+        num_classes: classes of the data (used when `gan.conditional`).
+        mixed_precision: `runtime.mixed_precision` (used when `gan.mixed_precision` is auto).
+
+    Raises:
+        UserError: unknown preset, resolution not a power of two or not matching the data,
+            batch not divisible by the replicas or the per-replica batch by the
+            minibatch-stddev group, conditional model without labels.
+    """
+    if gan.preset not in PRESETS:
+        raise unknown_name("gan.preset", gan.preset, PRESET_NAMES)
+    check_power_of_two(
+        resolution, "data resolution" if gan.resolution is None else "gan.resolution"
+    )
+    if gan.resolution is not None and gan.resolution != resolution:
+        raise UserError(
+            f"`gan.resolution` ({gan.resolution}) does not match the data's image size ({resolution})."
+        )
+    p = auto_preset(resolution, replicas) if gan.preset == "auto" else dict(PRESETS[gan.preset])
+    v = {k: getattr(gan, k) if getattr(gan, k) is not None else p.get(k) for k in PRESET_FIELDS}
+    batch_per_replica, rounds = _accumulation(gan, v, replicas)
+    precision, num_fp16_res = _precision(gan, mixed_precision)
     preset = gan.preset if gan.augment is None else None
     if message := augment_p_error(v["augment"], gan.augment_p, preset):
         raise UserError(message)

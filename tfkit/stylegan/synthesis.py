@@ -8,6 +8,7 @@ import math
 import keras
 import tensorflow as tf
 
+from tfkit.config import GAN_RESOLUTIONS, check_power_of_two
 from tfkit.stylegan.layers import (
     AdaIN,
     AddNoise,
@@ -16,20 +17,21 @@ from tfkit.stylegan.layers import (
     SynthesisLayer,
     ToRGB,
     _check_noise_mode,
-    upsample2d,
 )
 from tfkit.stylegan.mapping import MappingNetwork
+from tfkit.stylegan.ops import upsample2d
 
 ARCHS = ("stylegan2", "stylegan")
 
 
 def check_resolution(resolution: int, name: str = "resolution") -> int:
-    """Return log2(resolution); raise ValueError unless it is a power of two in 8..1024."""
+    """Return log2(resolution); raise ValueError unless it is a power of two in 8..1024
+    (`gan.resolution`'s rule, defined once in `tfkit.config`)."""
     resolution = int(resolution)
-    if resolution < 8 or resolution > 1024 or resolution & (resolution - 1):
-        raise ValueError(
-            f"`{name}` must be a power of two from 8 to 1024. Received: {name}={resolution}"
-        )
+    try:
+        check_power_of_two(resolution, name, *GAN_RESOLUTIONS)
+    except ValueError as err:
+        raise ValueError(f"`{name}` {err}") from None
     return int(math.log2(resolution))
 
 

@@ -243,6 +243,67 @@ def check_objective(hypermodel: TfkitHyperModel, space: dict, objective: str) ->
 # --------------------------------------------------------------------------------------
 
 
+def _tuner_kwargs(config: ExperimentConfig, search_dir: Path, strategy) -> dict[str, Any]:
+    """The Keras Tuner constructor arguments of `config.tune` (the oracle's and the
+    tuner's), the search kept in `search_dir`."""
+    tune = config.tune
+    objective = keras_tuner.Objective(tune.objective.name, direction=tune.objective.direction)
+    kwargs: dict[str, Any] = {
+        "objective": objective,
+        "executions_per_trial": tune.executions_per_trial,
+        "seed": tune.seed if tune.seed is not None else config.runtime.seed,
+        "directory": str(search_dir),
+        "project_name": PROJECT,
+        "overwrite": False,
+    }
+    if strategy.num_replicas_in_sync > 1:
+        kwargs["distribution_strategy"] = strategy
+    if tune.tuner == "hyperband":
+        kwargs.update(
+            max_epochs=tune.max_epochs,
+            factor=tune.factor,
+            hyperband_iterations=tune.hyperband_iterations,
+        )
+    else:
+        kwargs["max_trials"] = tune.max_trials
+    return kwargs
+
+
+def _worker_result(tuner, search_dir: Path, tuner_id: str, seconds: float) -> dict[str, Any]:
+    """A distributed search's worker: record the trials it ran (the chief reports them
+    all) and return them."""
+    workers = search_dir / WORKERS_DIR
+    workers.mkdir(parents=True, exist_ok=True)
+    (workers / f"{tuner_id}.json").write_text(json.dumps(tuner._tfkit_ran, indent=1))
+    print(f"worker {tuner_id}: ran {len(tuner._tfkit_ran)} trials in {seconds:.1f}s", flush=True)
+    return {
+        "trials": tuner._tfkit_ran,
+        "best": None,
+        "seconds": seconds,
+        "search_dir": str(search_dir),
+    }
+
+
+def _trial_strategy(config: ExperimentConfig):
+    """The strategy every trial trains under, this process's runtime set up for it.
+
+    Raises:
+        UserError: `runtime.strategy: multi_worker` (a search spreads trials instead).
+    """
+    from tfkit import distribute
+
+    if config.runtime.strategy == "multi_worker":
+        raise UserError(
+            "runtime.strategy: multi_worker: tfkit tune trains each trial in one process (a "
+            "distributed search spreads the trials over the processes); use auto, mirrored "
+            "or one_device"
+        )
+    # the processes of a cluster run different trials: each trial is local to its process
+    runtime = config.runtime.model_copy(update={"cluster": "local"})
+    distribute.setup_runtime(runtime)
+    return distribute.strategy(runtime)
+
+
 def run_search(
     config: ExperimentConfig,
     raw: dict,
@@ -276,8 +337,6 @@ def run_search(
         UserError: no tune section, a bad space key or value, an objective the model does
             not produce, a changed search without `overwrite`, an unreachable oracle.
     """
-    from tfkit import distribute
-
     tune = config.tune
     if tune is None:
         raise UserError("The config has no `tune:` section; add one (see configs/tune_digits.yaml)")
@@ -298,39 +357,12 @@ def run_search(
             raise UserError(f"{search_dir}: the chief has not created this search; check --run-dir")
     resuming = _prepare_search_dir(config, run_dir, search_dir, overwrite, write=not is_worker)
 
-    if config.runtime.strategy == "multi_worker":
-        raise UserError(
-            "runtime.strategy: multi_worker: tfkit tune trains each trial in one process (a "
-            "distributed search spreads the trials over the processes); use auto, mirrored "
-            "or one_device"
-        )
-    # the processes of a cluster run different trials: each trial is local to its process
-    runtime = config.runtime.model_copy(update={"cluster": "local"})
-    distribute.setup_runtime(runtime)
-    strategy = distribute.strategy(runtime)
+    strategy = _trial_strategy(config)
     hypermodel = _HyperModel(raw, tune.space, search_dir / TRIALS_TB_DIR)
     if not resuming and not is_worker:
         check_objective(hypermodel, tune.space, tune.objective.name)
 
-    objective = keras_tuner.Objective(tune.objective.name, direction=tune.objective.direction)
-    kwargs: dict[str, Any] = {
-        "objective": objective,
-        "executions_per_trial": tune.executions_per_trial,
-        "seed": tune.seed if tune.seed is not None else config.runtime.seed,
-        "directory": str(search_dir),
-        "project_name": PROJECT,
-        "overwrite": False,
-    }
-    if strategy.num_replicas_in_sync > 1:
-        kwargs["distribution_strategy"] = strategy
-    if tune.tuner == "hyperband":
-        kwargs.update(
-            max_epochs=tune.max_epochs,
-            factor=tune.factor,
-            hyperband_iterations=tune.hyperband_iterations,
-        )
-    else:
-        kwargs["max_trials"] = tune.max_trials
+    kwargs = _tuner_kwargs(config, search_dir, strategy)
     with _without_reload_line():  # tfkit's own line below says the search continues
         tuner = _tuner_class(tune.tuner)(hypermodel, **kwargs)
     tuner._tfkit_ran = []
@@ -354,18 +386,7 @@ def run_search(
     seconds = time.perf_counter() - start
 
     if is_worker:
-        workers = search_dir / WORKERS_DIR
-        workers.mkdir(parents=True, exist_ok=True)
-        (workers / f"{tuner_id}.json").write_text(json.dumps(tuner._tfkit_ran, indent=1))
-        print(
-            f"worker {tuner_id}: ran {len(tuner._tfkit_ran)} trials in {seconds:.1f}s", flush=True
-        )
-        return {
-            "trials": tuner._tfkit_ran,
-            "best": None,
-            "seconds": seconds,
-            "search_dir": str(search_dir),
-        }
+        return _worker_result(tuner, search_dir, tuner_id, seconds)
 
     result = write_results(tuner, config, raw, run_dir, search_dir, seconds)
     result["replicas"] = strategy.num_replicas_in_sync
