@@ -195,8 +195,13 @@ class Trainer:
             Phase("D-main", "D", 1, self.d_opt),
             Phase("D-reg", "D", opts.d_reg_interval, self.d_opt),
         ]
+        # written before training goes on: a snapshot (grid, G_ema.keras, metrics) is rare
+        # and slow beside it, and once its line is out its checkpoint is on disk
         self.writer = CheckpointWriter(
-            self.out_dir / CHECKPOINT_DIR, self._checkpoint_state(), max_to_keep=3
+            self.out_dir / CHECKPOINT_DIR,
+            self._checkpoint_state(),
+            max_to_keep=3,
+            background=False,
         )
         if resume:
             # every worker restores the chief's checkpoint
@@ -206,7 +211,7 @@ class Trainer:
                     f"--resume {self.run_dir}: no checkpoint in {self.run_dir / CHECKPOINT_DIR}"
                 )
             saved = self._restore(latest)
-            if self.augment_pipe is not None and not saved & {"augment", "augment_variables"}:
+            if self.augment_pipe is not None and "augment" not in saved:
                 p = float(self.augment_pipe.p.numpy())
                 self.log(
                     f"{latest} was written before ADA: gan.augment {opts.augment} goes on "
@@ -606,7 +611,8 @@ class Trainer:
         }
         if self.augment_pipe is not None:
             state.update(
-                augment_variables=self.augment_pipe.variables,
+                # by name ("p"): the same key as the pipeline object's attribute had
+                augment=by_path(self.augment_pipe.variables, key="name"),
                 ada_sum=self.ada_sum,
                 ada_count=self.ada_count,
             )
@@ -639,7 +645,7 @@ class Trainer:
         state) keep their values."""
         saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
         if "g_opt_variables" in saved:
-            optional = {"augment_variables", "ada_sum", "ada_count"}
+            optional = {"augment", "ada_sum", "ada_count"}
             return read_checkpoint(path, self._checkpoint_state(), optional)
         items = self._legacy_checkpoint_items()
         optional = {"train_seconds", "augment", "ada_sum", "ada_count"}

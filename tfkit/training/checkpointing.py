@@ -38,11 +38,12 @@ def raw_variable(variable: Any) -> Any:
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
-def by_path(variables: Sequence[Any]) -> dict[str, Any]:
-    """`{variable.path: variable}` of a model's variables (paths must be unique)."""
-    out = {v.path: v for v in variables}
+def by_path(variables: Sequence[Any], key: str = "path") -> dict[str, Any]:
+    """`{variable.path: variable}` of a model's variables (or keyed by another attribute,
+    e.g. `name`); the keys must be unique."""
+    out = {getattr(v, key): v for v in variables}
     if len(out) != len(variables):
-        raise ValueError("two variables share a path: declare them as a list instead")
+        raise ValueError(f"two variables share a {key}: declare them as a list instead")
     return out
 
 
