@@ -621,22 +621,12 @@ class Trainer:
     def _legacy_checkpoint_items(self) -> dict[str, Any]:
         """The object structure of checkpoints written by tfkit before the run engine (the
         networks, optimizers, generator and augmentation pipeline as objects)."""
-        items = dict(
-            G=self.G,
-            D=self.D,
-            G_ema=self.G_ema,
-            g_opt=self.g_opt,
-            d_opt=self.d_opt,
-            rng=self.rng,
-            pl_mean=self.pl_mean,
-            step=self.step,
-            nimg=self.nimg,
-            tick=self.tick,
-            tick_start_nimg=self.tick_start_nimg,
-            train_seconds=self.train_seconds,
-        )
+        items = self._checkpoint_state()  # the counters and ADA's sums, as they were
+        del items["g_opt_variables"], items["d_opt_variables"], items["rng_state"]
+        items.update(G=self.G, D=self.D, G_ema=self.G_ema, g_opt=self.g_opt, d_opt=self.d_opt)
+        items["rng"] = self.rng
         if self.augment_pipe is not None:
-            items.update(augment=self.augment_pipe, ada_sum=self.ada_sum, ada_count=self.ada_count)
+            items["augment"] = self.augment_pipe
         return items
 
     def _restore(self, path: str) -> set[str]:
