@@ -17,7 +17,6 @@ a multi-worker strategy) builds those and hands them over.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -738,13 +737,3 @@ def _cardinality(dataset: Any) -> int | None:
         return None
     value = int(value() if callable(value) else value)
     return value if value >= 0 else None
-
-
-def steps_in(dataset: tf.data.Dataset) -> int | None:
-    """Number of batches of a finite dataset (None when unknown or infinite)."""
-    n = int(dataset.cardinality())
-    return n if n >= 0 else None
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))
